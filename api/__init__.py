@@ -1,0 +1,1 @@
+"""The Flask REST API: app factory, blueprints, schemas, errors and auth."""

@@ -1,0 +1,92 @@
+"""Application settings: ``DINOSEEK_*`` environment variables over an optional TOML file.
+
+Read once into one immutable object; ``indexer``, ``workers`` and ``api`` take it as an argument.
+``model`` never imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+_BACKENDS = ("faiss", "qdrant")
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+class SettingsError(ValueError):
+    """A setting has a value dinoseek cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the services read. Field ``x`` comes from ``DINOSEEK_X`` or key ``x`` in TOML."""
+
+    home: Path
+    database_url: str
+    vector_backend: str = "faiss"
+    qdrant_url: str | None = None
+    broker_url: str | None = None
+    model: str | None = None
+    device: str = "auto"
+    api_keys: tuple[str, ...] = ()
+    allowed_roots: tuple[Path, ...] = ()
+
+    @property
+    def models_dir(self) -> Path:
+        """Where bare model names (e.g. ``dinov2_vits14_reg4``) are looked up."""
+        return self.home / "models"
+
+
+def _split(value: str, sep: str) -> list[str]:
+    return [part.strip() for part in value.split(sep) if part.strip()]
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.PathLike | None = None) -> Settings:
+    """Merge the TOML file (``config_file`` or ``DINOSEEK_CONFIG``) with the environment, env winning."""
+    env = os.environ if env is None else env
+    raw: dict[str, object] = {}
+    path = config_file or env.get("DINOSEEK_CONFIG")
+    if path:
+        try:
+            raw.update(tomllib.loads(Path(path).expanduser().read_text()))
+        except OSError as exc:
+            raise SettingsError(f"DINOSEEK_CONFIG: cannot read {path} ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"DINOSEEK_CONFIG: {path} is not valid TOML ({exc})") from exc
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SettingsError(f"{path}: unknown settings {', '.join(unknown)}")
+    for name in known:
+        value = env.get(f"DINOSEEK_{name.upper()}")
+        if value is not None and value != "":
+            raw[name] = value
+
+    home = Path(str(raw.get("home", "~/.dinoseek"))).expanduser()
+    backend = str(raw.get("vector_backend", "faiss")).lower()
+    if backend not in _BACKENDS:
+        raise SettingsError(f"DINOSEEK_VECTOR_BACKEND must be one of {', '.join(_BACKENDS)}, got {backend!r}")
+    device = str(raw.get("device", "auto")).lower()
+    if device not in _DEVICES:
+        raise SettingsError(f"DINOSEEK_DEVICE must be one of {', '.join(_DEVICES)}, got {device!r}")
+    keys = raw.get("api_keys", ())
+    keys = _split(keys, ",") if isinstance(keys, str) else [str(k) for k in keys]
+    bad = [k for k in keys if ":" in k and k.rsplit(":", 1)[1] != "ro"]
+    if bad:
+        raise SettingsError(f"DINOSEEK_API_KEYS: entries must be KEY or KEY:ro, got {', '.join(bad)}")
+    roots = raw.get("allowed_roots", ())
+    roots = _split(roots, ":") if isinstance(roots, str) else [str(r) for r in roots]
+    return Settings(
+        home=home,
+        database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
+        vector_backend=backend,
+        qdrant_url=str(raw["qdrant_url"]) if raw.get("qdrant_url") else None,
+        broker_url=str(raw["broker_url"]) if raw.get("broker_url") else None,
+        model=str(raw["model"]) if raw.get("model") else None,
+        device=device,
+        api_keys=tuple(keys),
+        allowed_roots=tuple(Path(r).expanduser().resolve() for r in roots),
+    )

@@ -1,0 +1,192 @@
+"""Batched inference: PIL images or image files → global descriptors and patch-token grids."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from model.pooling import global_descriptor
+from model.preprocess import ImageDecodeError, load_image, preprocess
+from model.vision_transformer import DinoVisionTransformer
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Embedding:
+    """Results for a batch, in input order.
+
+    ``vectors``: (B, Dg) float32, L2-normalised. ``patches``: one (h, w, D) float32 grid per image
+    (grids differ in shape because aspect ratios are kept). ``image_sizes``: (width, height) of each
+    input image, so a patch cell maps back to pixels. With ``embed_paths``, ``paths`` lists the files
+    that succeeded and ``errors`` the ones that failed, as ``{"path", "error"}``.
+    """
+
+    vectors: np.ndarray
+    patches: list[np.ndarray]
+    image_sizes: list[tuple[int, int]]
+    paths: list[str] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else as given (validated)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    return dev
+
+
+def quantize_int8(vit: nn.Module) -> nn.Module:
+    """A copy of ``vit`` with its Linear layers dynamically quantised to int8 (CPU fast path)."""
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks the eager quantisation API as deprecated
+        return quantize_dynamic(copy.deepcopy(vit).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def prefetch_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, in order, with at most ``window`` results in flight."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class Embedder:
+    """Preprocess images, run the backbone in ``inference_mode`` and pool global descriptors.
+
+    Images are grouped by their model input shape (aspect ratio is kept), so every batch is dense
+    and a result does not depend on what else was in the batch. bf16 autocast is used on CUDA only;
+    ``quantize=True`` uses int8 dynamic quantisation of the Linear layers on CPU.
+    """
+
+    def __init__(
+        self,
+        vit: DinoVisionTransformer,
+        device: str | torch.device = "auto",
+        image_size: int = 224,
+        pooling: str = "cls+gem",
+        gem_p: float = 3.0,
+        batch_size: int = 32,
+        quantize: bool = False,
+        autocast_bf16: bool = True,
+    ) -> None:
+        if image_size < vit.patch_size:
+            raise ValueError(f"image_size {image_size} is smaller than one patch ({vit.patch_size})")
+        self.device = resolve_device(device)
+        self.image_size = image_size
+        self.pooling = pooling
+        self.gem_p = gem_p
+        self.batch_size = batch_size
+        self.patch_size = vit.patch_size
+        self.embed_dim = vit.embed_dim
+        global_descriptor(torch.zeros(1, vit.embed_dim), torch.zeros(1, 1, vit.embed_dim), pooling)  # validate
+        if quantize and self.device.type != "cpu":
+            raise ValueError("int8 dynamic quantisation is a CPU fast path; use bf16 on CUDA")
+        model = quantize_int8(vit) if quantize else vit.to(self.device).eval()
+        self.vit = model
+        self.autocast = autocast_bf16 and self.device.type == "cuda"
+
+    @property
+    def dim(self) -> int:
+        """Length of the global descriptor."""
+        return 2 * self.embed_dim if self.pooling == "cls+gem" else self.embed_dim
+
+    def preprocess(self, img: Image.Image) -> torch.Tensor:
+        return preprocess(img, self.image_size, self.patch_size)
+
+    @torch.inference_mode()
+    def forward_batch(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same-shape normalised batch (B, 3, H, W) → (global vectors (B, Dg), patch grids (B, h, w, D))."""
+        b, _, h, w = batch.shape
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            feats = self.vit.forward_features(batch)
+        cls = feats["x_norm_clstoken"].float()
+        patches = feats["x_norm_patchtokens"].float()
+        vectors = global_descriptor(cls, patches, self.pooling, self.gem_p)
+        grid = patches.reshape(b, h // self.patch_size, w // self.patch_size, -1)
+        return vectors, grid
+
+    def embed_tensors(self, tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Preprocessed (3, H, W) tensors of any shapes → vectors and patch grids, in input order."""
+        vectors: list[np.ndarray | None] = [None] * len(tensors)
+        grids: list[np.ndarray | None] = [None] * len(tensors)
+        buckets: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tensors):
+            buckets.setdefault(tuple(t.shape), []).append(i)
+        for indices in buckets.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                vecs, grid = self.forward_batch(torch.stack([tensors[i] for i in chunk]))
+                vecs, grid = vecs.cpu().numpy(), grid.cpu().numpy()
+                for j, i in enumerate(chunk):
+                    vectors[i], grids[i] = vecs[j], grid[j]
+        out = np.stack(vectors) if tensors else np.zeros((0, self.dim), np.float32)
+        return out.astype(np.float32, copy=False), list(grids)
+
+    def embed(self, images: Sequence[Image.Image]) -> Embedding:
+        """PIL images → ``Embedding`` (vectors, patch grids, sizes), in input order."""
+        tensors = [self.preprocess(img) for img in images]
+        vectors, grids = self.embed_tensors(tensors)
+        return Embedding(vectors, grids, [img.size for img in images])
+
+    def _load(self, path: str) -> tuple[str, torch.Tensor | None, tuple[int, int] | None, str | None]:
+        try:
+            img = load_image(path, target_long_side=self.image_size)
+            return path, self.preprocess(img), img.size, None
+        except ImageDecodeError as exc:
+            return path, None, None, str(exc)
+        except OSError as exc:  # unreadable file, permissions
+            return path, None, None, f"{path}: cannot read file ({exc})"
+
+    def embed_paths(self, paths: Iterable[str | os.PathLike], workers: int = 2) -> Embedding:
+        """Decode files on ``workers`` threads while the model runs; a bad file fails alone.
+
+        JPEGs use draft-mode decoding; the reported size is the decoded (possibly reduced) size.
+        """
+        tensors: list[torch.Tensor] = []
+        result = Embedding(np.zeros((0, self.dim), np.float32), [], [])
+        vec_parts: list[np.ndarray] = []
+
+        def flush() -> None:
+            if tensors:
+                vecs, grids = self.embed_tensors(tensors)
+                vec_parts.append(vecs)
+                result.patches.extend(grids)
+                tensors.clear()
+
+        for path, tensor, size, error in prefetch_map(self._load, (str(p) for p in paths), workers,
+                                                      window=2 * self.batch_size):
+            if error is not None:
+                result.errors.append({"path": path, "error": error})
+                continue
+            tensors.append(tensor)
+            result.paths.append(path)
+            result.image_sizes.append(size)
+            if len(tensors) >= 4 * self.batch_size:
+                flush()
+        flush()
+        if vec_parts:
+            result.vectors = np.concatenate(vec_parts)
+        return result

@@ -1,0 +1,1 @@
+"""Celery app and tasks (thin wrappers over ``indexer``); the in-process runner for embedded mode."""
