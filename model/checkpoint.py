@@ -68,8 +68,8 @@ def resolve_checkpoint(path_or_name: str | os.PathLike | None, search_dirs: list
     raise CheckpointError(f"checkpoint {name!r} not found{where}; nothing is downloaded at run time")
 
 
-def _read_object(path: Path) -> tuple[Any, dict[str, Any]]:
-    """Load a file's contents (weights-only) and any Hugging Face config next to it."""
+def _read_object(path: Path) -> tuple[Any, dict[str, Any], Path]:
+    """Load a file's contents (weights-only), any Hugging Face config next to it, and the file read."""
     config: dict[str, Any] = {}
     if path.is_dir():
         if (path / "config.json").is_file():
@@ -89,11 +89,11 @@ def _read_object(path: Path) -> tuple[Any, dict[str, Any]]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path)), config
+            return load_file(str(path)), config, path
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), config
+        return torch.load(path, map_location="cpu", weights_only=True), config, path
     except pickle.UnpicklingError as exc:
         text = str(exc).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
         reason = " ".join(text.split(" Please use")[0].split()).rstrip(".") or "unpickling failed"
@@ -161,11 +161,8 @@ def load_backbone(path_or_name: str | os.PathLike | None = None, search_dirs: li
     The returned model carries ``checkpoint_path`` and ``checkpoint_digest`` (sha256 of the file).
     """
     path = resolve_checkpoint(path_or_name, search_dirs)
-    obj, config = _read_object(path)
+    obj, config, weights_file = _read_object(path)
     model = backbone_from_object(obj, source=str(path), config=config, num_heads=num_heads)
-    weights_file = path
-    if path.is_dir():
-        weights_file = next(p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.is_file())
     model.checkpoint_path = str(path)
     model.checkpoint_digest = file_digest(weights_file)
     return model

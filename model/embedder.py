@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from model.pooling import global_descriptor
+from model.pooling import POOLINGS, global_descriptor
 from model.preprocess import ImageDecodeError, load_image, preprocess
 from model.vision_transformer import DinoVisionTransformer
 
@@ -77,7 +77,8 @@ class Embedder:
 
     Images are grouped by their model input shape (aspect ratio is kept), so every batch is dense
     and a result does not depend on what else was in the batch. bf16 autocast is used on CUDA only;
-    ``quantize=True`` uses int8 dynamic quantisation of the Linear layers on CPU.
+    ``quantize=True`` uses int8 dynamic quantisation of the Linear layers on CPU; ``draft`` lets
+    ``embed_paths`` decode large JPEGs at a reduced scale (never below ``image_size``).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Embedder:
         batch_size: int = 32,
         quantize: bool = False,
         autocast_bf16: bool = True,
+        draft: bool = True,
     ) -> None:
         if image_size < vit.patch_size:
             raise ValueError(f"image_size {image_size} is smaller than one patch ({vit.patch_size})")
@@ -100,12 +102,14 @@ class Embedder:
         self.batch_size = batch_size
         self.patch_size = vit.patch_size
         self.embed_dim = vit.embed_dim
-        global_descriptor(torch.zeros(1, vit.embed_dim), torch.zeros(1, 1, vit.embed_dim), pooling)  # validate
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         if quantize and self.device.type != "cpu":
             raise ValueError("int8 dynamic quantisation is a CPU fast path; use bf16 on CUDA")
         model = quantize_int8(vit) if quantize else vit.to(self.device).eval()
         self.vit = model
         self.autocast = autocast_bf16 and self.device.type == "cuda"
+        self.draft = draft  # JPEG draft-mode decoding in embed_paths
 
     @property
     def dim(self) -> int:
@@ -153,12 +157,10 @@ class Embedder:
 
     def _load(self, path: str) -> tuple[str, torch.Tensor | None, tuple[int, int] | None, str | None]:
         try:
-            img = load_image(path, target_long_side=self.image_size)
+            img = load_image(path, target_long_side=self.image_size if self.draft else None)
             return path, self.preprocess(img), img.size, None
-        except ImageDecodeError as exc:
+        except ImageDecodeError as exc:  # unreadable, truncated, not an image, too large
             return path, None, None, str(exc)
-        except OSError as exc:  # unreadable file, permissions
-            return path, None, None, f"{path}: cannot read file ({exc})"
 
     def embed_paths(self, paths: Iterable[str | os.PathLike], workers: int = 2) -> Embedding:
         """Decode files on ``workers`` threads while the model runs; a bad file fails alone.

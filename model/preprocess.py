@@ -7,6 +7,7 @@ copies: a centre crop drops evidence and squashing distorts it): the long side i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import BinaryIO
@@ -20,7 +21,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 class ImageDecodeError(ValueError):
-    """An input could not be decoded as an image; the message names the input and the reason."""
+    """An input could not be read or decoded as an image; the message names the input and the reason."""
 
 
 def model_input_size(width: int, height: int, image_size: int = 224, patch_size: int = 14) -> tuple[int, int]:
@@ -65,15 +66,22 @@ def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | Non
     """
     name = getattr(source, "name", source)
     try:
-        img = Image.open(source)
-        if target_long_side and img.format == "JPEG":
-            w, h = img.size
-            scale = target_long_side / max(w, h)
-            if scale < 1:
-                img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
+        with contextlib.ExitStack() as stack:
+            if isinstance(source, (str, os.PathLike)):
+                try:
+                    source = stack.enter_context(open(source, "rb"))  # closed once the pixels are loaded
+                except OSError as exc:
+                    raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+            img = Image.open(source)
+            if target_long_side and img.format == "JPEG":
+                w, h = img.size
+                scale = target_long_side / max(w, h)
+                if scale < 1:
+                    img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+            img.load()
+        return to_rgb(ImageOps.exif_transpose(img))
+    except ImageDecodeError:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{name}: image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:

@@ -15,8 +15,15 @@ from model.preprocess import ImageDecodeError, model_input_size, to_rgb
 
 @pytest.fixture(scope="module")
 def small_vit():
+    """A small random ViT whose residual branches matter (LayerScale gammas of a trained scale,
+    not the 1e-5 initialisation that would make every block nearly the identity)."""
     torch.manual_seed(1)
-    return build_vit(ViTArch(embed_dim=128, depth=3, num_heads=2, img_size=224)).eval()
+    vit = build_vit(ViTArch(embed_dim=128, depth=3, num_heads=2, img_size=224)).eval()
+    with torch.no_grad():
+        for name, p in vit.named_parameters():
+            if name.endswith(".gamma"):
+                p.uniform_(0.3, 1.0)
+    return vit
 
 
 def test_input_size_keeps_aspect_ratio_in_multiples_of_14() -> None:
@@ -135,6 +142,7 @@ def test_bad_files_fail_alone_in_embed_paths(tmp_path, small_vit, photos) -> Non
     assert set(failed) == {str(empty), str(text), str(truncated), str(missing)}
     for path, error in failed.items():
         assert path in error
+    assert "cannot read file" in failed[str(missing)] and "cannot decode image" in failed[str(text)]
     with pytest.raises(ImageDecodeError, match="notes.png"):
         load_image(text)
 
@@ -145,7 +153,7 @@ def test_int8_fast_path_stays_close_to_fp32(small_vit, photos) -> None:
     int8 = Embedder(small_vit, device="cpu", quantize=True).embed(images).vectors
     cos = (fp32 * int8).sum(axis=1)
     assert cos.min() >= 0.99, cos
-    assert not np.allclose(fp32, int8)  # the quantised model really runs
+    assert cos.min() < 0.99999  # the quantised model really runs
 
 
 def test_cuda_requests_fail_clearly_without_cuda(small_vit) -> None:
