@@ -1,41 +1,5 @@
-"""Walking user-supplied paths for image files."""
+"""Walking user-supplied paths for image files (the walker itself lives in ``model.files``)."""
 
-from __future__ import annotations
+from model.files import IMAGE_EXTENSIONS, iter_image_paths
 
-import os
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
-
-
-def iter_image_paths(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> Iterator[Path]:
-    """Absolute paths of image files under ``paths``, sorted per folder, each file once.
-
-    Files named explicitly are yielded whatever their extension (the decoder will judge them);
-    folders are walked recursively for known image extensions. A path that does not exist raises
-    ``FileNotFoundError`` naming it, before anything is yielded.
-    """
-    roots = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
-    missing = [str(r) for r in roots if not r.exists() and not r.is_symlink()]
-    if missing:
-        raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
-    seen: set[Path] = set()
-    for root in roots:
-        if not root.is_dir():
-            if root not in seen:
-                seen.add(root)
-                yield root
-            continue
-        for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(folder) / name
-                if path.suffix.lower() not in IMAGE_EXTENSIONS or path in seen:
-                    continue
-                if path.is_symlink() and not follow_symlinks:
-                    continue
-                seen.add(path)
-                yield path
+__all__ = ["IMAGE_EXTENSIONS", "iter_image_paths"]
