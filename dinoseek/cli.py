@@ -13,14 +13,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dinoseek.settings import SettingsError, load_settings
+from dinoseek.settings import Settings, SettingsError, load_settings
 
 
 class UsageError(Exception):
     """The command cannot do its job; the message is printed as one line on stderr."""
 
 
-def _load_model(args: argparse.Namespace):
+def _load_model(args: argparse.Namespace, settings: Settings):
+    """The backbone named by --random-init, --model, DINOSEEK_MODEL or the shipped default, in that order."""
     from model import arch_by_name, build_vit, load_backbone
 
     if args.random_init:
@@ -30,7 +31,6 @@ def _load_model(args: argparse.Namespace):
         vit = build_vit(arch_by_name(args.random_init)).eval()
         vit.checkpoint_path, vit.checkpoint_digest = f"random-init:{args.random_init}:seed={args.seed}", None
         return vit
-    settings = load_settings()
     return load_backbone(args.model or settings.model, search_dirs=[settings.models_dir])
 
 
@@ -52,8 +52,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if not paths:
         raise UsageError(f"no image files found under {', '.join(args.paths)}")
-    vit = _load_model(args)
-    device = args.device or load_settings().device
+    settings = load_settings()
+    vit = _load_model(args, settings)
+    device = args.device or settings.device
     embedder = Embedder(vit, device=device, image_size=args.image_size, pooling=args.pooling,
                         batch_size=args.batch_size, quantize=args.int8)
     out = embedder.embed_paths(paths)
@@ -84,6 +85,42 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Self-supervised training (or fine-tuning with --from) on a folder of unlabeled images."""
+    from model.train.config import preset
+    from model.train.trainer import Trainer
+
+    settings = load_settings()
+    cfg = preset(args.preset).with_overrides(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                             seed=args.seed, num_workers=args.workers,
+                                             frozen_blocks=args.freeze_blocks)
+    device = args.device or settings.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    init_from = None
+    if args.init_from:
+        from model.checkpoint import resolve_checkpoint
+
+        init_from = str(resolve_checkpoint(args.init_from, [settings.models_dir]))
+    trainer = Trainer(cfg, args.data, args.out, init_from=init_from, device=device)
+    print(f"training {cfg.arch} ({args.preset}) on {len(trainer.paths)} images under {trainer.data_dir}, "
+          f"{cfg.steps} steps of {cfg.batch_size}, device {device}", file=sys.stderr)
+    result = trainer.run(resume=args.resume, progress=not args.json,
+                         max_seconds=args.max_minutes * 60 if args.max_minutes else None)
+    summary = {"checkpoint": str(result.checkpoint), "steps": result.steps, "seconds": round(result.seconds, 1),
+               "images_seen": result.images_seen, "skipped_files": result.skipped_files,
+               "last": result.history[-1] if result.history else None}
+    if args.json:
+        json.dump(summary, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"wrote {result.checkpoint} at step {result.steps} ({result.seconds / 60:.1f} min, "
+              f"{len(result.skipped_files)} unreadable files skipped)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinoseek", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--follow-symlinks", action="store_true")
     embed.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     embed.set_defaults(func=cmd_embed)
+
+    train = sub.add_parser("train", help="train or fine-tune the backbone on unlabeled images (DINOv2 recipe)")
+    train.add_argument("--data", required=True, help="folder of images (walked recursively)")
+    train.add_argument("--out", required=True, help="checkpoint to write (resume state goes to OUT.state)")
+    train.add_argument("--preset", default="cpu-tiny", help="cpu-tiny | gpu-small | gpu-base")
+    train.add_argument("--from", dest="init_from", metavar="CKPT",
+                       help="fine-tune from any checkpoint load_backbone reads (Meta's or ours)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT.state exactly")
+    train.add_argument("--steps", type=int, help="override the preset's step count")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate (use a lower one with --from)")
+    train.add_argument("--freeze-blocks", type=int, help="with --from: freeze the embeddings and first N blocks")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--workers", type=int, help="data-loading processes")
+    train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--json", action="store_true", help="no progress bar; one JSON summary on stdout")
+    train.set_defaults(func=cmd_train)
     return parser
 
 
@@ -112,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, SettingsError, CheckpointError, ValueError) as exc:
+    except (UsageError, SettingsError, CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"dinoseek {args.command}: {exc}", file=sys.stderr)
         return 2
 

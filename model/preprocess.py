@@ -84,7 +84,9 @@ def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | Non
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{name}: image too large ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as exc:
+    except Image.UnidentifiedImageError as exc:
+        raise ImageDecodeError(f"{name}: not an image, or a format Pillow cannot read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageDecodeError(f"{name}: cannot decode image ({exc})") from exc
 
 

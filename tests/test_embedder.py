@@ -142,7 +142,7 @@ def test_bad_files_fail_alone_in_embed_paths(tmp_path, small_vit, photos) -> Non
     assert set(failed) == {str(empty), str(text), str(truncated), str(missing)}
     for path, error in failed.items():
         assert path in error
-    assert "cannot read file" in failed[str(missing)] and "cannot decode image" in failed[str(text)]
+    assert "cannot read file" in failed[str(missing)] and "not an image" in failed[str(text)]
     with pytest.raises(ImageDecodeError, match="notes.png"):
         load_image(text)
 
