@@ -91,7 +91,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from model.train.trainer import Trainer
 
     settings = load_settings()
-    cfg = preset(args.preset).with_overrides(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    cfg = preset(args.preset).with_overrides(objective=args.objective, steps=args.steps,
+                                             batch_size=args.batch_size, lr=args.lr,
                                              seed=args.seed, num_workers=args.workers,
                                              frozen_blocks=args.freeze_blocks)
     device = args.device or settings.device
@@ -105,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         init_from = str(resolve_checkpoint(args.init_from, [settings.models_dir]))
     trainer = Trainer(cfg, args.data, args.out, init_from=init_from, device=device)
-    print(f"training {cfg.arch} ({args.preset}) on {len(trainer.paths)} images under {trainer.data_dir}, "
+    print(f"training {cfg.arch} ({args.preset}, objective {cfg.objective}) on {len(trainer.paths)} images under {trainer.data_dir}, "
           f"{cfg.steps} steps of {cfg.batch_size}, device {device}", file=sys.stderr)
     result = trainer.run(resume=args.resume, progress=not args.json,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="cpu-tiny", help="cpu-tiny | gpu-small | gpu-base")
     train.add_argument("--from", dest="init_from", metavar="CKPT",
                        help="fine-tune from any checkpoint load_backbone reads (Meta's or ours)")
+    train.add_argument("--objective", choices=["ssl", "copy"],
+                       help="ssl: the DINOv2 recipe (default); copy: copy-detection fine-tuning (use with --from)")
     train.add_argument("--resume", action="store_true", help="continue from OUT.state exactly")
     train.add_argument("--steps", type=int, help="override the preset's step count")
     train.add_argument("--batch-size", type=int)

@@ -21,13 +21,17 @@ from typing import Any
 import torch
 
 from model.arch import ViTArch
-from model.convert import StateDict, to_meta_layout, infer_arch
+from model.convert import StateDict, infer_arch, to_meta_layout
 from model.vision_transformer import DinoVisionTransformer
 
 FORMAT = "dinoseek-vit/1"
 _WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_CHECKPOINT = _WEIGHTS_DIR / "default.pt"
 _NAME_PATTERNS = ("{}", "{}.pt", "{}.pth", "{}_pretrain.pth", "{}.safetensors", "dinov2_{}_pretrain.pth")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 
 
 class CheckpointError(ValueError):
@@ -168,14 +172,30 @@ def load_backbone(path_or_name: str | os.PathLike | None = None, search_dirs: li
     return model
 
 
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename: readers never see half
+    a file, and a crash leaves the previous file intact. Permissions follow the umask."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(model: DinoVisionTransformer, path: str | os.PathLike, train: dict[str, Any] | None = None,
                     dtype: torch.dtype | None = None, extra: dict[str, Any] | None = None) -> str:
     """Write a ``dinoseek-vit/1`` file atomically (temp file + rename); returns its sha256.
 
     ``dtype`` (e.g. ``torch.float16``) shrinks the stored floating-point tensors; loading casts back.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.detach().to("cpu", dtype) if dtype and v.is_floating_point() else v.detach().cpu())
           for k, v in model.state_dict().items()}
     payload = {
@@ -186,14 +206,5 @@ def save_checkpoint(model: DinoVisionTransformer, path: str | os.PathLike, train
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(payload, path)
     return file_digest(path)

@@ -18,7 +18,7 @@ def signed_gem(patch_tokens: torch.Tensor, p: float = 3.0) -> torch.Tensor:
     """
     x = patch_tokens.float()
     m = (x.sign() * x.abs().pow(p)).mean(dim=1)
-    return m.sign() * m.abs().pow(1.0 / p)
+    return m.sign() * (m.abs() + 1e-6).pow(1.0 / p)  # +eps: a finite gradient where m = 0 (training)
 
 
 def global_descriptor(cls_token: torch.Tensor, patch_tokens: torch.Tensor, pooling: str = "cls+gem",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import torch
 
 from model import load_backbone
 from model.train.config import TrainConfig
+from model.train.copy_augment import CopyViews
+from model.train.copy_objective import collate_copy
 from model.train.trainer import Trainer
 from tests.conftest import PHOTO_NAMES, skimage_photo
 
@@ -83,6 +86,30 @@ def test_fine_tune_from_checkpoint_with_frozen_blocks(image_dir, tmp_path) -> No
     student = tuned.model.student["backbone"]
     assert torch.equal(student.blocks[0].attn.qkv.weight, start.blocks[0].attn.qkv.weight)  # frozen
     assert not torch.equal(student.blocks[5].attn.qkv.weight, start.blocks[5].attn.qkv.weight)  # trained
+
+
+def test_copy_objective_pulls_edited_views_together(image_dir, tmp_path) -> None:
+    """Copy fine-tuning from an SSL checkpoint: the descriptor's InfoNCE falls and the result loads."""
+    base = tmp_path / "ssl.pt"
+    Trainer(TINY.with_overrides(steps=1), image_dir, base).run(progress=False)
+    cfg = TINY.with_overrides(objective="copy", steps=12, lr=1e-3, warmup_steps=1, batch_size=8,
+                              copy_entropy_weight=1.0)
+    trainer = Trainer(cfg, image_dir, tmp_path / "copy.pt", init_from=str(base))
+    # a fixed evaluation batch: the same edited views before and after training
+    views = CopyViews(cfg.global_size)
+    items = [(views(skimage_photo(name), random.Random(i)), i, name) for i, name in enumerate(PHOTO_NAMES)]
+    batch = collate_copy(items, cfg)
+
+    def infonce() -> float:
+        trainer.model.eval()
+        with torch.no_grad():
+            return trainer.model(batch).parts["infonce"]
+
+    before = infonce()
+    result = trainer.run(progress=False)
+    assert infonce() < before
+    assert {"positive_cosine", "batch_top1", "entropy"} <= set(result.history[-1])
+    assert load_backbone(tmp_path / "copy.pt").arch.embed_dim == 192
 
 
 def test_cli_train_json(image_dir, tmp_path) -> None:

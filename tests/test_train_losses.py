@@ -12,8 +12,7 @@ from torch import nn
 
 from model.train.ema import ema_update
 from model.train.heads import DINOHead
-from model.train.losses import (CopyDetectionLoss, DINOLoss, IBOTPatchLoss, KoLeoLoss, SoftmaxCenter,
-                                sinkhorn_knopp)
+from model.train.losses import CopyDetectionLoss, DINOLoss, IBOTPatchLoss, KoLeoLoss, SoftmaxCenter, sinkhorn_knopp
 from model.train.masking import BlockMaskGenerator, batch_masks
 from model.train.optim import backbone_param_groups, layer_id
 from model.train.schedules import cosine_schedule, linear_warmup

@@ -10,12 +10,11 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from model.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
-import numpy as np
 
 
 def random_resized_crop(img: Image.Image, size: int, scale: tuple[float, float], rng: random.Random,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from model.train.config import TrainConfig
+from model.train.ema import ema_update
 from model.train.heads import DINOHead
 from model.train.losses import DINOLoss, IBOTPatchLoss, KoLeoLoss, SoftmaxCenter, sinkhorn_knopp
 from model.train.masking import batch_masks
@@ -72,6 +73,15 @@ class SSLModel(nn.Module):
         if cfg.centering == "softmax":
             self.dino_center = SoftmaxCenter(cfg.head_prototypes)
             self.ibot_center = SoftmaxCenter(cfg.head_prototypes)
+
+    @property
+    def export_backbone(self) -> DinoVisionTransformer:
+        """The backbone a checkpoint ships: the teacher's, as in DINOv2."""
+        return self.teacher["backbone"]
+
+    def after_step(self, momentum: float) -> None:
+        """Move the teacher towards the student (EMA)."""
+        ema_update(self.teacher, self.student, momentum)
 
     def _ibot_head(self, tower: nn.ModuleDict) -> nn.Module:
         return tower["ibot_head"] if "ibot_head" in tower else tower["dino_head"]

@@ -8,23 +8,21 @@ student, teacher, heads, optimiser, centres, RNG state and the step). Both are w
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from model.arch import arch_by_name
-from model.checkpoint import load_backbone, save_checkpoint
+from model.checkpoint import atomic_torch_save, load_backbone, save_checkpoint
 from model.train.augment import MultiCrop, MultiCropConfig
 from model.train.config import TrainConfig
+from model.train.copy_augment import CopyViews
+from model.train.copy_objective import CopyModel, collate_copy
 from model.train.data import SampleStream, StepSampler, data_digest, list_images
-from model.train.ema import ema_update
 from model.train.optim import backbone_param_groups, head_param_groups
 from model.train.schedules import cosine_schedule, linear_warmup
 from model.train.ssl import SSLModel, collate_multicrop
@@ -46,20 +44,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class CollapseGuard:
     """Warns loudly when the teacher collapses (uniform or single-prototype outputs, constant features)."""
 
@@ -73,9 +57,9 @@ class CollapseGuard:
         reasons = []
         if step < self.start_step:
             return None
-        if parts["teacher_entropy"] > 0.98 * parts["max_entropy"]:
+        if "teacher_entropy" in parts and parts["teacher_entropy"] > 0.98 * parts["max_entropy"]:
             reasons.append(f"teacher entropy {parts['teacher_entropy']:.3f} ≈ ln K = {parts['max_entropy']:.3f} (uniform outputs)")
-        if parts["teacher_batch_entropy"] < 0.1 * parts["max_entropy"]:
+        if "teacher_batch_entropy" in parts and parts["teacher_batch_entropy"] < 0.1 * parts["max_entropy"]:
             reasons.append(f"batch-mean teacher entropy {parts['teacher_batch_entropy']:.3f} (one prototype for all)")
         if parts["feature_std"] < 1e-3:
             reasons.append(f"feature std {parts['feature_std']:.2e} (constant features)")
@@ -94,8 +78,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data_dir: str | Path, out: str | Path, init_from: str | None = None,
                  device: str = "cpu") -> None:
-        if cfg.objective != "ssl":
-            raise ValueError("Trainer runs the 'ssl' objective; the copy objective has its own loop")
         self.cfg = cfg
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.out = Path(out)
@@ -113,7 +95,7 @@ class Trainer:
             backbone.load_state_dict(loaded.state_dict())
         else:
             backbone = build_vit(arch_by_name(cfg.arch), drop_path_rate=cfg.drop_path)
-        self.model = SSLModel(backbone, cfg).to(self.device)
+        self.model = (SSLModel if cfg.objective == "ssl" else CopyModel)(backbone, cfg).to(self.device)
         depth = len(backbone.blocks)
         groups = backbone_param_groups(self.model.student["backbone"], depth, cfg.layer_decay,
                                        cfg.patch_embed_lr_mult, cfg.frozen_blocks)
@@ -155,9 +137,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
         }
-        _atomic_torch_save(state, self.state_path)
-        teacher = self.model.teacher["backbone"]
-        save_checkpoint(teacher, self.out, train=train_info)
+        atomic_torch_save(state, self.state_path)
+        save_checkpoint(self.model.export_backbone, self.out, train=train_info)
 
     def resume(self) -> None:
         """Continue from ``OUT.state``: refuses a state written for other settings or other data."""
@@ -183,12 +164,16 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loader(self) -> torch.utils.data.DataLoader:
         c = self.cfg
-        transform = MultiCrop(MultiCropConfig(c.global_size, c.local_size, c.n_local, c.global_scale, c.local_scale))
+        if c.objective == "ssl":
+            transform = MultiCrop(MultiCropConfig(c.global_size, c.local_size, c.n_local, c.global_scale, c.local_scale))
+            collate = collate_multicrop
+        else:
+            transform, collate = CopyViews(c.global_size), collate_copy
         per_epoch = (len(self.paths) // c.batch_size) * c.batch_size
         stream = SampleStream(self.paths, transform, c.seed, per_epoch, max_side=max(2 * c.global_size, 256))
         return torch.utils.data.DataLoader(
             stream, batch_sampler=StepSampler(c.batch_size, self.step, c.steps),
-            collate_fn=partial(collate_multicrop, cfg=c), num_workers=c.num_workers,
+            collate_fn=partial(collate, cfg=c), num_workers=c.num_workers,
             # its own generator: seeding workers must not draw from the global RNG that drop path
             # uses, or a resumed run would diverge from an uninterrupted one
             generator=torch.Generator().manual_seed(c.seed),
@@ -205,7 +190,8 @@ class Trainer:
         self._apply_schedules(sched)
         batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         self.model.train()
-        self.model.teacher.eval()
+        if hasattr(self.model, "teacher"):
+            self.model.teacher.eval()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             out = self.model(batch, sched["teacher_temp"])
         self.optimizer.zero_grad(set_to_none=True)
@@ -218,7 +204,8 @@ class Trainer:
                     for p in group["params"]:
                         p.grad = None
         self.optimizer.step()
-        ema_update(self.model.teacher, self.model.student, sched["momentum"])
+        if hasattr(self.model, "after_step"):
+            self.model.after_step(sched["momentum"])
         return {"step": self.step, "loss": out.loss.item(), "grad_norm": grad_norm, **sched, **out.parts}
 
     def run(self, resume: bool = False, progress: bool = True, max_seconds: float | None = None,
@@ -250,9 +237,10 @@ class Trainer:
                     self.history.append({k: round(v, 6) if isinstance(v, float) else v for k, v in stats.items()})
                 if bar is not None:
                     elapsed = time.perf_counter() - start
+                    health = {"H_t": f"{stats['teacher_entropy']:.2f}"} if "teacher_entropy" in stats else \
+                        {"top1": f"{stats['batch_top1']:.2f}"}
                     bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}",
-                                    img_s=f"{seen_here / max(elapsed, 1e-9):.1f}",
-                                    H_t=f"{stats['teacher_entropy']:.2f}")
+                                    img_s=f"{seen_here / max(elapsed, 1e-9):.1f}", **health)
                     bar.update(1)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()

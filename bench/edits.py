@@ -1,0 +1,154 @@
+"""Edited copies for the quality benchmark, one function per edit family.
+
+Written separately from the training augmentations (model/train/copy_augment.py) so the
+benchmark does not simply replay the training distribution: other parameters, other overlays.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def reencode(img, rng):
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=rng.randint(20, 40))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def resize(img, rng):
+    s = rng.uniform(0.35, 0.6)
+    return img.resize((max(16, int(img.width * s)), max(16, int(img.height * s))), Image.Resampling.BILINEAR)
+
+
+def _crop_area(img, rng, area):
+    w, h = img.size
+    aspect = rng.uniform(0.75, 1.33)
+    cw = min(w, int((area * w * h * aspect) ** 0.5))
+    ch = min(h, int((area * w * h / aspect) ** 0.5))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return img.crop((x, y, x + cw, y + ch))
+
+
+def crop_mild(img, rng):
+    return _crop_area(img, rng, rng.uniform(0.7, 0.9))
+
+
+def crop_strong(img, rng):
+    return _crop_area(img, rng, rng.uniform(0.3, 0.45))
+
+
+def rotate(img, rng):
+    return img.rotate(rng.choice([-1, 1]) * rng.uniform(10, 25), expand=True, fillcolor=(0, 0, 0),
+                      resample=Image.Resampling.BICUBIC)
+
+
+def flip(img, rng):
+    return ImageOps.mirror(img)
+
+
+def colour(img, rng):
+    img = ImageEnhance.Color(img).enhance(rng.uniform(0.2, 1.8))
+    img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.6, 1.4))
+    return ImageEnhance.Contrast(img).enhance(rng.uniform(0.6, 1.4))
+
+
+def blur(img, rng):
+    return img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(1.5, 3.5)))
+
+
+def noise(img, rng):
+    arr = np.asarray(img, np.float32)
+    arr = arr + np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(10, 25), arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def text(img, rng):
+    img = img.copy()
+    d = ImageDraw.Draw(img)
+    captions = ["when the weekend finally arrives", "NO WAY", "tag a friend who needs this", "2026 © photo",
+                "this is fine", "SALE 50% OFF"]
+    size = max(10, img.height // rng.randint(6, 10))
+    d.text((img.width // 12, rng.choice([img.height // 20, img.height - size * 2])), rng.choice(captions),
+           fill=(255, 255, 255), font=_font(size), stroke_width=2, stroke_fill=(0, 0, 0))
+    return img
+
+
+def emoji(img, rng):
+    """Overlaid stickers: hearts and stars in saturated colours."""
+    img = img.copy()
+    d = ImageDraw.Draw(img)
+    for _ in range(rng.randint(2, 4)):
+        r = int(min(img.size) * rng.uniform(0.08, 0.18))
+        cx, cy = rng.randint(r, img.width - r), rng.randint(r, img.height - r)
+        colour_ = rng.choice([(230, 30, 60), (250, 200, 0), (40, 160, 255)])
+        if rng.random() < 0.5:  # heart: two circles and a triangle
+            d.ellipse((cx - r, cy - r, cx, cy), fill=colour_)
+            d.ellipse((cx, cy - r, cx + r, cy), fill=colour_)
+            d.polygon([(cx - r, cy - r // 2), (cx + r, cy - r // 2), (cx, cy + r)], fill=colour_)
+        else:  # five-point star
+            pts = []
+            for k in range(10):
+                rad = r if k % 2 == 0 else r * 0.45
+                ang = np.pi / 2 + k * np.pi / 5
+                pts.append((cx + rad * np.cos(ang), cy - rad * np.sin(ang)))
+            d.polygon(pts, fill=colour_)
+    return img
+
+
+def padding(img, rng):
+    w, h = img.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (int(side * rng.uniform(1.1, 1.4)), int(side * rng.uniform(1.1, 1.4))),
+                       rng.choice([(0, 0, 0), (255, 255, 255), (128, 128, 128)]))
+    canvas.paste(img, ((canvas.width - w) // 2, (canvas.height - h) // 2))
+    return canvas
+
+
+def perspective(img, rng):
+    w, h = img.size
+    m = rng.uniform(0.1, 0.2)
+    quad = (rng.uniform(0, m) * w, rng.uniform(0, m) * h, rng.uniform(0, m) * w, h - rng.uniform(0, m) * h,
+            w - rng.uniform(0, m) * w, h - rng.uniform(0, m) * h, w - rng.uniform(0, m) * w, rng.uniform(0, m) * h)
+    return img.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BICUBIC)
+
+
+def screenshot(img, rng):
+    """A phone screenshot: status bar, the photo in the middle, a caption and buttons below."""
+    w = img.width
+    phone = Image.new("RGB", (w, int(w * 2.0)), (255, 255, 255) if rng.random() < 0.5 else (18, 18, 18))
+    d = ImageDraw.Draw(phone)
+    d.rectangle((0, 0, w, int(w * 0.08)), fill=(30, 30, 30))
+    top = int(w * 0.25)
+    phone.paste(img, (0, top))
+    ink = (90, 90, 90)
+    for i in range(3):
+        y = top + img.height + 20 + i * 18
+        if y < phone.height - 10:
+            d.rounded_rectangle((12, y, int(w * rng.uniform(0.4, 0.9)), y + 8), 4, fill=ink)
+    return phone
+
+
+def combo(img, rng):
+    for fn in rng.sample([crop_strong, text, emoji, colour, rotate, reencode, padding], 3):
+        img = fn(img, rng)
+    return img
+
+
+FAMILIES = {
+    "reencode": reencode, "resize": resize, "crop_mild": crop_mild, "flip": flip, "colour": colour,
+    "blur": blur, "noise": noise,
+    "crop_strong": crop_strong, "rotate": rotate, "text": text, "emoji": emoji, "padding": padding,
+    "perspective": perspective, "screenshot": screenshot, "combo": combo,
+}
+MILD = ("reencode", "resize", "crop_mild", "flip", "colour", "blur", "noise")
+STRONG = ("crop_strong", "rotate", "text", "emoji", "padding", "perspective", "screenshot", "combo")

@@ -1,0 +1,147 @@
+"""Copy-detection quality on real photos: recall@1/@10 per edit family and micro average precision.
+
+Photos: the held-out split of ``photos-1k`` (every fifth file in name order, which training never
+sees; see docs/MODEL.md). The first 150 held-out photos are indexed; each of the first 100 gets one
+edited copy per family as a query (positives); the last 50 held-out photos are never indexed and
+their edited copies are distractor queries (they must not match anything).
+
+Methods: a random-initialised backbone, any checkpoints given (default: the shipped model), and a
+64-bit perceptual hash (imagehash PHash, similarity = 1 − Hamming / 64).
+
+    .venv/bin/python bench/quality.py [--model CKPT ...] [--image-size 224] [--poolings cls+gem]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edits import FAMILIES, MILD, STRONG  # noqa: E402
+
+from model import Embedder, arch_by_name, build_vit, load_backbone, load_image  # noqa: E402
+from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared/data/photos-1k"
+
+
+def held_out(photos_dir: Path) -> list[Path]:
+    """The benchmark split: every fifth photo in name order (index % 5 == 0)."""
+    return [p for i, p in enumerate(sorted(photos_dir.glob("*.jpg"))) if i % 5 == 0]
+
+
+def build_queries(refs: list[Path], distractors: list[Path], seed: int = 0):
+    """[(family, PIL image, index of the source in refs or -1 for a distractor)]."""
+    queries = []
+    for family, fn in FAMILIES.items():
+        for i, path in enumerate(refs[:100]):
+            queries.append((family, fn(load_image(path), random.Random(f"{seed}-{family}-{i}")), i))
+        for j, path in enumerate(distractors):
+            queries.append((family, fn(load_image(path), random.Random(f"{seed}-{family}-d{j}")), -1))
+    return queries
+
+
+def micro_ap(scores: np.ndarray, correct: np.ndarray, n_positive: int) -> float:
+    """DISC21-style µAP: rank every query's top-1 match by score; precision over correct ones."""
+    order = np.argsort(-scores, kind="stable")
+    hits = correct[order].astype(np.float64)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / max(1, n_positive))
+
+
+def evaluate(sim: np.ndarray, queries) -> dict:
+    """``sim``: (Q, R) similarities of queries to indexed refs."""
+    sources = np.array([q[2] for q in queries])
+    families = np.array([q[0] for q in queries])
+    top = np.argsort(-sim, axis=1)[:, :10]
+    top1_score = sim[np.arange(len(sim)), top[:, 0]]
+    positive = sources >= 0
+    r1 = top[:, 0] == sources
+    r10 = (top == sources[:, None]).any(axis=1)
+    out = {"families": {}}
+    for fam in FAMILIES:
+        m = (families == fam) & positive
+        out["families"][fam] = (float(r1[m].mean()), float(r10[m].mean()))
+    out["recall@1"] = float(r1[positive].mean())
+    out["recall@10"] = float(r10[positive].mean())
+    for group, fams in (("mild", MILD), ("strong", STRONG)):
+        m = np.isin(families, fams) & positive
+        out[f"{group}@1"] = float(r1[m].mean())
+    out["uAP"] = micro_ap(top1_score, r1 & positive, int(positive.sum()))
+    return out
+
+
+def phash_similarity(refs_imgs, query_imgs) -> np.ndarray:
+    import imagehash
+
+    def bits(img):
+        return imagehash.phash(img).hash.flatten()
+
+    r = np.stack([bits(i) for i in refs_imgs]).astype(np.int16)
+    q = np.stack([bits(i) for i in query_imgs]).astype(np.int16)
+    hamming = (q[:, None, :] != r[None, :, :]).sum(-1)
+    return 1.0 - hamming / 64.0
+
+
+def model_similarity(vit, refs_imgs, query_imgs, image_size: int, pooling: str) -> np.ndarray:
+    emb = Embedder(vit, device="cpu", image_size=image_size, pooling=pooling)
+    r = emb.embed(refs_imgs).vectors
+    q = emb.embed(query_imgs).vectors
+    return q @ r.T
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--model", action="append", default=[], help="checkpoint(s) to evaluate")
+    parser.add_argument("--random-arch", default="vitt14", help="architecture of the random-init baseline")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--poolings", default="cls+gem", help="comma-separated: cls,gem,cls+gem")
+    args = parser.parse_args()
+
+    split = held_out(args.photos)
+    if len(split) < 200:
+        sys.exit(f"expected 200 held-out photos under {args.photos}, found {len(split)}")
+    refs, distractors = split[:150], split[150:]
+    refs_imgs = [load_image(p) for p in refs]
+    queries = build_queries(refs, distractors)
+    query_imgs = [q[1] for q in queries]
+    print(f"{len(refs)} indexed photos, {len(queries)} queries "
+          f"({sum(q[2] >= 0 for q in queries)} edited copies, {sum(q[2] < 0 for q in queries)} distractors), "
+          f"{len(FAMILIES)} edit families, image size {args.image_size}")
+
+    methods: dict[str, np.ndarray] = {"phash-64": phash_similarity(refs_imgs, query_imgs)}
+    torch.manual_seed(0)
+    rand = build_vit(arch_by_name(args.random_arch)).eval()
+    poolings = args.poolings.split(",")
+    methods[f"random-init {args.random_arch}"] = model_similarity(rand, refs_imgs, query_imgs, args.image_size, poolings[0])
+    models = args.model or ([None] if DEFAULT_CHECKPOINT.is_file() else [])
+    for ckpt in models:
+        vit = load_backbone(ckpt)
+        name = Path(vit.checkpoint_path).name
+        for pooling in poolings:
+            methods[f"{name} [{pooling}]"] = model_similarity(vit, refs_imgs, query_imgs, args.image_size, pooling)
+
+    results = {name: evaluate(sim, queries) for name, sim in methods.items()}
+    print("\n| method | recall@1 | recall@10 | mild r@1 | strong r@1 | µAP |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['recall@1']:.3f} | {r['recall@10']:.3f} | {r['mild@1']:.3f} | {r['strong@1']:.3f} | {r['uAP']:.3f} |")
+    print("\nrecall@1 / recall@10 per edit family:\n")
+    print("| family | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for fam in FAMILIES:
+        tag = "strong" if fam in STRONG else "mild"
+        cells = [f"{r['families'][fam][0]:.2f} / {r['families'][fam][1]:.2f}" for r in results.values()]
+        print(f"| {fam} ({tag}) | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
