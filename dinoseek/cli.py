@@ -74,7 +74,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(f"model {vit.checkpoint_path} ({vit.arch.embed_dim}-d, {vit.arch.depth} blocks), "
-              f"descriptor {embedder.dim}-d {args.pooling}")
+              f"descriptor {embedder.dim}-d {embedder.pooling} at {embedder.image_size} px")
         for p, g, v, (j, s) in zip(out.paths, out.patches, out.vectors, nearest):
             head = " ".join(f"{x:+.3f}" for x in v[:4])
             near = f"  nearest {out.paths[j]} ({s:.3f})" if j is not None else ""
@@ -122,6 +122,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Any checkpoint load_backbone reads → a dinoseek-vit/1 file (fp16 with --fp16), keeping its training record."""
+    import torch
+
+    from model import load_backbone, save_checkpoint
+    from model.checkpoint import read_train_record
+
+    settings = load_settings()
+    vit = load_backbone(args.source, search_dirs=[settings.models_dir])
+    record = read_train_record(vit.checkpoint_path)
+    if args.image_size:
+        vit.embed_defaults["image_size"] = args.image_size
+    if args.pooling:
+        vit.embed_defaults["pooling"] = args.pooling
+    digest = save_checkpoint(vit, args.out, train=record, dtype=torch.float16 if args.fp16 else None,
+                             extra={"converted_from": {"path": vit.checkpoint_path, "digest": vit.checkpoint_digest}})
+    doc = {"out": str(args.out), "digest": digest, "arch": vit.arch.to_dict(), "fp16": args.fp16}
+    print(json.dumps(doc) if args.json else f"wrote {args.out} (sha256 {digest[:12]}…)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinoseek", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use randomly initialised weights of ARCH (e.g. vits14): a pipeline check only")
     embed.add_argument("--seed", type=int, default=0, help="seed for --random-init")
     embed.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: DINOSEEK_DEVICE or auto")
-    embed.add_argument("--image-size", type=int, default=224, help="long side fed to the model, in pixels")
-    embed.add_argument("--pooling", choices=["cls", "gem", "cls+gem"], default="cls+gem")
+    embed.add_argument("--image-size", type=int,
+                       help="long side fed to the model, in pixels (default: the model's recommendation, else 224)")
+    embed.add_argument("--pooling", choices=["cls", "gem", "cls+gem"],
+                       help="global descriptor (default: the model's recommendation, else cls+gem)")
     embed.add_argument("--batch-size", type=int, default=32)
     embed.add_argument("--int8", action="store_true", help="CPU fast path: int8 dynamic quantisation")
     embed.add_argument("--follow-symlinks", action="store_true")
@@ -161,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"])
     train.add_argument("--json", action="store_true", help="no progress bar; one JSON summary on stdout")
     train.set_defaults(func=cmd_train)
+
+    convert = sub.add_parser("convert", help="write any supported checkpoint in dinoseek's own format")
+    convert.add_argument("source", help="Meta .pth, Hugging Face folder/file, or a dinoseek checkpoint")
+    convert.add_argument("--out", required=True)
+    convert.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
+    convert.add_argument("--image-size", type=int, help="record this as the model's recommended input size")
+    convert.add_argument("--pooling", choices=["cls", "gem", "cls+gem"], help="record the recommended pooling")
+    convert.add_argument("--json", action="store_true")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

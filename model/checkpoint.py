@@ -155,7 +155,21 @@ def backbone_from_object(obj: Any, source: str = "checkpoint", config: dict[str,
             raise CheckpointError(f"{source}: {exc}") from exc
     model = DinoVisionTransformer(arch)
     _load_strict(model, {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, source)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        model.embed_defaults = dict(obj.get("embed") or {})
     return model.eval()
+
+
+def read_train_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``train`` record of a dinoseek checkpoint (config, data digest, steps); {} for other files."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return {}
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return {}
+    return dict(obj.get("train") or {}) if isinstance(obj, dict) and obj.get("format") == FORMAT else {}
 
 
 def load_backbone(path_or_name: str | os.PathLike | None = None, search_dirs: list[Path] | None = None,
@@ -203,6 +217,7 @@ def save_checkpoint(model: DinoVisionTransformer, path: str | os.PathLike, train
         "arch": model.arch.to_dict(),
         "state_dict": sd,
         "train": train or {},
+        "embed": dict(getattr(model, "embed_defaults", {})),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **(extra or {}),
     }

@@ -20,6 +20,8 @@ from model.pooling import POOLINGS, global_descriptor
 from model.preprocess import ImageDecodeError, load_image, preprocess
 from model.vision_transformer import DinoVisionTransformer
 
+DEFAULT_IMAGE_SIZE = 224
+DEFAULT_POOLING = "cls+gem"
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -75,7 +77,8 @@ def prefetch_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window:
 class Embedder:
     """Preprocess images, run the backbone in ``inference_mode`` and pool global descriptors.
 
-    Images are grouped by their model input shape (aspect ratio is kept), so every batch is dense
+    ``image_size`` and ``pooling`` default to what the checkpoint recommends (``vit.embed_defaults``),
+    else 224 px and ``cls+gem``. Images are grouped by their model input shape (aspect ratio is kept), so every batch is dense
     and a result does not depend on what else was in the batch. bf16 autocast is used on CUDA only;
     ``quantize=True`` uses int8 dynamic quantisation of the Linear layers on CPU; ``draft`` lets
     ``embed_paths`` decode large JPEGs at a reduced scale (never below ``image_size``).
@@ -85,14 +88,17 @@ class Embedder:
         self,
         vit: DinoVisionTransformer,
         device: str | torch.device = "auto",
-        image_size: int = 224,
-        pooling: str = "cls+gem",
+        image_size: int | None = None,
+        pooling: str | None = None,
         gem_p: float = 3.0,
         batch_size: int = 32,
         quantize: bool = False,
         autocast_bf16: bool = True,
         draft: bool = True,
     ) -> None:
+        defaults = getattr(vit, "embed_defaults", {})
+        image_size = image_size or int(defaults.get("image_size", DEFAULT_IMAGE_SIZE))
+        pooling = pooling or str(defaults.get("pooling", DEFAULT_POOLING))
         if image_size < vit.patch_size:
             raise ValueError(f"image_size {image_size} is smaller than one patch ({vit.patch_size})")
         self.device = resolve_device(device)

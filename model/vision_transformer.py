@@ -46,6 +46,9 @@ class DinoVisionTransformer(nn.Module):
             for rate in rates
         )
         self.norm = nn.LayerNorm(d, eps=arch.norm_eps)
+        # Inference settings the weights were made for ({"image_size": 112, "pooling": "cls+gem"});
+        # stored in dinoseek checkpoints, used by Embedder where the caller gives none.
+        self.embed_defaults: dict = {}
         self.reset_parameters()
 
     @staticmethod

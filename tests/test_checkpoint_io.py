@@ -152,3 +152,20 @@ def _empty_dir(root):
     folder = root / "hf_empty"
     folder.mkdir()
     return folder
+
+
+def test_recommended_inference_settings_travel_with_the_checkpoint(tmp_path) -> None:
+    from model import Embedder
+
+    vit = build_vit(tiny_arch())
+    vit.embed_defaults = {"image_size": 112, "pooling": "gem"}
+    save_checkpoint(vit, tmp_path / "m.pt")
+    loaded = load_backbone(tmp_path / "m.pt")
+    assert loaded.embed_defaults == {"image_size": 112, "pooling": "gem"}
+    emb = Embedder(loaded, device="cpu")
+    assert emb.image_size == 112 and emb.pooling == "gem" and emb.dim == 64
+    explicit = Embedder(loaded, device="cpu", image_size=224, pooling="cls+gem")
+    assert explicit.image_size == 224 and explicit.dim == 128
+    meta = tmp_path / "meta.pth"
+    torch.save(vit.state_dict(), meta)
+    assert load_backbone(meta, num_heads=1).embed_defaults == {}

@@ -71,3 +71,19 @@ def test_errors_are_one_line_and_nonzero(tmp_path) -> None:
     assert proc.returncode == 2 and "not found" in proc.stderr and proc.stderr.count("\n") == 1
     proc = run_cli("embed", str(img), "--random-init", "vitz99")
     assert proc.returncode == 2 and "unknown architecture" in proc.stderr
+
+
+def test_convert_meta_file_to_fp16_dinoseek(tmp_path) -> None:
+    meta = tmp_path / "dinov2_tiny_pretrain.pth"
+    vit = build_vit(ViTArch(embed_dim=64, depth=2, num_heads=1, img_size=112, num_register_tokens=4))
+    torch.save(vit.state_dict(), meta)
+    out = tmp_path / "tiny16.pt"
+    proc = run_cli("convert", str(meta), "--out", str(out), "--fp16", "--image-size", "112", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["arch"]["num_register_tokens"] == 4 and doc["fp16"]
+    raw = torch.load(out, weights_only=True)
+    assert raw["state_dict"]["pos_embed"].dtype == torch.float16
+    assert raw["converted_from"]["path"] == str(meta) and raw["embed"] == {"image_size": 112}
+    proc = run_cli("convert", str(tmp_path / "missing.pth"), "--out", str(out))
+    assert proc.returncode == 2 and "not found" in proc.stderr
