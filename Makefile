@@ -9,11 +9,11 @@ PIP := $(PY) -m pip --disable-pip-version-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[demo]'
+	$(PIP) install -q -c constraints.txt -e '.[cpu,demo]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[cpu,dev]'
 	touch $@
 
 install: $(VENV)/.installed

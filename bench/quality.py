@@ -75,6 +75,27 @@ def evaluate(sim: np.ndarray, queries) -> dict:
         m = np.isin(families, fams) & positive
         out[f"{group}@1"] = float(r1[m].mean())
     out["uAP"] = micro_ap(top1_score, r1 & positive, int(positive.sum()))
+    out["operating_points"] = operating_points(top1_score, r1 & positive, int(positive.sum()))
+    return out
+
+
+def operating_points(scores: np.ndarray, correct: np.ndarray, n_positive: int,
+                     targets: tuple[float, ...] = (0.9, 0.95, 0.99)) -> dict[float, tuple[float, float, float]]:
+    """For each precision target: the lowest threshold on top-1 scores whose matches above it reach
+    that precision, with (threshold, precision, recall) there. This is how the default
+    near-duplicate threshold of ``dinoseek duplicates`` is chosen."""
+    order = np.argsort(-scores, kind="stable")
+    hits = correct[order].astype(np.float64)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    recall = np.cumsum(hits) / max(1, n_positive)
+    out = {}
+    for target in targets:
+        ok = np.flatnonzero(precision >= target)
+        if len(ok):
+            i = ok[-1]
+            while i + 1 < len(scores) and scores[order][i + 1] == scores[order][i]:
+                i += 1  # ties: a threshold admits every match with the same score
+            out[target] = (float(scores[order][i]), float(precision[i]), float(recall[i]))
     return out
 
 
@@ -141,6 +162,15 @@ def main() -> None:
         tag = "strong" if fam in STRONG else "mild"
         cells = [f"{r['families'][fam][0]:.2f} / {r['families'][fam][1]:.2f}" for r in results.values()]
         print(f"| {fam} ({tag}) | " + " | ".join(cells) + " |")
+    print("\nthresholds on the top-1 score (lowest one reaching each precision; recall of edited copies there):\n")
+    print("| method | " + " | ".join(f"precision ≥ {t}" for t in (0.9, 0.95, 0.99)) + " |")
+    print("|---|---|---|---|")
+    for name, r in results.items():
+        cells = []
+        for t in (0.9, 0.95, 0.99):
+            op = r["operating_points"].get(t)
+            cells.append(f"t={op[0]:.3f} (P {op[1]:.3f}, R {op[2]:.3f})" if op else "unreachable")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def _nearest_others(vectors: np.ndarray) -> list[tuple[int, float]]:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """Embed image files and print their descriptors (and each image's nearest other image)."""
-    from indexer.scan import iter_image_paths
+    from indexer.ingest.scan import iter_image_paths
     from model import Embedder
 
     try:
@@ -106,8 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         init_from = str(resolve_checkpoint(args.init_from, [settings.models_dir]))
     trainer = Trainer(cfg, args.data, args.out, init_from=init_from, device=device)
-    print(f"training {cfg.arch} ({args.preset}, objective {cfg.objective}) on {len(trainer.paths)} images under {trainer.data_dir}, "
-          f"{cfg.steps} steps of {cfg.batch_size}, device {device}", file=sys.stderr)
+    print(f"training {cfg.arch} ({args.preset}, objective {cfg.objective}) on {len(trainer.paths)} images "
+          f"under {trainer.data_dir}, {cfg.steps} steps of {cfg.batch_size}, device {device}", file=sys.stderr)
     result = trainer.run(resume=args.resume, progress=not args.json,
                          max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     summary = {"checkpoint": str(result.checkpoint), "steps": result.steps, "seconds": round(result.seconds, 1),
@@ -136,6 +136,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         vit.embed_defaults["image_size"] = args.image_size
     if args.pooling:
         vit.embed_defaults["pooling"] = args.pooling
+    if args.near_threshold is not None:
+        if not 0.0 < args.near_threshold <= 1.0:
+            raise UsageError(f"--near-threshold must be a cosine similarity in (0, 1], got {args.near_threshold}")
+        vit.embed_defaults["near_threshold"] = args.near_threshold
     digest = save_checkpoint(vit, args.out, train=record, dtype=torch.float16 if args.fp16 else None,
                              extra={"converted_from": {"path": vit.checkpoint_path, "digest": vit.checkpoint_digest}})
     doc = {"out": str(args.out), "digest": digest, "arch": vit.arch.to_dict(), "fp16": args.fp16}
@@ -191,18 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     convert.add_argument("--image-size", type=int, help="record this as the model's recommended input size")
     convert.add_argument("--pooling", choices=["cls", "gem", "cls+gem"], help="record the recommended pooling")
+    convert.add_argument("--near-threshold", type=float,
+                         help="record the near-duplicate similarity threshold measured for this model")
     convert.add_argument("--json", action="store_true")
     convert.set_defaults(func=cmd_convert)
+
+    from dinoseek.cli_library import add_library_commands
+
+    add_library_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from indexer.catalog.database import CatalogError
+    from indexer.errors import IndexerError
+    from indexer.stores.base import StoreError
     from model import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, SettingsError, CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (UsageError, SettingsError, CheckpointError, IndexerError, CatalogError, StoreError, ValueError,
+            FileNotFoundError) as exc:
         print(f"dinoseek {args.command}: {exc}", file=sys.stderr)
         return 2
 

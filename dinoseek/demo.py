@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
@@ -59,44 +58,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, help="folder to write the demo library to (default: a temp dir)")
     args = parser.parse_args(argv)
 
+    from dataclasses import replace
+
     from dinoseek.settings import load_settings
-    from model import CheckpointError, Embedder, arch_by_name, build_vit, load_backbone
-
-    settings = load_settings()
-    try:
-        vit = load_backbone(args.model or settings.model, search_dirs=[settings.models_dir])
-        label = vit.checkpoint_path
-    except CheckpointError as exc:
-        if args.model:
-            print(f"demo: {exc}", file=sys.stderr)
-            return 2
-        import torch
-
-        torch.manual_seed(0)
-        vit = build_vit(arch_by_name("vits14")).eval()
-        label = "randomly initialised ViT-S/14 (no trained model installed: a pipeline check, not a quality figure)"
+    from indexer.duplicates import find_duplicates
+    from indexer.indexing import index_paths
+    from indexer.library import Library
+    from indexer.search import search_files
+    from model import CheckpointError
+    from model.checkpoint import DEFAULT_CHECKPOINT
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.library or Path(tmp)
+        # a throwaway catalog and index: the demo never touches the user's own DINOSEEK_HOME
+        settings = replace(load_settings(), home=Path(tmp) / "home",
+                           database_url=f"sqlite:///{Path(tmp) / 'home' / 'dinoseek.db'}", vector_backend="faiss")
+        if args.model:
+            settings = replace(settings, model=args.model)
+        elif not settings.model and not DEFAULT_CHECKPOINT.exists():
+            import torch
+
+            from model import arch_by_name, build_vit, save_checkpoint
+
+            torch.manual_seed(0)
+            random_model = Path(tmp) / "random-vits14.pt"
+            save_checkpoint(build_vit(arch_by_name("vits14")), random_model)
+            settings = replace(settings, model=str(random_model))
+            print("no trained model installed: using a randomly initialised ViT-S/14 (a pipeline check, "
+                  "not a quality figure)")
+        folder = args.library or Path(tmp) / "library"
         originals, copies = build_library(folder)
-        embedder = Embedder(vit, device=settings.device)
-        start = time.perf_counter()
-        out = embedder.embed_paths([*originals, *(c for c, _ in copies)])
-        elapsed = time.perf_counter() - start
-        index = {p: i for i, p in enumerate(out.paths)}
-        refs = np.stack([out.vectors[index[str(p)]] for p in originals])
-        print(f"model: {label}")
-        print(f"library: {len(originals)} photos + {len(copies)} edited copies in {folder}")
-        print(f"embedded {len(out.paths)} images in {elapsed:.1f}s ({len(out.paths) / elapsed:.1f} images/s), "
-              f"{embedder.dim}-d descriptors, {len(out.errors)} failed")
+        library = Library(settings)
+        try:
+            start = time.perf_counter()
+            report = index_paths(library, "demo", [folder / "originals"])
+            elapsed = time.perf_counter() - start
+        except CheckpointError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
+        emb = library.embedder
+        print(f"model: {emb.vit.checkpoint_path} ({emb.dim}-d {emb.pooling} descriptor at {emb.image_size} px)")
+        print(f"indexed {report.indexed} photos of {folder / 'originals'} in {elapsed:.1f}s, {report.failed} failed")
+        results = search_files(library, "demo", [c for c, _ in copies], k=1)
         hits = 0
-        for copy, src in copies:
-            sims = refs @ out.vectors[index[str(copy)]]
-            best = int(sims.argmax())
-            ok = originals[best] == src
+        print(f"searching with {len(copies)} edited copies (not indexed):")
+        for (copy, src), res in zip(copies, results):
+            top = res.results[0] if res.results else None
+            ok = top is not None and top.path == str(src)
             hits += ok
-            print(f"  {'ok ' if ok else 'MISS'} {copy.name:34s} → {originals[best].name:26s} {sims[best]:.3f}")
-        print(f"edited copies whose nearest original is their source: {hits}/{len(copies)}")
+            found = f"{Path(top.path).name:26s} {top.score:.3f}" if top else "(nothing)"
+            print(f"  {'ok ' if ok else 'MISS'} {copy.name:34s} -> {found}")
+        print(f"edited copies whose first result is their source: {hits}/{len(copies)}")
+        report = index_paths(library, "demo", [folder / "copies"])
+        groups = find_duplicates(library, "demo")
+        print(f"after indexing the copies too: {len(groups)} duplicate groups")
+        for g in groups:
+            names = ", ".join(sorted(Path(p).name for p in g.paths))
+            print(f"  {g.kind} ({g.score:.3f}, {len(g.paths)} images): {names}")
+        library.close()
     return 0
 
 

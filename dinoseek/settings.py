@@ -33,6 +33,7 @@ class Settings:
     device: str = "auto"
     api_keys: tuple[str, ...] = ()
     allowed_roots: tuple[Path, ...] = ()
+    max_image_pixels: int = 100_000_000
 
     @property
     def models_dir(self) -> Path:
@@ -79,6 +80,12 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         raise SettingsError(f"DINOSEEK_API_KEYS: entries must be KEY or KEY:ro, got {', '.join(bad)}")
     roots = raw.get("allowed_roots", ())
     roots = _split(roots, ":") if isinstance(roots, str) else [str(r) for r in roots]
+    try:
+        max_pixels = int(raw.get("max_image_pixels", 100_000_000))
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"DINOSEEK_MAX_IMAGE_PIXELS must be an integer, got {raw.get('max_image_pixels')!r}") from exc
+    if max_pixels <= 0:
+        raise SettingsError(f"DINOSEEK_MAX_IMAGE_PIXELS must be positive, got {max_pixels}")
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -89,4 +96,5 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         device=device,
         api_keys=tuple(keys),
         allowed_roots=tuple(Path(r).expanduser().resolve() for r in roots),
+        max_image_pixels=max_pixels,
     )

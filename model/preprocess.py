@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -57,37 +58,47 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | None = None) -> Image.Image:
-    """Decode an image file to RGB with EXIF orientation applied.
-
-    With ``target_long_side``, JPEGs are decoded with Pillow's draft mode (DCT-domain downscaling
-    by 1/2, 1/4 or 1/8), never below the size the model needs: large photos decode several times
-    faster. GIFs and other animations give their first frame.
-    """
-    name = getattr(source, "name", source)
+@contextlib.contextmanager
+def decode_errors(name: object) -> Iterator[None]:
+    """Turn whatever Pillow raises for a bad file into one ``ImageDecodeError`` naming ``name``."""
     try:
-        with contextlib.ExitStack() as stack:
-            if isinstance(source, (str, os.PathLike)):
-                try:
-                    source = stack.enter_context(open(source, "rb"))  # closed once the pixels are loaded
-                except OSError as exc:
-                    raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
-            img = Image.open(source)
-            if target_long_side and img.format == "JPEG":
-                w, h = img.size
-                scale = target_long_side / max(w, h)
-                if scale < 1:
-                    img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-            img.load()
-        return to_rgb(ImageOps.exif_transpose(img))
+        yield
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{name}: image too large ({exc})") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{name}: not an image, or a format Pillow cannot read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"{name}: cannot decode image ({exc})") from exc
+
+
+def finish_decode(img: Image.Image, target_long_side: int | None = None) -> Image.Image:
+    """Decode an opened image to oriented RGB; JPEGs use draft mode (DCT-domain downscaling by 1/2,
+    1/4 or 1/8) when ``target_long_side`` allows, never below that size."""
+    if target_long_side and img.format == "JPEG":
+        w, h = img.size
+        scale = target_long_side / max(w, h)
+        if scale < 1:
+            img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+    img.load()
+    return to_rgb(ImageOps.exif_transpose(img))
+
+
+def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | None = None) -> Image.Image:
+    """Decode an image file to RGB with EXIF orientation applied.
+
+    With ``target_long_side``, JPEGs are decoded in draft mode, never below the size the model
+    needs: large photos decode several times faster. GIFs and other animations give their first frame.
+    """
+    name = getattr(source, "name", source)
+    with decode_errors(name), contextlib.ExitStack() as stack:
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                source = stack.enter_context(open(source, "rb"))  # closed once the pixels are loaded
+            except OSError as exc:
+                raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+        return finish_decode(Image.open(source), target_long_side)
 
 
 def preprocess(img: Image.Image, image_size: int = 224, patch_size: int = 14) -> torch.Tensor:

@@ -28,3 +28,55 @@ def photos() -> dict[str, Image.Image]:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+def _service_or_skip(name: str, probe) -> None:
+    """Tests that need a real server skip when it is down on a user's machine, but fail under CI."""
+    import os
+
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any connection failure
+        message = f"{name} is not reachable ({exc}); start it to run this test (see README)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the real PostgreSQL test database (DINOSEEK_TEST_DATABASE_URL or 127.0.0.1:5432/test)."""
+    import os
+
+    import sqlalchemy
+
+    from indexer.catalog.database import make_engine
+
+    url = os.environ.get("DINOSEEK_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+    def probe() -> None:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+
+    _service_or_skip("PostgreSQL", probe)
+    return url
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str):
+    """The test database emptied of every table before and after the test."""
+    import sqlalchemy
+
+    from indexer.catalog.database import make_engine
+
+    def wipe() -> None:
+        engine = make_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("drop schema public cascade; create schema public"))
+        engine.dispose()
+
+    wipe()
+    yield postgres_url
+    wipe()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import ImageChops
 
-from model.train.augment import MultiCrop, MultiCropConfig, random_resized_crop
+from model.train.augment import MultiCrop, MultiCropConfig, random_resized_crop, to_normalized_tensor
 from model.train.copy_augment import CopyViews, crop, pad, perspective, screenshot_frame, sticker_overlay, text_overlay
 from tests.conftest import skimage_photo
 
@@ -41,3 +41,19 @@ def test_copy_views_are_two_different_squares() -> None:
     views = CopyViews(70)(skimage_photo("rocket"), random.Random(1))["views"]
     assert len(views) == 2 and all(v.shape == (3, 70, 70) for v in views)
     assert not torch.equal(views[0], views[1])
+
+
+def test_copy_reference_view_keeps_most_of_the_photo() -> None:
+    """With reference_share=1 the first view is the lightly edited original: it stays far closer
+    to the plain resized photo than the strongly edited second view does, over many draws."""
+    img = skimage_photo("chelsea")
+    views = CopyViews(56, reference_share=1.0)
+    base = to_normalized_tensor(img.resize((56, 56)))
+    ref_err, edit_err = [], []
+    for seed in range(12):
+        first, second = views(img, random.Random(seed))["views"]
+        ref_err.append(float((first - base).abs().mean()))
+        edit_err.append(float((second - base).abs().mean()))
+    assert sum(ref_err) < 0.6 * sum(edit_err)
+    with pytest.raises(ValueError, match="reference_share"):
+        CopyViews(56, reference_share=1.5)

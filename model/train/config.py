@@ -57,6 +57,7 @@ class TrainConfig:
     copy_temperature: float = 0.05
     copy_entropy_weight: float = 30.0
     copy_pooling: str = "cls+gem"
+    copy_reference_share: float = 0.5  # share of pairs whose first view is the lightly edited original
     # bookkeeping
     checkpoint_every: int = 500
     log_every: int = 10

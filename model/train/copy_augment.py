@@ -136,10 +136,31 @@ def screenshot_frame(img: Image.Image, rng: random.Random) -> Image.Image:
 
 
 class CopyViews:
-    """Two strongly edited views of a photo (the positive pair of the copy objective)."""
+    """Two views of a photo, the positive pair of the copy objective.
 
-    def __init__(self, size: int = 112) -> None:
+    With probability ``reference_share`` the first view is the photo as a library would hold it
+    (whole, at most lightly cropped, recoloured or re-encoded) and only the second is strongly
+    edited: that is the search the product serves, and two independent strong crops of one photo
+    can share no content at all. Otherwise both views are strongly edited.
+    """
+
+    def __init__(self, size: int = 112, reference_share: float = 0.0) -> None:
+        if not 0.0 <= reference_share <= 1.0:
+            raise ValueError(f"reference_share must be within [0, 1], got {reference_share}")
         self.size = size
+        self.reference_share = reference_share
+
+    def reference(self, img: Image.Image, rng: random.Random) -> Image.Image:
+        """A library-side view: the whole photo with mild, realistic changes."""
+        if rng.random() < 0.3:
+            img = crop(img, rng, min_area=0.8)
+        if rng.random() < 0.5:
+            img = ImageOps.mirror(img)
+        if rng.random() < 0.3:
+            img = color_jitter(img, rng, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
+        if rng.random() < 0.3:
+            img = jpeg(img, rng)
+        return self._to_square(img, rng)
 
     def edit(self, img: Image.Image, rng: random.Random) -> Image.Image:
         if rng.random() < 0.7:
@@ -179,4 +200,5 @@ class CopyViews:
         return ImageOps.pad(img, (self.size, self.size), color=_random_colour(rng) if rng.random() < 0.3 else (0, 0, 0))
 
     def __call__(self, img: Image.Image, rng: random.Random) -> dict[str, list[torch.Tensor]]:
-        return {"views": [to_normalized_tensor(self.edit(img, rng)) for _ in range(2)]}
+        first = self.reference(img, rng) if rng.random() < self.reference_share else self.edit(img, rng)
+        return {"views": [to_normalized_tensor(first), to_normalized_tensor(self.edit(img, rng))]}

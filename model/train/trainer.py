@@ -168,7 +168,7 @@ class Trainer:
             transform = MultiCrop(MultiCropConfig(c.global_size, c.local_size, c.n_local, c.global_scale, c.local_scale))
             collate = collate_multicrop
         else:
-            transform, collate = CopyViews(c.global_size), collate_copy
+            transform, collate = CopyViews(c.global_size, c.copy_reference_share), collate_copy
         per_epoch = (len(self.paths) // c.batch_size) * c.batch_size
         stream = SampleStream(self.paths, transform, c.seed, per_epoch, max_side=max(2 * c.global_size, 256))
         return torch.utils.data.DataLoader(

@@ -1,0 +1,197 @@
+"""CLI commands over a library: ``index``, ``search``, ``duplicates``, ``collections``, ``db``.
+
+Each opens the ``Library`` from the settings, calls one ``indexer`` service and prints either a
+human summary or, with ``--json``, the one document the CLI contract defines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from dinoseek.settings import load_settings
+
+
+def _emit(doc: dict) -> None:
+    json.dump(doc, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def _open_library():
+    from indexer.library import Library
+
+    return Library(load_settings())
+
+
+def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr when it is a terminal; nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Add or refresh images in a collection; unchanged files are skipped."""
+    from indexer.indexing import index_paths
+
+    library = _open_library()
+    progress, close_bar = _progress_bar(not args.json)
+    try:
+        report = index_paths(library, args.collection, args.paths, prune=args.prune,
+                             follow_symlinks=args.follow_symlinks, progress=progress)
+    finally:
+        close_bar()
+        library.close()
+    if args.json:
+        _emit(report.to_json())
+        return 0
+    for err in report.errors:
+        print(f"failed: {err['error']}", file=sys.stderr)
+    pruned = f", {report.pruned} pruned" if args.prune else ""
+    print(f"{args.collection}: {report.scanned} scanned, {report.indexed} indexed, {report.skipped} unchanged, "
+          f"{report.failed} failed{pruned} (job {report.job_id})")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Query by example: the closest indexed images to each query image."""
+    from indexer.search import search_files
+
+    if args.box is not None:
+        from dinoseek.cli import UsageError
+
+        raise UsageError("region queries (--box) are not available yet: they arrive with patch-level search")
+    library = _open_library()
+    try:
+        results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold)
+    finally:
+        library.close()
+    if args.json:
+        _emit({"queries": [r.to_json() for r in results]})
+        return 0
+    for r in results:
+        print(r.query)
+        if not r.results:
+            print("  (no results)")
+        for rank, hit in enumerate(r.results, 1):
+            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}  (id {hit.image_id})")
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    """Groups of identical files and of edited copies."""
+    from indexer.duplicates import find_duplicates, near_threshold
+
+    library = _open_library()
+    try:
+        groups = find_duplicates(library, args.collection, threshold=args.threshold)
+        threshold = near_threshold(library) if args.threshold is None else args.threshold
+    finally:
+        library.close()
+    if args.json:
+        _emit({"groups": [g.to_json() for g in groups]})
+        return 0
+    print(f"{len(groups)} duplicate groups in {args.collection} (near threshold {threshold:.2f})")
+    for g in groups:
+        print(f"{g.kind} ({g.score:.3f}):")
+        for path in g.paths:
+            print(f"  {path}")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    """Every collection with its image, indexed, failed and vector counts."""
+    from indexer.collections import collection_counts
+
+    library = _open_library()
+    try:
+        rows = collection_counts(library)
+    finally:
+        library.close()
+    if args.json:
+        _emit({"collections": rows})
+        return 0
+    if not rows:
+        print("no collections yet: `dinoseek index PATH --collection NAME` creates one")
+    for row in rows:
+        model = (row["model"] or "-")[:12]
+        print(f"{row['name']}: {row['images']} images, {row['indexed']} indexed, {row['failed']} failed, "
+              f"{row['vectors']} vectors, model {model}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """Catalog schema: ``upgrade`` to the newest migration, ``downgrade`` to a revision, ``current``."""
+    from indexer.catalog.database import Catalog
+    from migrations import runner
+
+    catalog = Catalog(load_settings().database_url)
+    try:
+        if args.action == "upgrade":
+            runner.upgrade(catalog, args.revision or "head")
+        elif args.action == "downgrade":
+            if not args.revision:
+                from dinoseek.cli import UsageError
+
+                raise UsageError("db downgrade needs a revision (use `base` to drop every table)")
+            runner.downgrade(catalog, args.revision)
+        current = runner.current_revision(catalog)
+    finally:
+        catalog.dispose()
+    print(f"catalog at revision {current or 'none'} (newest: {runner.head_revision()})")
+    return 0
+
+
+def _box(text: str) -> list[int]:
+    try:
+        box = [int(round(float(v))) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"box must be X0,Y0,X1,Y1 in pixels, got {text!r}") from exc
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise argparse.ArgumentTypeError(f"box must be X0,Y0,X1,Y1 with X1>X0 and Y1>Y0, got {text!r}")
+    return box
+
+
+def add_library_commands(sub) -> None:
+    index = sub.add_parser("index", help="add or refresh image files in a collection")
+    index.add_argument("paths", nargs="+", help="image files or folders (walked recursively)")
+    index.add_argument("--collection", required=True)
+    index.add_argument("--prune", action="store_true", help="remove rows and vectors of files that no longer exist")
+    index.add_argument("--follow-symlinks", action="store_true")
+    index.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    index.set_defaults(func=cmd_index)
+
+    search = sub.add_parser("search", help="find the indexed images closest to query images")
+    search.add_argument("images", nargs="+", help="query image files")
+    search.add_argument("--collection", required=True)
+    search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
+    search.add_argument("--threshold", type=float, help="leave out results scoring below this")
+    search.add_argument("--box", type=_box, help="X0,Y0,X1,Y1: search for this region of the query")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+    dup = sub.add_parser("duplicates", help="groups of identical files and edited copies")
+    dup.add_argument("--collection", required=True)
+    dup.add_argument("--threshold", type=float, help="near-duplicate similarity threshold")
+    dup.add_argument("--json", action="store_true")
+    dup.set_defaults(func=cmd_duplicates)
+
+    cols = sub.add_parser("collections", help="list collections and their counts")
+    cols.add_argument("--json", action="store_true")
+    cols.set_defaults(func=cmd_collections)
+
+    db = sub.add_parser("db", help="catalog schema migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?", help="target revision (default for upgrade: head)")
+    db.set_defaults(func=cmd_db)

@@ -1,0 +1,1 @@
+"""The SQL catalog: SQLAlchemy models and database engines."""

@@ -1,0 +1,128 @@
+"""SQLAlchemy models of the catalog: collections, models, images, jobs and duplicate groups.
+
+The Alembic migrations in ``migrations/versions`` create exactly these tables; a test compares
+the two and fails when they drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+IMAGE_STATUSES = ("pending", "indexed", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+DUPLICATE_KINDS = ("exact", "near", "similar")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRecord(Base):
+    """A checkpoint that produced vectors, identified by the SHA-256 of its weights."""
+
+    __tablename__ = "models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    arch: Mapped[str] = mapped_column(String(32))
+    dim: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    image_size: Mapped[int] = mapped_column(Integer)
+    pooling: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Collection(Base):
+    """A named library; bound to one model the first time it receives vectors."""
+
+    __tablename__ = "collections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    model: Mapped[ModelRecord | None] = relationship()
+
+
+class Image(Base):
+    """One file of a collection: where it is, what its bytes are, what it looked like, and its state."""
+
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "path", name="uq_images_collection_path"),
+        Index("ix_images_collection_sha256", "collection_id", "sha256"),
+        Index("ix_images_collection_status", "collection_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    orientation: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    camera: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    patch_rows: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    patch_cols: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    collection: Mapped[Collection] = relationship()
+
+
+class Job(Base):
+    """A unit of work users can watch: totals and counters are updated in place by whoever runs it."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    errors: Mapped[list[JobError]] = relationship(order_by="JobError.id", cascade="all, delete-orphan")
+
+
+class JobError(Base):
+    """One file a job could not process, and why (a row each, so concurrent workers only insert)."""
+
+    __tablename__ = "job_errors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+
+
+class DuplicateGroup(Base):
+    """A set of images found to be copies of each other (``exact``/``near``) or of one scene (``similar``)."""
+
+    __tablename__ = "duplicate_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    members: Mapped[list[DuplicateMember]] = relationship(order_by="DuplicateMember.image_id",
+                                                          cascade="all, delete-orphan")
+
+
+class DuplicateMember(Base):
+    __tablename__ = "duplicate_members"
+    group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)

@@ -1,0 +1,19 @@
+"""Errors the service layer raises; the CLI prints them as one line, the API maps them to 4xx."""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Base class: a request the service layer cannot carry out, with a message users can act on."""
+
+
+class NotFound(IndexerError):
+    """A named collection or image id does not exist."""
+
+
+class InvalidRequest(IndexerError):
+    """Arguments are malformed (bad collection name, box outside the image, k out of range...)."""
+
+
+class ModelMismatch(IndexerError):
+    """A collection's vectors came from another model than the one configured now."""

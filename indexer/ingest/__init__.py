@@ -1,0 +1,1 @@
+"""Turning files into catalog rows and model inputs: walk, hash, probe, decode."""

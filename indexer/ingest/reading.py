@@ -1,0 +1,135 @@
+"""Read one image file completely: its bytes' SHA-256, its metadata, and its pixels as RGB.
+
+The file is read once; hashing, probing and decoding work on those bytes. Every way a file can be
+bad (unreadable, empty, not an image, truncated, too many pixels) raises ``ImageDecodeError``
+with the path and the reason, so the caller fails that file alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import ExifTags, Image
+
+from model.preprocess import ImageDecodeError, decode_errors, finish_decode
+
+DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k photo; larger files are refused as decompression bombs
+_EXIF_DATETIME = ExifTags.Base.DateTimeOriginal
+_plugins_registered = False
+
+
+def register_optional_plugins() -> list[str]:
+    """Enable HEIC/AVIF decoding when ``pillow-heif`` is installed; returns the plugins enabled."""
+    global _plugins_registered
+    enabled: list[str] = []
+    try:
+        import pillow_heif
+
+        if not _plugins_registered:
+            pillow_heif.register_heif_opener()
+            if hasattr(pillow_heif, "register_avif_opener"):
+                pillow_heif.register_avif_opener()
+        enabled.append("pillow_heif")
+    except ImportError:
+        pass
+    _plugins_registered = True
+    return enabled
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the catalog records about a file's picture (width/height after EXIF orientation)."""
+
+    format: str
+    width: int
+    height: int
+    orientation: int | None
+    taken_at: datetime | None
+    camera: str | None
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass
+class LoadedImage:
+    path: str
+    sha256: str
+    stat: FileStat
+    info: ImageInfo
+    image: Image.Image  # RGB, oriented, possibly reduced by JPEG draft decoding
+
+
+def stat_file(path: str | os.PathLike) -> FileStat:
+    st = os.stat(path)
+    return FileStat(st.st_size, st.st_mtime_ns)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _exif_fields(img: Image.Image) -> tuple[int | None, datetime | None, str | None]:
+    try:
+        exif = img.getexif()
+    except Exception:  # noqa: BLE001 - broken EXIF must not fail a decodable picture
+        return None, None, None
+    orientation = exif.get(ExifTags.Base.Orientation)
+    camera = " ".join(str(exif.get(tag, "")).strip("\x00 ") for tag in (ExifTags.Base.Make, ExifTags.Base.Model)).strip()
+    taken = None
+    try:
+        raw = exif.get_ifd(ExifTags.IFD.Exif).get(_EXIF_DATETIME) or exif.get(ExifTags.Base.DateTime)
+        if raw:
+            taken = datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    except (ValueError, KeyError, TypeError):
+        taken = None
+    return (int(orientation) if isinstance(orientation, int) and 1 <= orientation <= 8 else None,
+            taken, camera[:128] or None)
+
+
+def read_bytes(path: str | os.PathLike) -> tuple[bytes, FileStat]:
+    """The file's bytes and the size/mtime they were read at; unreadable or empty files raise."""
+    name = str(path)
+    try:
+        stat = stat_file(path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    return data, stat
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               target_long_side: int | None = None) -> LoadedImage:
+    """Hash, probe and decode ``path``. ``target_long_side`` lets JPEGs decode at a reduced scale
+    (never below it); metadata always describes the full-size picture."""
+    data, stat = read_bytes(path)
+    return decode_bytes(str(path), data, stat, max_pixels, target_long_side)
+
+
+def decode_bytes(name: str, data: bytes, stat: FileStat, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 target_long_side: int | None = None) -> LoadedImage:
+    """Probe and decode bytes already read from ``name`` (see ``read_image``)."""
+    register_optional_plugins()
+    with decode_errors(name):
+        img = Image.open(io.BytesIO(data))
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of "
+                                   f"{max_pixels:,} (possible decompression bomb; raise DINOSEEK_MAX_IMAGE_PIXELS)")
+        fmt = img.format or "UNKNOWN"
+        orientation, taken_at, camera = _exif_fields(img)
+        img = finish_decode(img, target_long_side)
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    info = ImageInfo(fmt, width, height, orientation, taken_at, camera)
+    return LoadedImage(name, sha256_bytes(data), stat, info, img)

@@ -1,0 +1,168 @@
+"""The service context every front end shares: catalog, vector stores and the embedding model.
+
+The CLI, the Celery workers and the API each open one ``Library`` from the settings; everything
+else in ``indexer`` takes it as its first argument.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from indexer.catalog.database import Catalog
+from indexer.catalog.models import Collection, ModelRecord
+from indexer.errors import InvalidRequest, ModelMismatch, NotFound
+from indexer.stores import StoreSpec, VectorStore, open_store
+
+if TYPE_CHECKING:
+    from dinoseek.settings import Settings
+    from model import Embedder
+
+COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def arch_name(vit) -> str:
+    """The architecture's registry name (``vits14_reg4``), or its shape when it is not a named one."""
+    from model import ARCHS
+
+    arch = vit.arch
+    return next((name for name, a in ARCHS.items() if a == arch), f"vit-{arch.embed_dim}x{arch.depth}")
+
+
+def check_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not COLLECTION_NAME.match(name) or ".." in name:
+        raise InvalidRequest(f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+                             "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class CollectionStores:
+    """The two stores of a collection: global descriptors, and pooled patch cells (float16)."""
+
+    global_: VectorStore
+    patches: VectorStore
+
+    def persist(self) -> None:
+        self.global_.persist()
+        self.patches.persist()
+
+    def close(self) -> None:
+        self.global_.close()
+        self.patches.close()
+
+
+class Library:
+    """Opened once per process from the settings; thread-safe for concurrent readers."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        from migrations.runner import ensure_schema
+
+        self.settings = settings
+        self.catalog = Catalog(settings.database_url)
+        ensure_schema(self.catalog)
+        self._embedder = embedder
+        self._stores: dict[str, CollectionStores] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def stores_dir(self) -> Path:
+        return self.settings.home / "stores"
+
+    # ------------------------------------------------------------------ model
+    @property
+    def embedder(self) -> Embedder:
+        """The configured model (``DINOSEEK_MODEL`` or the shipped default), loaded on first use."""
+        with self._lock:
+            if self._embedder is None:
+                from model import Embedder, load_backbone
+
+                vit = load_backbone(self.settings.model, search_dirs=[self.settings.models_dir])
+                self._embedder = Embedder(vit, device=self.settings.device)
+            return self._embedder
+
+    def model_record(self, session: Session) -> ModelRecord:
+        """The catalog row of the configured model, created on first use."""
+        emb = self.embedder
+        vit = emb.vit
+        digest = getattr(vit, "checkpoint_digest", None)
+        if not digest:
+            raise InvalidRequest("the configured model has no checkpoint file digest; save it with "
+                                 "`dinoseek convert` and point DINOSEEK_MODEL at the file")
+        record = session.scalar(select(ModelRecord).where(ModelRecord.digest == digest))
+        if record is None:
+            record = ModelRecord(digest=digest, arch=arch_name(vit), dim=emb.dim,
+                                 source=str(getattr(vit, "checkpoint_path", "")), image_size=emb.image_size,
+                                 pooling=emb.pooling)
+            session.add(record)
+            session.flush()
+        return record
+
+    def bind_model(self, session: Session, collection: Collection) -> ModelRecord:
+        """Bind the collection to the configured model, or refuse if it holds another model's vectors."""
+        record = self.model_record(session)
+        if collection.model_id is None:
+            collection.model_id = record.id
+            session.flush()
+        elif collection.model_id != record.id:
+            bound = session.get(ModelRecord, collection.model_id)
+            raise ModelMismatch(
+                f"collection {collection.name!r} holds vectors of model {bound.digest[:12]} ({bound.source}); "
+                f"the configured model is {record.digest[:12]} ({record.source}). Configure that model "
+                f"(DINOSEEK_MODEL) or re-embed the collection with `dinoseek reindex`")
+        return record
+
+    # ------------------------------------------------------------------ collections
+    def get_collection(self, session: Session, name: str) -> Collection:
+        check_collection_name(name)
+        collection = session.scalar(select(Collection).where(Collection.name == name))
+        if collection is None:
+            raise NotFound(f"no collection named {name!r}")
+        return collection
+
+    def get_or_create_collection(self, session: Session, name: str) -> Collection:
+        check_collection_name(name)
+        collection = session.scalar(select(Collection).where(Collection.name == name))
+        if collection is None:
+            collection = Collection(name=name)
+            session.add(collection)
+            session.flush()
+        return collection
+
+    # ------------------------------------------------------------------ stores
+    def stores(self, collection_name: str, global_dim: int, patch_dim: int) -> CollectionStores:
+        """The collection's stores, opened once per process."""
+        with self._lock:
+            stores = self._stores.get(collection_name)
+            if stores is None:
+                s = self.settings
+                self.stores_dir.mkdir(parents=True, exist_ok=True)
+                stores = CollectionStores(
+                    open_store(StoreSpec(f"{collection_name}.global", global_dim), s.vector_backend,
+                               self.stores_dir, s.qdrant_url),
+                    open_store(StoreSpec(f"{collection_name}.patches", patch_dim, "float16"), s.vector_backend,
+                               self.stores_dir, s.qdrant_url),
+                )
+                self._stores[collection_name] = stores
+            return stores
+
+    def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
+        """Stores of a collection that has a model bound (None before its first vectors)."""
+        if collection.model_id is None:
+            return None
+        record = session.get(ModelRecord, collection.model_id)
+        patch_dim = record.dim // 2 if record.pooling == "cls+gem" else record.dim
+        return self.stores(collection.name, record.dim, patch_dim)
+
+    def close(self) -> None:
+        with self._lock:
+            for stores in self._stores.values():
+                stores.close()
+            self._stores.clear()
+            self.catalog.dispose()

@@ -1,0 +1,138 @@
+"""Query by example: an image file, an uploaded picture or an indexed image id → the closest images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from indexer.catalog.models import Collection, Image
+from indexer.errors import InvalidRequest, NotFound
+from indexer.ingest.reading import read_image
+from indexer.library import CollectionStores, Library
+from model.preprocess import ImageDecodeError
+
+MAX_K = 1000
+
+
+@dataclass
+class SearchHit:
+    image_id: int
+    path: str
+    score: float
+    box: list[int] | None = None
+    metadata: dict = field(default_factory=dict)
+
+    def to_json(self, with_metadata: bool = False) -> dict:
+        doc = {"image_id": self.image_id, "path": self.path, "score": round(self.score, 6), "box": self.box}
+        if with_metadata:
+            doc["metadata"] = self.metadata
+        return doc
+
+
+@dataclass
+class QueryResult:
+    query: str
+    results: list[SearchHit]
+    box: list[int] | None = None
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "box": self.box, "results": [hit.to_json() for hit in self.results]}
+
+
+def image_metadata(row: Image) -> dict:
+    return {"format": row.format, "width": row.width, "height": row.height, "sha256": row.sha256,
+            "taken_at": row.taken_at.isoformat() if row.taken_at else None, "camera": row.camera,
+            "indexed_at": row.indexed_at.isoformat() if row.indexed_at else None}
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def _searchable(library: Library, session: Session, name: str) -> tuple[Collection, CollectionStores | None]:
+    collection = library.get_collection(session, name)
+    if collection.model_id is None:
+        return collection, None
+    library.bind_model(session, collection)  # refuses a query model that differs from the collection's
+    return collection, library.stores_for(session, collection)
+
+
+def _hits(session: Session, collection: Collection, ids: np.ndarray, scores: np.ndarray, k: int,
+          threshold: float | None, exclude: set[int], exclude_path: str | None) -> list[SearchHit]:
+    wanted = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and int(i) not in exclude
+              and (threshold is None or s >= threshold)]
+    if not wanted:
+        return []
+    rows = {r.id: r for r in session.scalars(select(Image).where(
+        Image.id.in_([i for i, _ in wanted]), Image.collection_id == collection.id, Image.status == "indexed"))}
+    hits = [SearchHit(i, rows[i].path, s, None, image_metadata(rows[i])) for i, s in wanted
+            if i in rows and rows[i].path != exclude_path]
+    return hits[:k]
+
+
+def search_vectors(library: Library, collection_name: str, vectors: np.ndarray, k: int = 10,
+                   threshold: float | None = None, exclude_ids: list[set[int]] | None = None,
+                   exclude_paths: list[str | None] | None = None) -> list[list[SearchHit]]:
+    """Top-k per query vector, joined with the catalog; excluded ids/paths never appear."""
+    check_k(k)
+    n = len(vectors)
+    exclude_ids = exclude_ids or [set() for _ in range(n)]
+    exclude_paths = exclude_paths or [None] * n
+    with library.catalog.session() as s:
+        collection, stores = _searchable(library, s, collection_name)
+        if stores is None or not n:
+            return [[] for _ in range(n)]
+        if hasattr(stores.global_, "reload_if_changed"):
+            stores.global_.reload_if_changed()  # another process (an indexer) may have written new vectors
+        extra = max(len(e) for e in exclude_ids) + 1
+        result = stores.global_.search(np.asarray(vectors, dtype=np.float32), k + extra)
+        return [_hits(s, collection, result.ids[q], result.scores[q], k, threshold, exclude_ids[q], exclude_paths[q])
+                for q in range(n)]
+
+
+def embed_pictures(library: Library, pictures: list[PILImage.Image]) -> np.ndarray:
+    return library.embedder.embed(pictures).vectors
+
+
+def search_files(library: Library, collection_name: str, files: list[str | os.PathLike], k: int = 10,
+                 threshold: float | None = None) -> list[QueryResult]:
+    """Query by image files (in argument order); a file that is itself indexed is left out of its results."""
+    check_k(k)
+    pictures, names = [], []
+    for f in files:
+        name = os.path.abspath(str(f))
+        try:
+            # decoded exactly as indexing decodes (JPEG draft scale included), so a file scores 1.0 against itself
+            loaded = read_image(name, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
+        except ImageDecodeError as exc:
+            raise InvalidRequest(f"query image {exc}") from exc
+        pictures.append(loaded.image)
+        names.append(name)
+    with library.catalog.session() as s:
+        library.get_collection(s, collection_name)  # a missing collection fails before the model loads
+    vectors = embed_pictures(library, pictures)
+    hits = search_vectors(library, collection_name, vectors, k, threshold, exclude_paths=names)
+    return [QueryResult(str(f), h) for f, h in zip(files, hits)]
+
+
+def search_by_id(library: Library, collection_name: str, image_id: int, k: int = 10,
+                 threshold: float | None = None) -> list[SearchHit]:
+    """Query by an indexed image: its stored vector, itself excluded."""
+    with library.catalog.session() as s:
+        collection, stores = _searchable(library, s, collection_name)
+        row = s.get(Image, image_id)
+        if row is None or row.collection_id != collection.id:
+            raise NotFound(f"no image {image_id} in collection {collection_name!r}")
+        if row.status != "indexed" or stores is None:
+            raise InvalidRequest(f"image {image_id} ({row.path}) is {row.status}, not indexed")
+        found, vectors = stores.global_.fetch(np.array([image_id]))
+    if not len(found):
+        raise NotFound(f"image {image_id} has no stored vector; re-index {row.path}")
+    return search_vectors(library, collection_name, vectors, k, threshold, exclude_ids=[{image_id}])[0]

@@ -1,0 +1,134 @@
+"""The one interface every vector backend implements, and the small types it speaks.
+
+Vectors are L2-normalised float32 rows; scores are inner products (cosine similarity), higher is
+closer. Ids are non-negative int64 chosen by the caller (image ids for global vectors, composite
+ids for patch vectors). A store holds one named set of vectors of one dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+class StoreError(RuntimeError):
+    """A vector store cannot do what was asked (bad shape, wrong dimension, unreadable files)."""
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """What a store holds: its name (unique per backend location), dimension and storage precision.
+
+    ``precision`` is ``"float32"`` or ``"float16"``; a backend may store float16 as int8 scalar
+    quantisation where it has no float16 storage, but never loses more than that.
+    """
+
+    name: str
+    dim: int
+    precision: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.dim <= 0:
+            raise StoreError(f"store {self.name!r}: dimension must be positive, got {self.dim}")
+        if self.precision not in ("float32", "float16"):
+            raise StoreError(f"store {self.name!r}: precision must be float32 or float16, got {self.precision!r}")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k answer for a batch of queries: ``ids`` and ``scores`` are (queries, k), best first;
+    rows with fewer than k stored vectors are padded with id -1 and score -inf."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Upsert, delete, search by k or by threshold, count, persist, close."""
+
+    spec: StoreSpec
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace the vectors for ``ids`` (int64, unique); ``vectors`` is (n, dim)."""
+
+    def delete(self, ids: np.ndarray) -> int:
+        """Remove these ids; unknown ids are ignored. Returns how many were removed."""
+
+    def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of those ids that exist: (found ids, (found, dim) float32)."""
+
+    def search(self, queries: np.ndarray, k: int) -> SearchResult:
+        """The ``k`` highest-scoring stored vectors for each query row."""
+
+    def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, every stored (id, score) with score >= ``threshold``, best first."""
+
+    def count(self) -> int:
+        """How many vectors are stored."""
+
+    def persist(self) -> None:
+        """Make every change so far durable (crash-safe: a crash leaves the old or the new state)."""
+
+    def close(self) -> None:
+        """Persist and release files and handles; the store is unusable afterwards."""
+
+
+def as_ids(ids: np.ndarray | list[int], name: str) -> np.ndarray:
+    """Validate caller ids: a 1-d array of unique non-negative int64."""
+    arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if arr.size and arr.min() < 0:
+        raise StoreError(f"store {name!r}: ids must be non-negative, got {int(arr.min())}")
+    if len(np.unique(arr)) != len(arr):
+        raise StoreError(f"store {name!r}: ids in one call must be unique")
+    return arr
+
+
+def as_vectors(vectors: np.ndarray, spec: StoreSpec, rows: int | None = None) -> np.ndarray:
+    """Validate vectors: (n, spec.dim) finite float32, C-contiguous."""
+    arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != spec.dim:
+        raise StoreError(f"store {spec.name!r}: vectors must be (n, {spec.dim}), got shape {tuple(arr.shape)}")
+    if rows is not None and arr.shape[0] != rows:
+        raise StoreError(f"store {spec.name!r}: {rows} ids but {arr.shape[0]} vectors")
+    if not np.isfinite(arr).all():
+        raise StoreError(f"store {spec.name!r}: vectors contain NaN or infinity")
+    return arr
+
+
+def widening_range(query_page: Callable[[int], Sequence], total: int, threshold: float,
+                   first_limit: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Range search on engines that only answer top-k: ask ``query_page(limit)`` for hits (objects
+    with ``id`` and ``score``), four times more while the page comes back full, then keep scores
+    >= ``threshold``, best first."""
+    limit = min(first_limit, total)
+    while True:
+        hits = query_page(limit)
+        if len(hits) < limit or limit >= total:
+            break
+        limit = min(limit * 4, total)
+    ids = np.array([int(h.id) for h in hits], dtype=np.int64)
+    scores = np.array([h.score for h in hits], dtype=np.float32)
+    keep = scores >= np.float32(threshold)
+    ids, scores = ids[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    return ids[order], scores[order]
+
+
+def empty_result(spec: StoreSpec, queries: int, k: int) -> SearchResult:
+    """A (queries, k) result with nothing found yet: ids -1, scores -inf (after checking k)."""
+    if k <= 0:
+        raise StoreError(f"store {spec.name!r}: k must be positive, got {k}")
+    return SearchResult(np.full((queries, k), -1, dtype=np.int64), np.full((queries, k), -np.inf, dtype=np.float32))
+
+
+def in_request_order(spec: StoreSpec, ids: np.ndarray, by_id: dict[int, Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """``fetch``'s answer from an id → vector map: the ids that exist, in the order asked."""
+    found = [i for i in ids.tolist() if i in by_id]
+    vectors = np.array([by_id[i] for i in found], dtype=np.float32).reshape(len(found), spec.dim)
+    return np.array(found, dtype=np.int64), vectors

@@ -1,0 +1,1 @@
+"""Alembic migrations of the catalog; ``migrations.runner`` applies them (``dinoseek db upgrade``)."""

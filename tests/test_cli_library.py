@@ -1,0 +1,280 @@
+"""``dinoseek index / search / duplicates / collections`` on real photos, driven as a user runs them.
+
+Most cases call the CLI's ``main`` in-process (same argument parsing, settings from the
+environment, JSON on stdout); one case runs the real console entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dinoseek.cli import main
+from model import arch_by_name, build_vit, save_checkpoint
+from tests.conftest import skimage_photo
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A seeded ViT-Ti/14 checkpoint at 112 px: random weights still match resized/re-encoded copies."""
+    torch.manual_seed(0)
+    vit = build_vit(arch_by_name("vitt14"))
+    vit.embed_defaults = {"image_size": 112, "pooling": "cls+gem"}
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(vit, path)
+    return path
+
+
+@pytest.fixture
+def env(tmp_path, tiny_model, monkeypatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("DINOSEEK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("DINOSEEK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DINOSEEK_MODEL", str(tiny_model))
+    return tmp_path
+
+
+def run(capsys, *argv: str) -> tuple[int, dict | str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    try:
+        return code, json.loads(out), err
+    except json.JSONDecodeError:
+        return code, out, err
+
+
+def _library(root: Path) -> dict[str, Path]:
+    """Real photos in every supported format and mode, plus one edited copy."""
+    root.mkdir(parents=True)
+    coffee, rocket, astronaut = skimage_photo("coffee"), skimage_photo("rocket"), skimage_photo("astronaut")
+    files = {
+        "coffee": root / "coffee.jpg", "rocket_png": root / "rocket.png", "astronaut": root / "astronaut.webp",
+        "chelsea_gif": root / "chelsea.gif", "camera_bmp": root / "camera.bmp", "coins_tif": root / "coins.tiff",
+        "cmyk": root / "sub" / "cmyk.jpg", "palette_alpha": root / "sub" / "palette.png",
+        "gray16": root / "sub" / "gray16.png", "rotated": root / "sub" / "rotated.jpg",
+        "coffee_small": root / "sub" / "coffee_small.jpg",
+    }
+    (root / "sub").mkdir()
+    coffee.save(files["coffee"], quality=92)
+    rocket.save(files["rocket_png"])
+    astronaut.save(files["astronaut"], quality=90)
+    frames = [skimage_photo("chelsea").convert("P"), Image.new("P", skimage_photo("chelsea").size, 3)]
+    frames[0].save(files["chelsea_gif"], save_all=True, append_images=frames[1:], duration=100)
+    skimage_photo("camera").save(files["camera_bmp"])
+    skimage_photo("coins").save(files["coins_tif"])
+    coffee.convert("CMYK").save(files["cmyk"], quality=90)
+    pal = rocket.convert("P", palette=Image.Palette.ADAPTIVE)
+    pal.info["transparency"] = 0
+    pal.save(files["palette_alpha"], transparency=0)
+    arr16 = (np.asarray(skimage_photo("camera").convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(arr16).save(files["gray16"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when displayed
+    exif[0x010F], exif[0x0110] = "TestCam", "Model 7"
+    astronaut.resize((300, 200)).save(files["rotated"], exif=exif.tobytes(), quality=92)
+    coffee.resize((coffee.width // 2, coffee.height // 2)).save(files["coffee_small"], quality=60)
+    return files
+
+
+def _bad_files(root: Path) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    good = io.BytesIO()
+    skimage_photo("chelsea").save(good, "JPEG", quality=90)
+    bad = {"truncated": root / "truncated.jpg", "empty": root / "empty.png", "text": root / "notes.jpg",
+           "bomb": root / "bomb.png"}
+    bad["truncated"].write_bytes(good.getvalue()[: len(good.getvalue()) // 3])
+    bad["empty"].write_bytes(b"")
+    bad["text"].write_text("this is a text file with a .jpg name\n")
+    Image.new("L", (4000, 3000)).save(bad["bomb"])  # 12 MP: over the limit the test sets
+    return bad
+
+
+def test_index_search_duplicates_collections(env, capsys) -> None:
+    files = _library(env / "lib")
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "photos", "--json")
+    assert code == 0
+    assert doc["collection"] == "photos" and doc["job_id"] is not None
+    assert doc["scanned"] == len(files) and doc["indexed"] == len(files) and doc["failed"] == 0, doc
+
+    # unchanged files are skipped; a changed file is re-embedded
+    files["coffee_small"].touch()
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "photos", "--json")
+    assert (doc["indexed"], doc["skipped"]) == (0, len(files))  # same bytes, new mtime: no re-embedding
+    skimage_photo("chelsea").save(files["coffee_small"], quality=80)
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "photos", "--json")
+    assert (doc["indexed"], doc["skipped"]) == (1, len(files) - 1)
+    skimage_photo("coffee").resize((200, 133)).save(files["coffee_small"], quality=60)
+    run(capsys, "index", str(env / "lib"), "--collection", "photos", "--json")
+
+    # search by an edited copy (not indexed) finds its original first; paths are absolute
+    query = env / "query.jpg"
+    skimage_photo("rocket").resize((256, 170)).save(query, quality=50)
+    code, doc, _ = run(capsys, "search", str(query), str(files["coffee"]), "--collection", "photos", "-k", "3",
+                       "--json")
+    assert code == 0 and [q["query"] for q in doc["queries"]] == [str(query), str(files["coffee"])]
+    first = doc["queries"][0]["results"]
+    assert first[0]["path"] in (str(files["rocket_png"]), str(files["palette_alpha"]))
+    assert set(first[0]) == {"image_id", "path", "score", "box"} and first[0]["box"] is None
+    # an indexed query file is left out of its own results
+    assert str(files["coffee"]) not in [r["path"] for r in doc["queries"][1]["results"]]
+    assert doc["queries"][1]["results"][0]["path"] in (str(files["coffee_small"]), str(files["cmyk"]))
+    scores = [r["score"] for r in first]
+    assert scores == sorted(scores, reverse=True) and len(first) == 3
+
+    # duplicates: identical bytes are an exact group; the re-encoded CMYK coffee is a near copy of coffee
+    shutil.copy(files["rocket_png"], env / "lib" / "rocket_copy.png")
+    run(capsys, "index", str(env / "lib"), "--collection", "photos", "--json")
+    code, doc, _ = run(capsys, "duplicates", "--collection", "photos", "--threshold", "0.95", "--json")
+    assert code == 0
+    exact = [g for g in doc["groups"] if g["kind"] == "exact"]
+    assert [sorted(g["paths"]) for g in exact] == [sorted([str(files["rocket_png"]), str(env / "lib" / "rocket_copy.png")])]
+    near = [set(g["paths"]) for g in doc["groups"] if g["kind"] == "near"]
+    assert any({str(files["coffee"]), str(files["cmyk"])} <= g for g in near), doc["groups"]
+    assert all(0.95 <= g["score"] <= 1.0 for g in doc["groups"])
+
+    code, doc, _ = run(capsys, "collections", "--json")
+    (row,) = doc["collections"]
+    assert row["name"] == "photos" and row["images"] == row["indexed"] == row["vectors"] == len(files) + 1
+    assert row["failed"] == 0 and len(row["model"]) == 64
+
+
+def test_every_format_decodes_with_metadata(env, capsys) -> None:
+    from indexer.catalog.database import Catalog
+    from indexer.catalog.models import Image as Row
+
+    files = _library(env / "lib")
+    run(capsys, "index", str(env / "lib"), "--collection", "formats", "--json")
+    catalog = Catalog(f"sqlite:///{env / 'home' / 'dinoseek.db'}")
+    with catalog.session() as s:
+        rows = {r.path: r for r in s.query(Row)}
+    catalog.dispose()
+    fmt = {k: rows[str(p)].format for k, p in files.items()}
+    assert fmt["coffee"] == "JPEG" and fmt["astronaut"] == "WEBP" and fmt["chelsea_gif"] == "GIF"
+    assert fmt["camera_bmp"] == "BMP" and fmt["coins_tif"] == "TIFF" and fmt["rocket_png"] == "PNG"
+    rotated = rows[str(files["rotated"])]
+    assert (rotated.width, rotated.height, rotated.orientation) == (200, 300, 6)  # as displayed
+    assert rotated.camera == "TestCam Model 7"
+    assert rotated.patch_rows > rotated.patch_cols  # the grid is portrait too: orientation was applied
+    assert all(r.status == "indexed" and len(r.sha256) == 64 for r in rows.values())
+
+
+def test_bad_files_fail_alone_and_nothing_is_lost(env, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DINOSEEK_MAX_IMAGE_PIXELS", "10000000")
+    files = _library(env / "lib")
+    run(capsys, "index", str(env / "lib"), "--collection", "c", "--json")
+    bad = _bad_files(env / "lib" / "bad")
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "c", "--json")
+    assert code == 0
+    assert doc["failed"] == len(bad) and doc["skipped"] == len(files) and doc["indexed"] == 0
+    errors = {e["path"]: e["error"] for e in doc["errors"]}
+    assert set(errors) == {str(p) for p in bad.values()}
+    assert "cannot decode" in errors[str(bad["truncated"])]
+    assert "empty file" in errors[str(bad["empty"])]
+    assert "not an image" in errors[str(bad["text"])]
+    assert "over the limit" in errors[str(bad["bomb"])]
+    code, doc, _ = run(capsys, "collections", "--json")
+    (row,) = doc["collections"]
+    assert (row["indexed"], row["failed"], row["vectors"]) == (len(files), len(bad), len(files))
+
+    # a file that was indexed and then got corrupted fails, and stops being found
+    good_bytes = files["coffee"].read_bytes()
+    files["coffee"].write_bytes(good_bytes[:500])
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "c", "--json")
+    assert str(files["coffee"]) in {e["path"] for e in doc["errors"]}
+    code, doc, _ = run(capsys, "search", str(files["cmyk"]), "--collection", "c", "-k", "20", "--json")
+    assert str(files["coffee"]) not in [r["path"] for r in doc["queries"][0]["results"]]
+    assert len(doc["queries"][0]["results"]) == len(files) - 2  # every other good image is still there
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file_fails_alone(env, capsys) -> None:
+    files = _library(env / "lib")
+    files["coffee"].chmod(0)
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "c", "--json")
+    assert doc["failed"] == 1 and "cannot read file" in doc["errors"][0]["error"]
+
+
+def test_prune_and_identical_bytes(env, capsys) -> None:
+    files = _library(env / "lib")
+    shutil.copy(files["coffee"], env / "lib" / "coffee_again.jpg")
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "p", "--json")
+    assert doc["indexed"] == len(files) + 1
+    # identical bytes share one vector: searching with the original scores its twin at 1.0
+    code, doc, _ = run(capsys, "search", str(files["coffee"]), "--collection", "p", "-k", "1", "--json")
+    top = doc["queries"][0]["results"][0]
+    assert top["path"] == str(env / "lib" / "coffee_again.jpg") and top["score"] == pytest.approx(1.0, abs=1e-4)
+    files["rocket_png"].unlink()
+    files["cmyk"].unlink()
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "p", "--json")
+    code, doc, _ = run(capsys, "collections", "--json")
+    assert doc["collections"][0]["images"] == len(files) + 1  # without --prune nothing is removed
+    code, out, _ = run(capsys, "index", str(env / "lib"), "--collection", "p", "--prune")
+    assert "2 pruned" in out
+    code, doc, _ = run(capsys, "collections", "--json")
+    row = doc["collections"][0]
+    assert row["images"] == row["vectors"] == len(files) - 1
+
+
+def test_collection_refuses_another_model(env, capsys, monkeypatch, tmp_path) -> None:
+    _library(env / "lib")
+    run(capsys, "index", str(env / "lib" / "sub"), "--collection", "m", "--json")
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    save_checkpoint(build_vit(arch_by_name("vitt14")), other)
+    monkeypatch.setenv("DINOSEEK_MODEL", str(other))
+    code, out, err = run(capsys, "index", str(env / "lib"), "--collection", "m", "--json")
+    assert code == 2 and "holds vectors of model" in err and "reindex" in err
+    code, out, err = run(capsys, "search", str(env / "lib" / "coffee.jpg"), "--collection", "m", "--json")
+    assert code == 2 and "holds vectors of model" in err
+
+
+def test_usage_errors_are_one_line(env, capsys) -> None:
+    code, _, err = run(capsys, "search", str(env / "nope.jpg"), "--collection", "x")
+    assert code == 2 and "nope.jpg" in err and err.count("\n") == 1
+    _library(env / "lib")
+    code, _, err = run(capsys, "search", str(env / "lib" / "coffee.jpg"), "--collection", "missing")
+    assert code == 2 and "no collection named 'missing'" in err
+    code, _, err = run(capsys, "index", str(env / "lib"), "--collection", "../escape")
+    assert code == 2 and "invalid collection name" in err
+    code, _, err = run(capsys, "index", str(env / "missing-dir"), "--collection", "x")
+    assert code == 2 and "missing-dir" in err
+
+
+def test_console_script_in_a_subprocess(env, tiny_model) -> None:
+    _library(env / "lib")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DINOSEEK_")}
+    environ.update(DINOSEEK_HOME=str(env / "home"), DINOSEEK_MODEL=str(tiny_model))
+    proc = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(env / "lib"), "--collection", "s", "--json"],
+                          capture_output=True, text=True, env=environ, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["indexed"] == 11
+
+
+def test_embedded_qdrant_edge_backend_gives_the_same_answers(env, capsys, monkeypatch) -> None:
+    files = _library(env / "lib")
+    query = env / "query.jpg"
+    skimage_photo("rocket").resize((256, 170)).save(query, quality=50)
+    answers = {}
+    for backend in ("faiss", "qdrant"):
+        monkeypatch.setenv("DINOSEEK_VECTOR_BACKEND", backend)
+        monkeypatch.setenv("DINOSEEK_HOME", str(env / f"home-{backend}"))
+        code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "q", "--json")
+        assert code == 0 and doc["indexed"] == len(files)
+        code, doc, _ = run(capsys, "search", str(query), "--collection", "q", "-k", "5", "--json")
+        answers[backend] = [(r["path"], r["score"]) for r in doc["queries"][0]["results"]]
+        code, doc, _ = run(capsys, "collections", "--json")
+        assert doc["collections"][0]["vectors"] == len(files)
+    assert (env / "home-qdrant" / "stores" / "q.global").is_dir()  # an Edge shard, not a FAISS file
+    assert [p for p, _ in answers["faiss"]] == [p for p, _ in answers["qdrant"]]
+    assert np.allclose([s for _, s in answers["faiss"]], [s for _, s in answers["qdrant"]], atol=1e-4)
