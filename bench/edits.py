@@ -83,6 +83,20 @@ def text(img, rng):
     return img
 
 
+def meme(img, rng):
+    """Meme captions: big outlined words across the top and the bottom, a fifth to a third of the picture."""
+    img = img.copy()
+    d = ImageDraw.Draw(img)
+    words = ["ME", "WHEN", "THE", "MONDAY", "HITS", "NOBODY", "LITERALLY", "EVERYONE", "AGAIN", "WAIT", "FOR", "IT"]
+    size = max(12, int(img.height * rng.uniform(0.1, 0.16)))
+    for band in (0, 1):
+        line = " ".join(rng.sample(words, rng.randint(2, 4)))
+        y = int(img.height * 0.03) if band == 0 else img.height - int(size * 1.3)
+        x = max(0, (img.width - int(d.textlength(line, font=_font(size)))) // 2)
+        d.text((x, y), line, fill=(255, 255, 255), font=_font(size), stroke_width=max(2, size // 12), stroke_fill=(0, 0, 0))
+    return img
+
+
 def emoji(img, rng):
     """Overlaid stickers: hearts and stars in saturated colours."""
     img = img.copy()
@@ -139,7 +153,7 @@ def screenshot(img, rng):
 
 
 def combo(img, rng):
-    for fn in rng.sample([crop_strong, text, emoji, colour, rotate, reencode, padding], 3):
+    for fn in rng.sample([crop_strong, meme, emoji, colour, rotate, reencode, padding], 3):
         img = fn(img, rng)
     return img
 
@@ -147,8 +161,10 @@ def combo(img, rng):
 FAMILIES = {
     "reencode": reencode, "resize": resize, "crop_mild": crop_mild, "flip": flip, "colour": colour,
     "blur": blur, "noise": noise,
-    "crop_strong": crop_strong, "rotate": rotate, "text": text, "emoji": emoji, "padding": padding,
+    "text": text, "crop_strong": crop_strong, "rotate": rotate, "meme": meme, "emoji": emoji, "padding": padding,
     "perspective": perspective, "screenshot": screenshot, "combo": combo,
 }
-MILD = ("reencode", "resize", "crop_mild", "flip", "colour", "blur", "noise")
-STRONG = ("crop_strong", "rotate", "text", "emoji", "padding", "perspective", "screenshot", "combo")
+# A one-line caption covers under a tenth of the picture: a mild edit (the hash is unaffected by it).
+# Meme captions across the top and bottom are the strong text overlay.
+MILD = ("reencode", "resize", "crop_mild", "flip", "colour", "blur", "noise", "text")
+STRONG = ("crop_strong", "rotate", "meme", "emoji", "padding", "perspective", "screenshot", "combo")

@@ -88,14 +88,14 @@ def operating_points(scores: np.ndarray, correct: np.ndarray, n_positive: int,
     hits = correct[order].astype(np.float64)
     precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
     recall = np.cumsum(hits) / max(1, n_positive)
+    ranked = scores[order]
+    group_end = np.append(ranked[1:] != ranked[:-1], True)  # a threshold admits all tied scores at once
     out = {}
     for target in targets:
-        ok = np.flatnonzero(precision >= target)
+        ok = np.flatnonzero((precision >= target) & group_end)
         if len(ok):
             i = ok[-1]
-            while i + 1 < len(scores) and scores[order][i + 1] == scores[order][i]:
-                i += 1  # ties: a threshold admits every match with the same score
-            out[target] = (float(scores[order][i]), float(precision[i]), float(recall[i]))
+            out[target] = (float(ranked[i]), float(precision[i]), float(recall[i]))
     return out
 
 
@@ -111,8 +111,8 @@ def phash_similarity(refs_imgs, query_imgs) -> np.ndarray:
     return 1.0 - hamming / 64.0
 
 
-def model_similarity(vit, refs_imgs, query_imgs, image_size: int, pooling: str) -> np.ndarray:
-    emb = Embedder(vit, device="cpu", image_size=image_size, pooling=pooling)
+def model_similarity(vit, refs_imgs, query_imgs, image_size: int, pooling: str, mirror: bool = False) -> np.ndarray:
+    emb = Embedder(vit, device="cpu", image_size=image_size, pooling=pooling, mirror_invariant=mirror)
     r = emb.embed(refs_imgs).vectors
     q = emb.embed(query_imgs).vectors
     return q @ r.T
@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--random-arch", default="vitt14", help="architecture of the random-init baseline")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--poolings", default="cls+gem", help="comma-separated: cls,gem,cls+gem")
+    parser.add_argument("--mirror", action="store_true", help="also evaluate mirror-invariant descriptors")
     args = parser.parse_args()
 
     split = held_out(args.photos)
@@ -149,6 +150,9 @@ def main() -> None:
         name = Path(vit.checkpoint_path).name
         for pooling in poolings:
             methods[f"{name} [{pooling}]"] = model_similarity(vit, refs_imgs, query_imgs, args.image_size, pooling)
+            if args.mirror:
+                methods[f"{name} [{pooling}, mirror-invariant]"] = model_similarity(
+                    vit, refs_imgs, query_imgs, args.image_size, pooling, mirror=True)
 
     results = {name: evaluate(sim, queries) for name, sim in methods.items()}
     print("\n| method | recall@1 | recall@10 | mild r@1 | strong r@1 | µAP |")

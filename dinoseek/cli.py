@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = preset(args.preset).with_overrides(objective=args.objective, steps=args.steps,
                                              batch_size=args.batch_size, lr=args.lr,
                                              seed=args.seed, num_workers=args.workers,
-                                             frozen_blocks=args.freeze_blocks)
+                                             frozen_blocks=args.freeze_blocks).with_settings(args.set or [])
     device = args.device or settings.device
     if device == "auto":
         import torch
@@ -136,6 +136,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         vit.embed_defaults["image_size"] = args.image_size
     if args.pooling:
         vit.embed_defaults["pooling"] = args.pooling
+    if args.mirror_invariant:
+        vit.embed_defaults["mirror_invariant"] = True
     if args.near_threshold is not None:
         if not 0.0 < args.near_threshold <= 1.0:
             raise UsageError(f"--near-threshold must be a cosine similarity in (0, 1], got {args.near_threshold}")
@@ -185,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     train.add_argument("--workers", type=int, help="data-loading processes")
     train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override any training setting of the preset (repeatable), e.g. copy_entropy_weight=3")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"])
     train.add_argument("--json", action="store_true", help="no progress bar; one JSON summary on stdout")
     train.set_defaults(func=cmd_train)
@@ -195,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--fp16", action="store_true", help="store weights in float16 (half the size)")
     convert.add_argument("--image-size", type=int, help="record this as the model's recommended input size")
     convert.add_argument("--pooling", choices=["cls", "gem", "cls+gem"], help="record the recommended pooling")
+    convert.add_argument("--mirror-invariant", action="store_true",
+                         help="recommend descriptors that average the image and its mirror image")
     convert.add_argument("--near-threshold", type=float,
                          help="record the near-duplicate similarity threshold measured for this model")
     convert.add_argument("--json", action="store_true")

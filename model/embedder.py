@@ -82,6 +82,8 @@ class Embedder:
     and a result does not depend on what else was in the batch. bf16 autocast is used on CUDA only;
     ``quantize=True`` uses int8 dynamic quantisation of the Linear layers on CPU; ``draft`` lets
     ``embed_paths`` decode large JPEGs at a reduced scale (never below ``image_size``).
+    ``mirror_invariant`` (default: the checkpoint's recommendation) averages the descriptors of the
+    image and its mirror image, so a flipped copy gets the same vector, at twice the compute.
     """
 
     def __init__(
@@ -95,8 +97,12 @@ class Embedder:
         quantize: bool = False,
         autocast_bf16: bool = True,
         draft: bool = True,
+        mirror_invariant: bool | None = None,
     ) -> None:
         defaults = getattr(vit, "embed_defaults", {})
+        if mirror_invariant is None:
+            mirror_invariant = bool(defaults.get("mirror_invariant", False))
+        self.mirror_invariant = mirror_invariant
         image_size = image_size or int(defaults.get("image_size", DEFAULT_IMAGE_SIZE))
         pooling = pooling or str(defaults.get("pooling", DEFAULT_POOLING))
         if image_size < vit.patch_size:
@@ -130,11 +136,16 @@ class Embedder:
         """Same-shape normalised batch (B, 3, H, W) → (global vectors (B, Dg), patch grids (B, h, w, D))."""
         b, _, h, w = batch.shape
         batch = batch.to(self.device, non_blocking=True)
+        if self.mirror_invariant:  # the picture and its mirror image in one pass
+            batch = torch.cat((batch, torch.flip(batch, dims=[3])))
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
             feats = self.vit.forward_features(batch)
         cls = feats["x_norm_clstoken"].float()
         patches = feats["x_norm_patchtokens"].float()
         vectors = global_descriptor(cls, patches, self.pooling, self.gem_p)
+        if self.mirror_invariant:  # mean of the two descriptors: a mirrored copy gets the same vector
+            vectors = torch.nn.functional.normalize(vectors[:b] + vectors[b:], dim=-1)
+            patches = patches[:b]
         grid = patches.reshape(b, h // self.patch_size, w // self.patch_size, -1)
         return vectors, grid
 

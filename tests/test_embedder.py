@@ -161,3 +161,22 @@ def test_cuda_requests_fail_clearly_without_cuda(small_vit) -> None:
         pytest.skip("CUDA present")
     with pytest.raises(ValueError, match="CUDA is not available"):
         Embedder(small_vit, device="cuda")
+
+
+def test_mirror_invariant_descriptors(small_vit, photos) -> None:
+    from PIL import ImageOps
+
+    img = photos["astronaut"]
+    plain = Embedder(small_vit, image_size=112).embed([img, ImageOps.mirror(img)])
+    assert float(plain.vectors[0] @ plain.vectors[1]) < 0.9999  # a ViT is not mirror-symmetric by itself
+    emb = Embedder(small_vit, image_size=112, mirror_invariant=True)
+    out = emb.embed([img, ImageOps.mirror(img), photos["coffee"]])
+    assert float(out.vectors[0] @ out.vectors[1]) == pytest.approx(1.0, abs=1e-5)
+    assert np.allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)
+    assert out.patches[0].shape == plain.patches[0].shape  # patch grids stay those of the picture itself
+    assert np.allclose(out.patches[0], plain.patches[0], atol=1e-5)
+    small_vit.embed_defaults = {"mirror_invariant": True}  # the checkpoint's recommendation is the default
+    try:
+        assert Embedder(small_vit).mirror_invariant
+    finally:
+        small_vit.embed_defaults = {}
