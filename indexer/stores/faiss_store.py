@@ -187,22 +187,26 @@ class FaissStore:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._index)
         return self._gpu_index
 
+    def _live_params(self):
+        """Search parameters that skip tombstoned positions (None when there are none)."""
+        if len(self._pos) == self._index.ntotal:
+            return None
+        faiss = self._faiss
+        self._bitmap = np.packbits(self._alive, bitorder="little")  # must outlive the selector
+        selector = faiss.IDSelectorBitmap(len(self._alive), faiss.swig_ptr(self._bitmap))
+        kind = faiss.SearchParametersHNSW if self._kind == "hnsw" else faiss.SearchParameters
+        params = kind(sel=selector)
+        if self._kind == "hnsw":
+            params.efSearch = HNSW_EF_SEARCH
+        params.selector_ref = selector  # keep the selector alive as long as the parameters
+        return params
+
     def _raw_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Search positions, skipping tombstones by asking for enough extra neighbours."""
-        total = self._index.ntotal
-        dead = total - len(self._pos)
-        want = min(total, k + dead)
-        scores, positions = self._searcher().search(queries, want)
-        if not dead:
-            return scores[:, :k], positions[:, :k]
-        out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        out_p = np.full((len(queries), k), -1, dtype=np.int64)
-        for row in range(len(queries)):
-            keep = positions[row] >= 0
-            keep[keep] = self._alive[positions[row][keep]]
-            p, s = positions[row][keep][:k], scores[row][keep][:k]
-            out_p[row, : len(p)], out_s[row, : len(s)] = p, s
-        return out_s, out_p
+        """Top-k positions among live vectors (tombstones are filtered inside FAISS)."""
+        params = self._live_params()
+        if params is None:
+            return self._searcher().search(queries, k)
+        return self._index.search(queries, k, params=params)  # selectors run on the CPU index
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         with self._lock:
@@ -232,12 +236,11 @@ class FaissStore:
             return self._graph_range(queries, threshold)
 
     def _exact_range(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        lims, scores, positions = self._index.range_search(queries, float(threshold))
+        params = self._live_params()
+        lims, scores, positions = self._index.range_search(queries, float(threshold), params=params)
         out = []
         for row in range(len(queries)):
             p, s = positions[lims[row]: lims[row + 1]], scores[lims[row]: lims[row + 1]]
-            keep = self._alive[p]
-            p, s = p[keep], s[keep]
             order = np.argsort(-s, kind="stable")
             out.append((self._ids[p[order]], s[order].astype(np.float32)))
         return out
