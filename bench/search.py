@@ -62,7 +62,7 @@ def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return index.search(queries, k)[1]
 
 
-def run(n: int, dim: int, backend: str, n_queries: int, threshold: float) -> None:
+def run(n: int, dim: int, backend: str, n_queries: int, threshold: float, ef_sweep: list[int] | None = None) -> None:
     data, queries, planted = make_data(n, dim, n_queries)
     truth = exact_top(data, queries, 10)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,6 +88,21 @@ def run(n: int, dim: int, backend: str, n_queries: int, threshold: float) -> Non
         print(f"{backend:12s} n={n:>9,} dim={dim} index={kind:6s} build {build:7.1f}s  "
               f"p50 {np.percentile(lat_ms, 50):.3f} ms  p99 {np.percentile(lat_ms, 99):.3f} ms  "
               f"batched {batch_ms:.3f} ms/query  recall@10 {recall:.4f}", flush=True)
+        if ef_sweep and kind == "hnsw":  # the beam-width trade-off, on the raw FAISS graph
+            import faiss
+
+            for ef in ef_sweep:
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = ef
+                sweep_lat, sweep_found = [], []
+                for q in queries:
+                    t = time.perf_counter()
+                    sweep_found.append(store._index.search(q[None, :], 10, params=params)[1][0])
+                    sweep_lat.append(time.perf_counter() - t)
+                sweep_ids = [store._ids[f[f >= 0]] for f in sweep_found]
+                sweep_recall = np.mean([len(set(f.tolist()) & set(t.tolist())) / 10 for f, t in zip(sweep_ids, truth)])
+                print(f"{'':12s} raw graph efSearch {ef:4d}: p50 {np.percentile(sweep_lat, 50) * 1e3:.3f} ms  "
+                      f"recall@10 {sweep_recall:.4f}", flush=True)
 
         # near-duplicate groups over the whole store, as `dinoseek duplicates` computes them
         from indexer.duplicates import _UnionFind
@@ -115,9 +130,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["faiss", "qdrant-edge"], default="faiss")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--threshold", type=float, default=0.9, help="near-duplicate similarity threshold")
+    parser.add_argument("--ef-sweep", type=int, nargs="*", help="also time the raw HNSW graph at these efSearch values")
     args = parser.parse_args()
     for n in args.sizes:
-        run(n, args.dim, args.backend, args.queries, args.threshold)
+        run(n, args.dim, args.backend, args.queries, args.threshold, args.ef_sweep)
 
 
 if __name__ == "__main__":

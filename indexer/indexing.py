@@ -28,8 +28,14 @@ from model.embedder import prefetch_map
 from model.preprocess import ImageDecodeError
 
 CHECKPOINT_SECONDS = 30.0  # how often finished work is made durable and committed during a long run
+CHECKPOINT_SHARE = 0.1  # ...but never more often than keeps checkpoints under this share of the run
 
 Progress = Callable[[int, int], None]
+
+
+def checkpoint_interval(last_checkpoint_seconds: float) -> float:
+    """Seconds until the next checkpoint, given how long the last one took (see ``_Run.checkpoint``)."""
+    return max(CHECKPOINT_SECONDS, last_checkpoint_seconds / CHECKPOINT_SHARE)
 
 
 @dataclass
@@ -96,6 +102,7 @@ class _Run:
         self.done = 0
         self.total = 0
         self.last_checkpoint = time.monotonic()
+        self.checkpoint_interval = CHECKPOINT_SECONDS
 
     # ---------------------------------------------------------------- per file, on worker threads
     def load(self, item: _Item) -> _Item:
@@ -135,10 +142,15 @@ class _Run:
             vectors, grids = self.embedder.embed_tensors([it.tensor for it in embed])
             self._replace_patches([it.image_id for it in embed])
             self.stores.global_.upsert(np.array([it.image_id for it in embed]), vectors)
+            cell_ids, cell_vectors, shapes = [], [], []
             for it, grid in zip(embed, grids):
                 cells = pool_grid(grid)
                 rows, cols = cells.shape[:2]
-                self.stores.patches.upsert(patch_ids(it.image_id, rows, cols), cells.reshape(rows * cols, -1))
+                cell_ids.append(patch_ids(it.image_id, rows, cols))
+                cell_vectors.append(cells.reshape(rows * cols, -1))
+                shapes.append((rows, cols))
+            self.stores.patches.upsert(np.concatenate(cell_ids), np.concatenate(cell_vectors))  # one write a batch
+            for it, (rows, cols) in zip(embed, shapes):
                 self.known.setdefault(it.sha256, _Known(it.image_id, rows, cols))
                 self._finish(it, rows, cols)
                 it.tensor = None
@@ -152,7 +164,7 @@ class _Run:
         self.done += len(items)
         if self.progress:
             self.progress(self.done, self.total)
-        if time.monotonic() - self.last_checkpoint > CHECKPOINT_SECONDS:
+        if time.monotonic() - self.last_checkpoint > self.checkpoint_interval:
             self.checkpoint()
 
     def _replace_patches(self, image_ids: list[int]) -> None:
@@ -195,7 +207,13 @@ class _Run:
         self.report.errors.append({"path": it.path, "error": it.error})
 
     def checkpoint(self) -> None:
-        """Make stored vectors durable, then commit the rows that point at them."""
+        """Make stored vectors durable, then commit the rows that point at them.
+
+        Stores that rewrite a file to persist (FAISS) get slower to checkpoint as they grow, so the
+        interval stretches to keep checkpoints under a tenth of the run; a crash only means the
+        rows since the last checkpoint, still ``pending``, are embedded again.
+        """
+        started = time.monotonic()
         failed_ids = [f[0] for f in self.failures]
         if failed_ids:  # a file that turned bad must not keep serving its old vectors
             self.stores.global_.delete(np.array(failed_ids))
@@ -215,6 +233,7 @@ class _Run:
                 failed=Job.failed + len(self.failures)))
         self.finished, self.failures = [], []
         self.last_checkpoint = time.monotonic()
+        self.checkpoint_interval = checkpoint_interval(self.last_checkpoint - started)
 
 
 def _batches(items: Iterable[_Item], size: int) -> Iterable[list[_Item]]:
@@ -229,7 +248,7 @@ def _batches(items: Iterable[_Item], size: int) -> Iterable[list[_Item]]:
 
 
 def index_paths(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], *, prune: bool = False,
-                follow_symlinks: bool = False, progress: Progress | None = None, workers: int = 2) -> IndexReport:
+                follow_symlinks: bool = False, progress: Progress | None = None, workers: int | None = None) -> IndexReport:
     """Add or refresh the images under ``paths`` in a collection (created if new); see the module doc."""
     try:
         files = [str(p) for p in iter_image_paths(paths, follow_symlinks=follow_symlinks)]
@@ -272,13 +291,17 @@ def index_paths(library: Library, collection_name: str, paths: Sequence[str | os
         report.job_id = job.id
     try:
         batch = 4 * library.embedder.batch_size
-        loaded = prefetch_map(run.load, items, workers=workers, window=2 * batch)
+        loaded = prefetch_map(run.load, items, workers=workers or library.embedder.decode_workers, window=2 * batch)
         for chunk in _batches(loaded, batch):
             run.process(chunk)
         run.checkpoint()
         if prune:
             report.pruned = prune_missing(library, collection_name, run.stores)
     except BaseException as exc:
+        try:  # keep what was finished before the interruption (Ctrl-C, a store or database error)
+            run.checkpoint()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
         _end_job(library, report.job_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     _end_job(library, report.job_id, "succeeded", None)

@@ -53,6 +53,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def quantize_int8(vit: nn.Module) -> nn.Module:
     """A copy of ``vit`` with its Linear layers dynamically quantised to int8 (CPU fast path)."""
     from torch.ao.quantization import quantize_dynamic
@@ -124,6 +132,20 @@ class Embedder:
         self.draft = draft  # JPEG draft-mode decoding in embed_paths
 
     @property
+    def decode_workers(self) -> int:
+        """Decode threads that keep the model fed without starving it of cores.
+
+        On CPU the forward pass wants every core and its threads wait for the slowest one, while
+        decoding a photo costs about a tenth of its forward pass, so decoding gets a quarter of the
+        cores (one on a 2-core machine, where one and two threads measured the same in
+        bench/pipeline.py); a GPU model leaves all but one core to decoding.
+        """
+        cores = available_cores()
+        if self.device.type == "cuda":
+            return max(1, min(16, cores - 1))
+        return max(1, cores // 4)
+
+    @property
     def dim(self) -> int:
         """Length of the global descriptor."""
         return 2 * self.embed_dim if self.pooling == "cls+gem" else self.embed_dim
@@ -179,8 +201,9 @@ class Embedder:
         except ImageDecodeError as exc:  # unreadable, truncated, not an image, too large
             return path, None, None, str(exc)
 
-    def embed_paths(self, paths: Iterable[str | os.PathLike], workers: int = 2) -> Embedding:
-        """Decode files on ``workers`` threads while the model runs; a bad file fails alone.
+    def embed_paths(self, paths: Iterable[str | os.PathLike], workers: int | None = None) -> Embedding:
+        """Decode files on ``workers`` threads (default: ``decode_workers``) while the model runs; a
+        bad file fails alone.
 
         JPEGs use draft-mode decoding; the reported size is the decoded (possibly reduced) size.
         """
@@ -195,6 +218,7 @@ class Embedder:
                 result.patches.extend(grids)
                 tensors.clear()
 
+        workers = workers or self.decode_workers
         for path, tensor, size, error in prefetch_map(self._load, (str(p) for p in paths), workers,
                                                       window=2 * self.batch_size):
             if error is not None:

@@ -19,6 +19,9 @@ from PIL import Image, ImageOps
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+# (pixel / 255 - mean) / std as one multiply-add per channel on the uint8 planes
+_SCALE = (1.0 / (255.0 * IMAGENET_STD)).astype(np.float32).reshape(3, 1, 1)
+_OFFSET = (-IMAGENET_MEAN / IMAGENET_STD).astype(np.float32).reshape(3, 1, 1)
 
 
 class ImageDecodeError(ValueError):
@@ -107,5 +110,8 @@ def preprocess(img: Image.Image, image_size: int = 224, patch_size: int = 14) ->
     size = model_input_size(img.width, img.height, image_size, patch_size)
     if img.size != size:
         img = img.resize(size, Image.Resampling.BICUBIC)
-    arr = (np.asarray(img, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    planes = np.asarray(img).transpose(2, 0, 1)  # uint8 (3, H, W), a view
+    out = np.empty(planes.shape, dtype=np.float32)
+    np.multiply(planes, _SCALE, out=out)
+    out += _OFFSET
+    return torch.from_numpy(out)

@@ -278,3 +278,38 @@ def test_embedded_qdrant_edge_backend_gives_the_same_answers(env, capsys, monkey
     assert (env / "home-qdrant" / "stores" / "q.global").is_dir()  # an Edge shard, not a FAISS file
     assert [p for p, _ in answers["faiss"]] == [p for p, _ in answers["qdrant"]]
     assert np.allclose([s for _, s in answers["faiss"]], [s for _, s in answers["qdrant"]], atol=1e-4)
+
+
+def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -> None:
+    """Interrupt a run in its second batch: what was finished is kept (checkpointed on the way
+    out), the rest stays ``pending``, and the next run embeds exactly those."""
+    import indexer.indexing as indexing
+    from dinoseek.settings import load_settings
+    from indexer.library import Library
+
+    files = _library(env / "lib")
+    monkeypatch.setattr(indexing, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every batch
+    library = Library(load_settings())
+    library.embedder.batch_size = 1  # batches of 4 files: several checkpoints in one run
+
+    def stop_after_first_batch(done: int, total: int) -> None:
+        if done > 4:  # the second batch is embedded, but never checkpointed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        indexing.index_paths(library, "c", [env / "lib"], progress=stop_after_first_batch)
+    library.close()
+    code, doc, _ = run(capsys, "collections", "--json")
+    (row,) = doc["collections"]
+    assert (row["images"], row["indexed"], row["vectors"]) == (len(files), 8, 8)
+    code, doc, _ = run(capsys, "index", str(env / "lib"), "--collection", "c", "--json")
+    assert (doc["indexed"], doc["skipped"], doc["failed"]) == (len(files) - 8, 8, 0)
+    code, doc, _ = run(capsys, "collections", "--json")
+    assert (doc["collections"][0]["indexed"], doc["collections"][0]["vectors"]) == (len(files), len(files))
+
+
+def test_checkpoints_stretch_as_persisting_gets_slower() -> None:
+    from indexer.indexing import CHECKPOINT_SECONDS, checkpoint_interval
+
+    assert checkpoint_interval(0.2) == CHECKPOINT_SECONDS
+    assert checkpoint_interval(12.0) == pytest.approx(120.0)  # a 12 s persist waits 2 min: 10% of the run
