@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.arch import ViTArch
-from model.layers import Block, Mlp, PatchEmbed, SwiGLUFFN
+from model.layers import Block, Mlp, PatchEmbed, SwiGLUFFN, attention_backend
+from model.layers.packing import pack, unpack
 
 
 class DinoVisionTransformer(nn.Module):
@@ -49,6 +50,9 @@ class DinoVisionTransformer(nn.Module):
         # Inference settings the weights were made for ({"image_size": 112, "pooling": "cls+gem"});
         # stored in dinoseek checkpoints, used by Embedder where the caller gives none.
         self.embed_defaults: dict = {}
+        # Pack several crop batches into one sequence in forward_features_list: None = only where
+        # xformers serves attention (its block-diagonal bias makes packing pay); True/False forces it.
+        self.sequence_packing: bool | None = None
         self.reset_parameters()
 
     @staticmethod
@@ -116,6 +120,9 @@ class DinoVisionTransformer(nn.Module):
         tokens = self.prepare_tokens(x, masks)
         for block in self.blocks:
             tokens = block(tokens)
+        return self._outputs(tokens, masks)
+
+    def _outputs(self, tokens: torch.Tensor, masks: torch.Tensor | None) -> dict[str, torch.Tensor]:
         normed = self.norm(tokens)
         r = self.num_register_tokens
         return {
@@ -125,6 +132,28 @@ class DinoVisionTransformer(nn.Module):
             "x_prenorm": tokens,
             "masks": masks,
         }
+
+    def packs_sequences(self, device_type: str) -> bool:
+        """Whether ``forward_features_list`` packs its inputs for tensors on ``device_type``."""
+        if self.sequence_packing is not None:
+            return self.sequence_packing
+        return attention_backend(device_type, self.blocks[0].attn.allow_xformers) == "xformers"
+
+    def forward_features_list(self, xs: Sequence[torch.Tensor],
+                              masks_list: Sequence[torch.Tensor | None] | None = None) -> list[dict[str, torch.Tensor]]:
+        """``forward_features`` for several image batches of different sizes (global and local
+        crops) at once: packed into one sequence with per-image attention where that pays (see
+        ``layers.packing``), one pass per batch otherwise. Same results either way."""
+        masks_list = list(masks_list) if masks_list is not None else [None] * len(xs)
+        if len(masks_list) != len(xs):
+            raise ValueError(f"got {len(xs)} image batches but {len(masks_list)} masks")
+        if not self.packs_sequences(xs[0].device.type):
+            return [self.forward_features(x, m) for x, m in zip(xs, masks_list)]
+        groups = [self.prepare_tokens(x, m) for x, m in zip(xs, masks_list)]
+        tokens, layout = pack(groups)
+        for block in self.blocks:
+            tokens = block(tokens, layout)
+        return [self._outputs(t, m) for t, m in zip(unpack(tokens, [g.shape[:2] for g in groups]), masks_list)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised CLS token (B, D)."""

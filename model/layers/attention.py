@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.layers.packing import PackedSequences
+
 Backend = Literal["sdpa", "xformers"]
 _DISABLED_VALUES = {"0", "false", "off", "no"}
 
@@ -63,14 +65,16 @@ class Attention(nn.Module):
         # None follows DINOSEEK_XFORMERS; True/False forces the choice for this module.
         self.allow_xformers: bool | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, packed: PackedSequences | None = None) -> torch.Tensor:
+        """``packed``: ``x`` is (1, T, D) holding several sequences; each attends only within itself."""
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
         if attention_backend(x.device.type, self.allow_xformers) == "xformers":
             ops = _xformers_ops()
             q, k, v = qkv.unbind(2)  # (B, N, H, hd): the layout xformers expects
-            out = ops.memory_efficient_attention(q, k, v)
+            out = ops.memory_efficient_attention(q, k, v, attn_bias=packed.xformers_bias() if packed else None)
         else:
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, hd)
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+            mask = packed.dense_mask(x.device) if packed else None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
         return self.proj(out.reshape(b, n, d))

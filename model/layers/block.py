@@ -8,6 +8,7 @@ from torch import nn
 from model.layers.attention import Attention
 from model.layers.drop_path import DropPath
 from model.layers.layer_scale import LayerScale
+from model.layers.packing import PackedSequences
 
 
 class Block(nn.Module):
@@ -31,6 +32,12 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, layerscale_init) if layerscale_init is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+    def forward(self, x: torch.Tensor, packed: PackedSequences | None = None) -> torch.Tensor:
+        """``packed``: ``x`` is (1, T, D) holding several images' sequences (see ``layers.packing``)."""
+        x = x + self._drop(self.ls1(self.attn(self.norm1(x), packed)), packed)
+        return x + self._drop(self.ls2(self.mlp(self.norm2(x))), packed)
+
+    def _drop(self, branch: torch.Tensor, packed: PackedSequences | None) -> torch.Tensor:
+        if isinstance(self.drop_path, DropPath):
+            return self.drop_path(branch, packed)
+        return branch

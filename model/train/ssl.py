@@ -107,14 +107,18 @@ class SSLModel(nn.Module):
                 t_patch = t_out["x_norm_patchtokens"][masks]
                 t_ibot = self._targets(self._ibot_head(self.teacher)(t_patch), teacher_temp, "ibot")
 
-        s_global = self.student["backbone"].forward_features(global_crops, masks=masks if masked_any else None)
+        student = self.student["backbone"]
+        global_masks = masks if masked_any else None
+        if local_crops is not None:  # one packed pass on GPUs with xformers, two passes elsewhere
+            s_global, s_local = student.forward_features_list([global_crops, local_crops], [global_masks, None])
+        else:
+            s_global = student.forward_features(global_crops, masks=global_masks)
         s_global_logits = self.student["dino_head"](s_global["x_norm_clstoken"])
         n_local_terms = 2 * cfg.n_local
         n_terms = 2 + n_local_terms  # 2 global pairs (swapped views) + every local view against 2 teachers
         dino_global = self.dino_loss([s_global_logits], [t_dino]) * 2 / n_terms
         dino_local = torch.zeros((), device=global_crops.device)
         if local_crops is not None:
-            s_local = self.student["backbone"].forward_features(local_crops)
             s_local_logits = self.student["dino_head"](s_local["x_norm_clstoken"])
             # every local view learns from both teacher global views (their order does not matter)
             dino_local = self.dino_loss(list(s_local_logits.chunk(cfg.n_local)), list(t_dino.chunk(2))) / n_terms
