@@ -56,7 +56,7 @@ def micro_ap(scores: np.ndarray, correct: np.ndarray, n_positive: int) -> float:
     return float((precision * hits).sum() / max(1, n_positive))
 
 
-def evaluate(sim: np.ndarray, queries) -> dict:
+def evaluate(sim: np.ndarray, queries, threshold: float | None = None) -> dict:
     """``sim``: (Q, R) similarities of queries to indexed refs."""
     sources = np.array([q[2] for q in queries])
     families = np.array([q[0] for q in queries])
@@ -80,6 +80,10 @@ def evaluate(sim: np.ndarray, queries) -> dict:
         out[f"{group}@1"] = float(r1[m].mean())
     out["uAP"] = micro_ap(top1_score, r1 & positive, int(positive.sum()))
     out["operating_points"] = operating_points(top1_score, r1 & positive, int(positive.sum()))
+    if threshold is not None:  # the near-duplicate threshold the model ships with
+        above = top1_score >= threshold
+        correct = int((above & r1 & positive).sum())
+        out["at_threshold"] = (threshold, correct / max(1, int(above.sum())), correct / int(positive.sum()))
     return out
 
 
@@ -144,6 +148,7 @@ def main() -> None:
           f"{len(FAMILIES)} edit families, image size {args.image_size}")
 
     methods: dict[str, np.ndarray] = {"phash-64": phash_similarity(refs_imgs, query_imgs)}
+    thresholds: dict[str, float] = {}
     torch.manual_seed(0)
     rand = build_vit(arch_by_name(args.random_arch)).eval()
     poolings = args.poolings.split(",")
@@ -157,8 +162,14 @@ def main() -> None:
             if args.mirror:
                 methods[f"{name} [{pooling}, mirror-invariant]"] = model_similarity(
                     vit, refs_imgs, query_imgs, args.image_size, pooling, mirror=True)
+        recorded = vit.embed_defaults
+        if "near_threshold" in recorded:  # the setting the model was shipped with
+            mirror = ", mirror-invariant" if recorded.get("mirror_invariant") else ""
+            key = f"{name} [{recorded.get('pooling', 'cls+gem')}{mirror}]"
+            if key in methods:
+                thresholds[key] = float(recorded["near_threshold"])
 
-    results = {name: evaluate(sim, queries) for name, sim in methods.items()}
+    results = {name: evaluate(sim, queries, thresholds.get(name)) for name, sim in methods.items()}
     print("\n| method | recall@1 | recall@10 | mild r@1 | strong r@1 | µAP |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
@@ -185,6 +196,11 @@ def main() -> None:
             op = r["operating_points"].get(t)
             cells.append(f"t={op[0]:.3f} (P {op[1]:.3f}, R {op[2]:.3f})" if op else "unreachable")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    for name, r in results.items():
+        if "at_threshold" in r:
+            t, precision, recall = r["at_threshold"]
+            print(f"\n{name}: its recorded near-duplicate threshold {t:.3f} gives precision {precision:.3f}, "
+                  f"recall {recall:.3f}")
 
 
 if __name__ == "__main__":
