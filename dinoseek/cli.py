@@ -13,11 +13,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dinoseek.errors import UsageError
 from dinoseek.settings import Settings, SettingsError, load_settings
 
-
-class UsageError(Exception):
-    """The command cannot do its job; the message is printed as one line on stderr."""
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 def _load_model(args: argparse.Namespace, settings: Settings):
@@ -207,8 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(func=cmd_convert)
 
     from dinoseek.cli_library import add_library_commands
+    from dinoseek.cli_workers import add_worker_commands
 
     add_library_commands(sub)
+    add_worker_commands(sub)
     return parser
 
 

@@ -45,22 +45,31 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Add or refresh images in a collection; unchanged files are skipped."""
     from indexer.indexing import index_paths
 
-    library = _open_library()
-    progress, close_bar = _progress_bar(not args.json)
-    try:
-        report = index_paths(library, args.collection, args.paths, prune=args.prune,
-                             follow_symlinks=args.follow_symlinks, progress=progress)
-    finally:
-        close_bar()
-        library.close()
+    settings = load_settings()
+    if settings.broker_url:  # distributed mode: the workers run the very same index_paths
+        from dinoseek.cli_workers import print_waiting, submit_index
+
+        print_waiting(args.json)
+        doc = submit_index(settings, args.collection, args.paths, args.prune, args.follow_symlinks)
+        pruned = None
+    else:
+        library = _open_library()
+        progress, close_bar = _progress_bar(not args.json)
+        try:
+            report = index_paths(library, args.collection, args.paths, prune=args.prune,
+                                 follow_symlinks=args.follow_symlinks, progress=progress)
+        finally:
+            close_bar()
+            library.close()
+        doc, pruned = report.to_json(), report.pruned
     if args.json:
-        _emit(report.to_json())
+        _emit(doc)
         return 0
-    for err in report.errors:
+    for err in doc["errors"]:
         print(f"failed: {err['error']}", file=sys.stderr)
-    pruned = f", {report.pruned} pruned" if args.prune else ""
-    print(f"{args.collection}: {report.scanned} scanned, {report.indexed} indexed, {report.skipped} unchanged, "
-          f"{report.failed} failed{pruned} (job {report.job_id})")
+    pruned_text = f", {pruned} pruned" if args.prune and pruned is not None else ""
+    print(f"{args.collection}: {doc['scanned']} scanned, {doc['indexed']} indexed, {doc['skipped']} unchanged, "
+          f"{doc['failed']} failed{pruned_text} (job {doc['job_id']})")
     return 0
 
 
@@ -69,7 +78,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from indexer.search import search_files
 
     if args.box is not None:
-        from dinoseek.cli import UsageError
+        from dinoseek.errors import UsageError
 
         raise UsageError("region queries (--box) are not available yet: they arrive with patch-level search")
     library = _open_library()
@@ -142,7 +151,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             runner.upgrade(catalog, args.revision or "head")
         elif args.action == "downgrade":
             if not args.revision:
-                from dinoseek.cli import UsageError
+                from dinoseek.errors import UsageError
 
                 raise UsageError("db downgrade needs a revision (use `base` to drop every table)")
             runner.downgrade(catalog, args.revision)

@@ -17,3 +17,7 @@ class InvalidRequest(IndexerError):
 
 class ModelMismatch(IndexerError):
     """A collection's vectors came from another model than the one configured now."""
+
+
+class Busy(IndexerError):
+    """Another process holds what this request needs (a collection's embedded stores); retry later."""

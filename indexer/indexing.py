@@ -249,11 +249,20 @@ def _batches(items: Iterable[_Item], size: int) -> Iterable[list[_Item]]:
 
 def index_paths(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], *, prune: bool = False,
                 follow_symlinks: bool = False, progress: Progress | None = None, workers: int | None = None) -> IndexReport:
-    """Add or refresh the images under ``paths`` in a collection (created if new); see the module doc."""
+    """Add or refresh the images under ``paths`` in a collection (created if new); see the module doc.
+
+    Holds the collection's writer lock for the run (embedded stores have one writer at a time;
+    another ``index`` of the same collection waits)."""
     try:
         files = [str(p) for p in iter_image_paths(paths, follow_symlinks=follow_symlinks)]
     except FileNotFoundError as exc:
         raise InvalidRequest(str(exc)) from exc
+    with library.writer_lock(collection_name):
+        return _index_files(library, collection_name, paths, files, prune, progress, workers)
+
+
+def _index_files(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], files: list[str],
+                 prune: bool, progress: Progress | None, workers: int | None) -> IndexReport:
     report = IndexReport(collection=collection_name, scanned=len(files))
     with library.catalog.session() as s:
         collection = library.get_or_create_collection(s, collection_name)
@@ -262,6 +271,11 @@ def index_paths(library: Library, collection_name: str, paths: Sequence[str | os
                   params={"paths": [os.path.abspath(str(p)) for p in paths], "prune": prune})
         s.add(job)
         s.flush()
+        if library.embedded_stores:  # we hold the writer lock, so a job still "running" lost its process
+            s.execute(update(Job).where(Job.collection_id == collection.id, Job.kind == "index",
+                                        Job.status == "running", Job.id != job.id).values(
+                status="failed", finished_at=_now(),
+                message=f"interrupted: its process died; job {job.id} picked up what it left pending"))
         rows = {r.path: r for r in s.scalars(select(Image).where(Image.collection_id == collection.id))}
         todo: list[_Item] = []
         for path in files:
@@ -282,6 +296,7 @@ def index_paths(library: Library, collection_name: str, paths: Sequence[str | os
         s.flush()
         job.total = len(todo)
         run = _Run(library, collection, job.id, model.id, report, progress)
+        run.stores.refresh()  # another process may have written since this one opened them
         run.total = len(todo)
         for r in rows.values():
             if r.status == "indexed" and r.sha256 and r.patch_rows:

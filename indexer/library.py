@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,12 @@ class CollectionStores:
     def persist(self) -> None:
         self.global_.persist()
         self.patches.persist()
+
+    def refresh(self) -> None:
+        """Pick up what another process wrote to file-backed stores since they were opened."""
+        for store in (self.global_, self.patches):
+            if hasattr(store, "reload_if_changed"):
+                store.reload_if_changed()
 
     def close(self) -> None:
         self.global_.close()
@@ -136,6 +143,20 @@ class Library:
         return collection
 
     # ------------------------------------------------------------------ stores
+    @property
+    def embedded_stores(self) -> bool:
+        """Whether vectors live in files this process owns (FAISS, Qdrant Edge), not in a server."""
+        return self.settings.vector_backend == "faiss" or not self.settings.qdrant_url
+
+    def writer_lock(self, collection_name: str, timeout: float | None = None) -> AbstractContextManager:
+        """Exclusive right to write the collection's vectors: a file lock for embedded stores
+        (one writer at a time, across processes), nothing for a Qdrant server."""
+        if not self.embedded_stores:
+            return nullcontext()
+        from indexer.locks import collection_writer_lock
+
+        return collection_writer_lock(self.stores_dir, check_collection_name(collection_name), timeout)
+
     def stores(self, collection_name: str, global_dim: int, patch_dim: int) -> CollectionStores:
         """The collection's stores, opened once per process."""
         with self._lock:

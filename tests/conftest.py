@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,39 @@ def fresh_postgres(postgres_url: str):
     wipe()
     yield postgres_url
     wipe()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A private database of the real Redis server (DINOSEEK_TEST_REDIS_URL or 127.0.0.1:6379),
+    emptied before and after the test."""
+    import os
+
+    import redis
+
+    base = os.environ.get("DINOSEEK_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+    base = base.rsplit("/", 1)[0] if base.rsplit("/", 1)[-1].isdigit() else base
+    url = f"{base}/13"
+
+    def probe() -> None:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+
+    _service_or_skip("Redis", probe)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A seeded ViT-Ti/14 checkpoint at 112 px: random weights still match resized/re-encoded copies."""
+    from model import arch_by_name, build_vit, save_checkpoint
+
+    torch.manual_seed(0)
+    vit = build_vit(arch_by_name("vitt14"))
+    vit.embed_defaults = {"image_size": 112, "pooling": "cls+gem"}
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(vit, path)
+    return path

@@ -24,17 +24,6 @@ from model import arch_by_name, build_vit, save_checkpoint
 from tests.conftest import skimage_photo
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A seeded ViT-Ti/14 checkpoint at 112 px: random weights still match resized/re-encoded copies."""
-    torch.manual_seed(0)
-    vit = build_vit(arch_by_name("vitt14"))
-    vit.embed_defaults = {"image_size": 112, "pooling": "cls+gem"}
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(vit, path)
-    return path
-
-
 @pytest.fixture
 def env(tmp_path, tiny_model, monkeypatch) -> Path:
     for key in list(os.environ):

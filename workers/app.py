@@ -1,0 +1,61 @@
+"""The Celery application, configured from the settings.
+
+Redis is broker and result backend (``DINOSEEK_BROKER_URL``). Queues: ``gpu`` (decode, embed,
+write vectors) and ``cpu`` (scans that need no model, such as duplicate groups). Delivery is
+crash-safe: a task is acknowledged only after it finished (``acks_late``), a worker that dies
+mid-task hands it back (``reject_on_worker_lost``), and each process takes one task at a time
+(prefetch 1), so a killed worker strands nothing. Tasks are safe to run twice: indexing skips what
+a previous attempt already committed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kombu import Queue
+
+from dinoseek.settings import SettingsError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from dinoseek.settings import Settings
+
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+QUEUES = (GPU_QUEUE, CPU_QUEUE)
+ROUTES = {"dinoseek.index": {"queue": GPU_QUEUE}, "dinoseek.duplicates": {"queue": CPU_QUEUE}}
+# Redis hands an unacknowledged task to another worker after this long: longer than any task
+# may run (a whole index job is one task for now), or it would run twice at once.
+VISIBILITY_TIMEOUT_SECONDS = 12 * 3600
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app for these settings, with the dinoseek tasks registered."""
+    from celery import Celery
+
+    if not settings.broker_url:
+        raise SettingsError("DINOSEEK_BROKER_URL is not set: workers need a Redis broker "
+                            "(for example redis://127.0.0.1:6379/0); without one, tasks run in-process")
+    app = Celery("dinoseek", broker=settings.broker_url, backend=settings.broker_url, set_as_current=True)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=CPU_QUEUE,
+        task_routes=ROUTES,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=7 * 24 * 3600,
+        task_track_started=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        worker_hijack_root_logger=False,
+    )
+    from workers import tasks  # noqa: F401 - registers the tasks on this app
+
+    tasks.bind_settings(settings)
+    return app
