@@ -12,9 +12,13 @@ from dinoseek.settings import Settings, load_settings
 def submit_index(settings: Settings, collection: str, paths: list[str], prune: bool, follow_symlinks: bool) -> dict:
     """Run ``index`` on the workers and wait for its report (the same JSON as in-process)."""
     from indexer.errors import IndexerError
-    from workers.app import create_celery
+    from workers.app import GPU_QUEUE, create_celery
 
     app = create_celery(settings)
+    serving = app.control.inspect(timeout=3.0).active_queues() or {}
+    if not any(q["name"] == GPU_QUEUE for queues in serving.values() for q in queues):
+        raise IndexerError(f"no worker is serving the {GPU_QUEUE!r} queue at {settings.broker_url}: start one with "
+                           f"`dinoseek worker --queues {GPU_QUEUE}`, or unset DINOSEEK_BROKER_URL to index in-process")
     result = app.send_task("dinoseek.index", args=[collection, [os.path.abspath(p) for p in paths], prune,
                                                    follow_symlinks])
     try:

@@ -53,6 +53,16 @@ def _start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _wait_until_ready(logs: list[Path], timeout: float = 180) -> None:
+    """Block until every worker logged Celery's "ready." line (connected and consuming)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(log.exists() and " ready." in log.read_text() for log in logs):
+            return
+        time.sleep(0.2)
+    raise AssertionError("workers did not start: " + " | ".join(log.read_text()[-2000:] for log in logs))
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -95,6 +105,7 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, redi
 
     workers = [_start_worker(distributed, f"w{i}", tmp_path / f"worker{i}.log") for i in range(2)]
     try:
+        _wait_until_ready([tmp_path / f"worker{i}.log" for i in range(2)])
         remote = _cli(distributed, "index", str(folder), "--collection", "lib")
         assert {k: remote[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
             {k: local[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
@@ -120,15 +131,21 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, redi
         np.testing.assert_allclose(remote_vectors[name], v, atol=1e-5)
 
 
-def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model) -> None:
+def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model, redis_url) -> None:
     env = _env(tmp_path / "home", tiny_model, None)
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "worker"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "DINOSEEK_BROKER_URL is not set" in out.stderr
-    env["DINOSEEK_BROKER_URL"] = "redis://127.0.0.1:6379/13"
+    env["DINOSEEK_BROKER_URL"] = redis_url
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "worker", "--queues", "gpu,tpu"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "tpu" in out.stderr
+    # a broker but no worker: a clear error, not a command that waits forever
+    (tmp_path / "photos").mkdir()
+    skimage_photo("coffee").save(tmp_path / "photos" / "coffee.jpg")
+    out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(tmp_path / "photos"), "--collection",
+                          "lib"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no worker is serving the 'gpu' queue" in out.stderr
 
 
 def test_a_second_writer_waits_for_the_collection_lock(tmp_path) -> None:
@@ -188,6 +205,7 @@ def test_a_killed_worker_process_loses_nothing_and_indexes_nothing_twice(tmp_pat
     env = _env(home, tiny_model, redis_url)
     worker = _start_worker(env, "w", tmp_path / "worker.log")
     try:
+        _wait_until_ready([tmp_path / "worker.log"])
         deadline = time.monotonic() + 120
         while not _pool_children(worker) and time.monotonic() < deadline:
             time.sleep(0.2)
