@@ -114,6 +114,10 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, redi
         # a second submission finds everything unchanged, on whichever worker takes it
         again = _cli(distributed, "index", str(folder), "--collection", "lib")
         assert (again["indexed"], again["skipped"]) == (0, 12)
+        # an error in the worker reaches the user as the one-line message the embedded mode prints
+        missing = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(tmp_path / "nowhere"),
+                                  "--collection", "lib"], env=distributed, capture_output=True, text=True, timeout=300)
+        assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
         # readers in other processes see the workers' vectors at once, without a broker
         hits = _cli(_env(tmp_path / "distributed", tiny_model, None), "search", str(folder / "coffee_small.jpg"),
                     "--collection", "lib", "-k", "1")
