@@ -34,7 +34,7 @@ def collection_writer_lock(stores_dir: Path, collection: str, timeout: float | N
             except BlockingIOError:
                 if deadline is not None and time.monotonic() > deadline:
                     raise Busy(f"collection {collection!r} is being written by another process "
-                                         f"(lock {path}); try again when it is done") from None
+                               f"(lock {path}); try again when it is done") from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -1,7 +1,7 @@
 """The Celery application, configured from the settings.
 
 Redis is broker and result backend (``DINOSEEK_BROKER_URL``). Queues: ``gpu`` (decode, embed,
-write vectors) and ``cpu`` (scans that need no model, such as duplicate groups). Delivery is
+write vectors) and ``cpu`` (work that runs no forward pass, such as duplicate groups). Delivery is
 crash-safe: a task is acknowledged only after it finished (``acks_late``), a worker that dies
 mid-task hands it back (``reject_on_worker_lost``), and each process takes one task at a time
 (prefetch 1), so a killed worker strands nothing. Tasks are safe to run twice: indexing skips what
