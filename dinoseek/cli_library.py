@@ -41,36 +41,88 @@ def _progress_bar(enabled: bool) -> tuple[Callable[[int, int], None] | None, Cal
     return update, bar.close
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    """Add or refresh images in a collection; unchanged files are skipped."""
-    from indexer.indexing import index_paths
+def _run_job(args: argparse.Namespace, create: Callable, run_here: Callable):
+    """Run a job on the workers when a broker is configured (waiting unless ``--no-wait``), else in
+    this process. ``create(library, chunk_size)`` records it, ``run_here(library, progress,
+    chunk_size)`` runs it in-process. Returns its ``IndexReport``, or None when it was only
+    submitted (the job id is printed then)."""
+    from indexer.indexing import job_report
 
-    settings = load_settings()
-    if settings.broker_url:  # distributed mode: the workers run the very same index_paths
-        from dinoseek.cli_workers import print_waiting, submit_index
+    library = _open_library()
+    settings = library.settings
+    chunk_size = args.chunk_size or settings.chunk_size
+    progress, close_bar = _progress_bar(not args.json)
+    try:
+        if not settings.broker_url:
+            if args.no_wait:
+                from dinoseek.errors import UsageError
 
+                raise UsageError("--no-wait needs workers (DINOSEEK_BROKER_URL); without them the job runs here")
+            return run_here(library, progress, chunk_size)
+        # distributed mode: the workers run the very same job functions
+        from dinoseek.cli_workers import connect_workers, print_waiting, submit_job, wait_for_job
+
+        app = connect_workers(settings)
+        job_id = create(library, chunk_size)
+        submit_job(app, library, job_id)
+        if args.no_wait:
+            if args.json:
+                _emit({"collection": args.collection, "job_id": job_id, "status": "queued"})
+            else:
+                print(f"job {job_id} queued; follow it with `dinoseek job {job_id} --wait`")
+            return None
         print_waiting(args.json)
-        doc = submit_index(settings, args.collection, args.paths, args.prune, args.follow_symlinks)
-        pruned = None
-    else:
-        library = _open_library()
-        progress, close_bar = _progress_bar(not args.json)
-        try:
-            report = index_paths(library, args.collection, args.paths, prune=args.prune,
-                                 follow_symlinks=args.follow_symlinks, progress=progress)
-        finally:
-            close_bar()
-            library.close()
-        doc, pruned = report.to_json(), report.pruned
+        wait_for_job(library, job_id, progress)
+        return job_report(library, job_id)
+    finally:
+        close_bar()
+        library.close()
+
+
+def _print_report(args: argparse.Namespace, doc: dict, summary: str) -> int:
     if args.json:
         _emit(doc)
         return 0
     for err in doc["errors"]:
         print(f"failed: {err['error']}", file=sys.stderr)
-    pruned_text = f", {pruned} pruned" if args.prune and pruned is not None else ""
-    print(f"{args.collection}: {doc['scanned']} scanned, {doc['indexed']} indexed, {doc['skipped']} unchanged, "
-          f"{doc['failed']} failed{pruned_text} (job {doc['job_id']})")
+    print(summary)
     return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Add or refresh images in a collection; unchanged files are skipped."""
+    from indexer.indexing import create_index_job, index_paths
+
+    options = {"prune": args.prune, "follow_symlinks": args.follow_symlinks}
+    report = _run_job(
+        args,
+        lambda library, size: create_index_job(library, args.collection, args.paths, chunk_size=size, **options),
+        lambda library, progress, size: index_paths(library, args.collection, args.paths, progress=progress,
+                                                    chunk_size=size, **options))
+    if report is None:
+        return 0
+    doc = report.to_json()
+    pruned_text = f", {report.pruned} pruned" if args.prune else ""
+    return _print_report(args, doc, f"{args.collection}: {doc['scanned']} scanned, {doc['indexed']} indexed, "
+                                    f"{doc['skipped']} unchanged, {doc['failed']} failed{pruned_text} "
+                                    f"(job {doc['job_id']})")
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Re-embed a collection with another model; the old vectors serve until the swap."""
+    from indexer.reindex import create_reindex_job, reindex
+
+    report = _run_job(
+        args,
+        lambda library, size: create_reindex_job(library, args.collection, args.model, chunk_size=size),
+        lambda library, progress, size: reindex(library, args.collection, args.model, progress=progress,
+                                                chunk_size=size))
+    if report is None:
+        return 0
+    doc = dict(report.to_json(), model=args.model)
+    return _print_report(args, doc, f"{args.collection}: {doc['indexed']} re-embedded with {args.model}, "
+                                    f"{doc['failed']} failed (job {doc['job_id']}). Set DINOSEEK_MODEL={args.model} "
+                                    "to index and search it from now on.")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -172,14 +224,34 @@ def _box(text: str) -> list[int]:
     return box
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def add_library_commands(sub) -> None:
     index = sub.add_parser("index", help="add or refresh image files in a collection")
     index.add_argument("paths", nargs="+", help="image files or folders (walked recursively)")
     index.add_argument("--collection", required=True)
     index.add_argument("--prune", action="store_true", help="remove rows and vectors of files that no longer exist")
     index.add_argument("--follow-symlinks", action="store_true")
+    index.add_argument("--chunk-size", type=_positive, help="images per task (default DINOSEEK_CHUNK_SIZE, 512)")
+    index.add_argument("--no-wait", action="store_true", help="with workers: print the job id and return")
     index.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     index.set_defaults(func=cmd_index)
+
+    reindex = sub.add_parser("reindex", help="re-embed a collection with another model, then swap atomically")
+    reindex.add_argument("--collection", required=True)
+    reindex.add_argument("--model", required=True, help="checkpoint file (or model name) to embed with")
+    reindex.add_argument("--chunk-size", type=_positive, help="images per task (default DINOSEEK_CHUNK_SIZE, 512)")
+    reindex.add_argument("--no-wait", action="store_true", help="with workers: print the job id and return")
+    reindex.add_argument("--json", action="store_true")
+    reindex.set_defaults(func=cmd_reindex)
 
     search = sub.add_parser("search", help="find the indexed images closest to query images")
     search.add_argument("images", nargs="+", help="query image files")

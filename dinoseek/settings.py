@@ -34,6 +34,8 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     allowed_roots: tuple[Path, ...] = ()
     max_image_pixels: int = 100_000_000
+    chunk_size: int = 512
+    visibility_timeout: int = 600
 
     @property
     def models_dir(self) -> Path:
@@ -80,12 +82,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         raise SettingsError(f"DINOSEEK_API_KEYS: entries must be KEY or KEY:ro, got {', '.join(bad)}")
     roots = raw.get("allowed_roots", ())
     roots = _split(roots, ":") if isinstance(roots, str) else [str(r) for r in roots]
-    try:
-        max_pixels = int(raw.get("max_image_pixels", 100_000_000))
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"DINOSEEK_MAX_IMAGE_PIXELS must be an integer, got {raw.get('max_image_pixels')!r}") from exc
-    if max_pixels <= 0:
-        raise SettingsError(f"DINOSEEK_MAX_IMAGE_PIXELS must be positive, got {max_pixels}")
+    max_pixels = _positive_int(raw, "max_image_pixels", 100_000_000)
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -97,4 +94,17 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         api_keys=tuple(keys),
         allowed_roots=tuple(Path(r).expanduser().resolve() for r in roots),
         max_image_pixels=max_pixels,
+        chunk_size=_positive_int(raw, "chunk_size", 512),
+        visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
     )
+
+
+def _positive_int(raw: Mapping[str, object], name: str, default: int) -> int:
+    value = raw.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"DINOSEEK_{name.upper()} must be an integer, got {value!r}") from exc
+    if number <= 0:
+        raise SettingsError(f"DINOSEEK_{name.upper()} must be positive, got {number}")
+    return number

@@ -36,6 +36,11 @@ def arch_name(vit) -> str:
     return next((name for name, a in ARCHS.items() if a == arch), f"vit-{arch.embed_dim}x{arch.depth}")
 
 
+def store_prefix(collection_name: str, generation: int) -> str:
+    """Store names of a collection's generation: ``NAME`` for the first, ``NAME~gN`` after re-indexes."""
+    return collection_name if generation == 0 else f"{collection_name}~g{generation}"
+
+
 def check_collection_name(name: str) -> str:
     if not isinstance(name, str) or not COLLECTION_NAME.match(name) or ".." in name:
         raise InvalidRequest(f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
@@ -68,14 +73,16 @@ class CollectionStores:
 class Library:
     """Opened once per process from the settings; thread-safe for concurrent readers."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 other_embedders: dict[str, Embedder] | None = None) -> None:
         from migrations.runner import ensure_schema
 
         self.settings = settings
         self.catalog = Catalog(settings.database_url)
         ensure_schema(self.catalog)
         self._embedder = embedder
-        self._stores: dict[str, CollectionStores] = {}
+        self._other_embedders = {} if other_embedders is None else other_embedders  # re-index models
+        self._stores: dict[tuple[str, int], CollectionStores] = {}
         self._lock = threading.RLock()
 
     @property
@@ -94,9 +101,19 @@ class Library:
                 self._embedder = Embedder(vit, device=self.settings.device)
             return self._embedder
 
-    def model_record(self, session: Session) -> ModelRecord:
-        """The catalog row of the configured model, created on first use."""
-        emb = self.embedder
+    def embedder_for(self, checkpoint: str) -> Embedder:
+        """The model of a checkpoint other than the configured one (a re-index), loaded once."""
+        with self._lock:
+            if checkpoint not in self._other_embedders:
+                from model import Embedder, load_backbone
+
+                vit = load_backbone(checkpoint, search_dirs=[self.settings.models_dir])
+                self._other_embedders[checkpoint] = Embedder(vit, device=self.settings.device)
+            return self._other_embedders[checkpoint]
+
+    def model_record(self, session: Session, embedder: Embedder | None = None) -> ModelRecord:
+        """The catalog row of the configured model (or of ``embedder``'s), created on first use."""
+        emb = embedder or self.embedder
         vit = emb.vit
         digest = getattr(vit, "checkpoint_digest", None)
         if not digest:
@@ -157,21 +174,44 @@ class Library:
 
         return collection_writer_lock(self.stores_dir, check_collection_name(collection_name), timeout)
 
-    def stores(self, collection_name: str, global_dim: int, patch_dim: int) -> CollectionStores:
-        """The collection's stores, opened once per process."""
+    def stores(self, collection_name: str, global_dim: int, patch_dim: int, generation: int = 0) -> CollectionStores:
+        """The collection's stores of one generation (a re-index builds the next beside the
+        serving one), opened once per process."""
         with self._lock:
-            stores = self._stores.get(collection_name)
+            key = (collection_name, generation)
+            stores = self._stores.get(key)
             if stores is None:
                 s = self.settings
                 self.stores_dir.mkdir(parents=True, exist_ok=True)
+                prefix = store_prefix(collection_name, generation)
                 stores = CollectionStores(
-                    open_store(StoreSpec(f"{collection_name}.global", global_dim), s.vector_backend,
+                    open_store(StoreSpec(f"{prefix}.global", global_dim), s.vector_backend,
                                self.stores_dir, s.qdrant_url),
-                    open_store(StoreSpec(f"{collection_name}.patches", patch_dim, "float16"), s.vector_backend,
+                    open_store(StoreSpec(f"{prefix}.patches", patch_dim, "float16"), s.vector_backend,
                                self.stores_dir, s.qdrant_url),
                 )
-                self._stores[collection_name] = stores
+                self._stores[key] = stores
             return stores
+
+    def release_stores(self, collection_name: str) -> None:
+        """Close this process's stores of a collection (every generation), so another process
+        may own the embedded files; they reopen on next use."""
+        with self._lock:
+            for key in [k for k in self._stores if k[0] == collection_name]:
+                self._stores.pop(key).close()
+
+    def drop_generation(self, collection_name: str, generation: int) -> None:
+        """Delete a collection's stores of one generation (after a swap, or a failed re-index's leftovers)."""
+        from indexer.stores import drop_store
+
+        with self._lock:
+            stale = self._stores.pop((collection_name, generation), None)
+        if stale is not None:
+            stale.close()
+        prefix = store_prefix(collection_name, generation)
+        s = self.settings
+        for suffix in ("global", "patches"):
+            drop_store(f"{prefix}.{suffix}", s.vector_backend, self.stores_dir, s.qdrant_url)
 
     def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
         """Stores of a collection that has a model bound (None before its first vectors)."""
@@ -179,7 +219,12 @@ class Library:
             return None
         record = session.get(ModelRecord, collection.model_id)
         patch_dim = record.dim // 2 if record.pooling == "cls+gem" else record.dim
-        return self.stores(collection.name, record.dim, patch_dim)
+        for key in [k for k in self._stores if k[0] == collection.name and k[1] != collection.store_generation]:
+            with self._lock:  # a re-index swapped generations since: let the old files go
+                stale = self._stores.pop(key, None)
+            if stale is not None:
+                stale.close()
+        return self.stores(collection.name, record.dim, patch_dim, collection.store_generation)
 
     def close(self) -> None:
         with self._lock:

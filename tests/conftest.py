@@ -107,14 +107,23 @@ def redis_url() -> str:
     client.close()
 
 
+def _seeded_tiny_model(path: Path, seed: int, image_size: int) -> Path:
+    from model import arch_by_name, build_vit, save_checkpoint
+
+    torch.manual_seed(seed)
+    vit = build_vit(arch_by_name("vitt14"))
+    vit.embed_defaults = {"image_size": image_size, "pooling": "cls+gem"}
+    save_checkpoint(vit, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A seeded ViT-Ti/14 checkpoint at 112 px: random weights still match resized/re-encoded copies."""
-    from model import arch_by_name, build_vit, save_checkpoint
+    return _seeded_tiny_model(tmp_path_factory.mktemp("model") / "tiny.pt", 0, 112)
 
-    torch.manual_seed(0)
-    vit = build_vit(arch_by_name("vitt14"))
-    vit.embed_defaults = {"image_size": 112, "pooling": "cls+gem"}
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(vit, path)
-    return path
+
+@pytest.fixture(scope="session")
+def other_tiny_model(tmp_path_factory) -> Path:
+    """A second ViT-Ti/14 checkpoint (another seed, 98 px): what a collection is re-indexed with."""
+    return _seeded_tiny_model(tmp_path_factory.mktemp("model") / "other.pt", 1, 98)

@@ -272,12 +272,13 @@ def test_embedded_qdrant_edge_backend_gives_the_same_answers(env, capsys, monkey
 def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -> None:
     """Interrupt a run in its second batch: what was finished is kept (checkpointed on the way
     out), the rest stays ``pending``, and the next run embeds exactly those."""
+    import indexer.index_run as index_run
     import indexer.indexing as indexing
     from dinoseek.settings import load_settings
     from indexer.library import Library
 
     files = _library(env / "lib")
-    monkeypatch.setattr(indexing, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every batch
+    monkeypatch.setattr(index_run, "CHECKPOINT_SECONDS", 0.0)  # checkpoint after every batch
     library = Library(load_settings())
     library.embedder.batch_size = 1  # batches of 4 files: several checkpoints in one run
 
@@ -286,7 +287,7 @@ def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        indexing.index_paths(library, "c", [env / "lib"], progress=stop_after_first_batch)
+        indexing.index_paths(library, "c", [env / "lib"], progress=stop_after_first_batch, chunk_size=4)
     library.close()
     code, doc, _ = run(capsys, "collections", "--json")
     (row,) = doc["collections"]

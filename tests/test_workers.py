@@ -73,40 +73,63 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _cli_plain(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "dinoseek.cli", *args], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _catalog_at(database_url: str) -> dict[str, tuple]:
+    """Each file's row (by name): status, bytes, picture size, patch grid."""
+    import sqlalchemy
+
+    from indexer.catalog.database import make_engine
+
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text(
+            "select path, status, sha256, width, height, patch_rows, patch_cols from images")).all()
+    engine.dispose()
+    return {Path(r[0]).name: tuple(r[1:]) for r in rows}
+
+
 def _catalog(home: Path) -> dict[str, tuple]:
-    import sqlite3
-
-    with sqlite3.connect(home / "dinoseek.db") as db:
-        rows = db.execute("select path, status, sha256, width, height, patch_rows, patch_cols from images").fetchall()
-    return {Path(r[0]).name: r[1:] for r in rows}
+    return _catalog_at(f"sqlite:///{home / 'dinoseek.db'}")
 
 
-def _vectors(home: Path) -> dict[str, np.ndarray]:
-    import sqlite3
+def _vectors(home: Path, database_url: str | None = None, generation: int = 0) -> dict[str, np.ndarray]:
+    """Each indexed file's stored global vector (by name)."""
     from dataclasses import replace
+
+    import sqlalchemy
 
     from dinoseek.settings import load_settings
     from indexer.library import Library
 
-    library = Library(replace(load_settings({}), home=home, database_url=f"sqlite:///{home / 'dinoseek.db'}"))
-    stores = library.stores("lib", 384, 192)
-    with sqlite3.connect(home / "dinoseek.db") as db:
-        ids = dict(db.execute("select id, path from images where status = 'indexed'").fetchall())
+    url = database_url or f"sqlite:///{home / 'dinoseek.db'}"
+    library = Library(replace(load_settings({}), home=home, database_url=url))
+    stores = library.stores("lib", 384, 192, generation)
+    with library.catalog.engine.connect() as conn:
+        ids = dict(conn.execute(sqlalchemy.text("select id, path from images where status = 'indexed'")).all())
     found, vectors = stores.global_.fetch(np.array(sorted(ids)))
     library.close()
     return {Path(ids[i]).name: v for i, v in zip(found.tolist(), vectors)}
 
 
-def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, redis_url) -> None:
+def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, other_tiny_model, redis_url) -> None:
     folder = _folder(tmp_path / "photos")
     embedded = _env(tmp_path / "embedded", tiny_model, None)
     distributed = _env(tmp_path / "distributed", tiny_model, redis_url)
     local = _cli(embedded, "index", str(folder), "--collection", "lib")
+    _cli(_env(tmp_path / "embedded-reindexed", tiny_model, None), "index", str(folder), "--collection", "lib")
+    local_reindex = _cli(_env(tmp_path / "embedded-reindexed", tiny_model, None), "reindex", "--collection", "lib",
+                         "--model", str(other_tiny_model))
 
     workers = [_start_worker(distributed, f"w{i}", tmp_path / f"worker{i}.log") for i in range(2)]
     try:
         _wait_until_ready([tmp_path / f"worker{i}.log" for i in range(2)])
-        remote = _cli(distributed, "index", str(folder), "--collection", "lib")
+        remote = _cli(distributed, "index", str(folder), "--collection", "lib", "--chunk-size", "3")
         assert {k: remote[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
             {k: local[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
             {"scanned": 13, "indexed": 12, "skipped": 0, "failed": 1}
@@ -122,20 +145,36 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, redi
         hits = _cli(_env(tmp_path / "distributed", tiny_model, None), "search", str(folder / "coffee_small.jpg"),
                     "--collection", "lib", "-k", "1")
         assert Path(hits["queries"][0]["results"][0]["path"]).name == "coffee.jpg"
+        distributed_catalog, distributed_vectors = _catalog(tmp_path / "distributed"), _vectors(tmp_path / "distributed")
+        # a re-index through the workers: the same outcome as in-process
+        remote_reindex = _cli(distributed, "reindex", "--collection", "lib", "--model", str(other_tiny_model),
+                              "--chunk-size", "5")
     finally:
         for w in workers:
             _stop(w)
     logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
-    assert "dinoseek.index" in logs and "succeeded" in logs
+    assert "dinoseek.plan" in logs and "dinoseek.chunk" in logs and "succeeded" in logs
+    assert all("dinoseek.chunk" in (tmp_path / f"worker{i}.log").read_text() for i in range(2))  # both took chunks
 
-    assert _catalog(tmp_path / "distributed") == _catalog(tmp_path / "embedded")
-    remote_vectors, local_vectors = _vectors(tmp_path / "distributed"), _vectors(tmp_path / "embedded")
-    assert remote_vectors.keys() == local_vectors.keys() and len(local_vectors) == 12
+    assert distributed_catalog == _catalog(tmp_path / "embedded")
+    local_vectors = _vectors(tmp_path / "embedded")
+    assert distributed_vectors.keys() == local_vectors.keys() and len(local_vectors) == 12
     for name, v in local_vectors.items():
-        np.testing.assert_allclose(remote_vectors[name], v, atol=1e-5)
+        np.testing.assert_allclose(distributed_vectors[name], v, atol=1e-5)
+
+    assert (remote_reindex["indexed"], remote_reindex["failed"]) == (local_reindex["indexed"], 1) == (12, 1)
+    assert _catalog(tmp_path / "distributed") == _catalog(tmp_path / "embedded-reindexed")
+    remote_new = _vectors(tmp_path / "distributed", generation=1)
+    local_new = _vectors(tmp_path / "embedded-reindexed", generation=1)
+    assert remote_new.keys() == local_new.keys() and len(local_new) == 12
+    for name, v in local_new.items():
+        np.testing.assert_allclose(remote_new[name], v, atol=1e-5)
+        assert not np.allclose(local_vectors[name], v, atol=1e-3)
 
 
 def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model, redis_url) -> None:
+    import sqlite3
+
     env = _env(tmp_path / "home", tiny_model, None)
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "worker"], env=env, capture_output=True, text=True,
                          timeout=120)
@@ -149,7 +188,9 @@ def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model, redis_url)
     skimage_photo("coffee").save(tmp_path / "photos" / "coffee.jpg")
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(tmp_path / "photos"), "--collection",
                           "lib"], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "no worker is serving the 'gpu' queue" in out.stderr
+    assert out.returncode == 2 and "no worker is serving the 'gpu' and 'cpu' queue" in out.stderr
+    with sqlite3.connect(tmp_path / "home" / "dinoseek.db") as db:  # nothing was queued, so no job waits
+        assert db.execute("select count(*) from jobs").fetchone()[0] == 0
 
 
 def test_a_second_writer_waits_for_the_collection_lock(tmp_path) -> None:
@@ -199,50 +240,153 @@ def _pool_children(worker: subprocess.Popen) -> list[int]:
     return children
 
 
-def test_a_killed_worker_process_loses_nothing_and_indexes_nothing_twice(tmp_path, tiny_model, redis_url) -> None:
-    """SIGKILL the process running the index task: the broker hands the task back, the worker's new
-    process runs it again, and every image ends up indexed exactly once."""
-    import sqlite3
+def _scalar(database_url: str, sql: str, **params) -> int:
+    import sqlalchemy
 
+    from indexer.catalog.database import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(sql), params).scalar_one()
+    except sqlalchemy.exc.OperationalError:  # the catalog is not there yet
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _chunks_done(database_url: str, job: int) -> int:
+    return _scalar(database_url, "select count(*) from job_chunks where job_id = :job and status = 'done'", job=job)
+
+
+def _wait_for(condition, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _check_exactly_once(database_url: str, job: dict, count: int) -> None:
+    """Every image indexed once: one row per path, all indexed, one job whose counters add up."""
+    assert job["status"] == "succeeded", job
+    assert (job["total"], job["done"], job["indexed"], job["failed"]) == (count, count, count, 0)
+    assert _scalar(database_url, "select count(*) from images where status = 'indexed'") == count
+    assert _scalar(database_url, "select count(distinct path) from images") == count
+    assert _scalar(database_url, "select count(*) from jobs") == 1
+    assert _scalar(database_url, "select count(*) from job_errors") == 0
+    assert _scalar(database_url, "select count(*) from job_chunks where status <> 'done'") == 0
+
+
+def test_killed_workers_lose_nothing_and_index_nothing_twice(tmp_path, tiny_model, redis_url) -> None:
+    """SIGKILL the pool process mid-chunk (the broker hands the chunk back to the worker's new
+    process), then SIGKILL the whole worker mid-chunk and start another (Redis redelivers the
+    unacknowledged chunk after the visibility timeout): every image is indexed exactly once."""
     folder = _many_photos(tmp_path / "photos", 240)
     home = tmp_path / "home"
+    db = f"sqlite:///{home / 'dinoseek.db'}"
     env = _env(home, tiny_model, redis_url)
+    env["DINOSEEK_VISIBILITY_TIMEOUT"] = "5"
+    logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    first = _start_worker(env, "w1", logs[0])
+    second = None
+    try:
+        _wait_until_ready(logs[:1])
+        job = _cli(env, "index", str(folder), "--collection", "lib", "--chunk-size", "16", "--no-wait")["job_id"]
+        _wait_for(lambda: _chunks_done(db, job) >= 1, "the first chunk")
+        for pid in _pool_children(first):
+            os.kill(pid, signal.SIGKILL)  # the process running the second chunk dies
+        done = _chunks_done(db, job)
+        _wait_for(lambda: _chunks_done(db, job) >= done + 2, "chunks after the pool process was replaced")
+        os.killpg(first.pid, signal.SIGKILL)  # the whole worker dies, holding an unacknowledged chunk
+        first.wait()
+        assert _chunks_done(db, job) < 15
+        second = _start_worker(env, "w2", logs[1])
+        doc = _cli(env, "job", str(job), "--wait", timeout=300)
+    finally:
+        for w in (first, second):
+            if w is not None:
+                _stop(w)
+    assert "WorkerLostError" in logs[0].read_text()
+    assert "dinoseek.chunk" in logs[1].read_text()
+    _check_exactly_once(db, doc, 240)
+    assert len(_vectors(home)) == 240  # one global vector per image, none twice, none missing
+
+
+def test_a_redis_restart_mid_job_loses_nothing(tmp_path, tiny_model) -> None:
+    """Stop the broker in the middle of a job and start it again: the workers reconnect, the
+    queued chunks are still there (append-only file), and the job completes exactly once."""
+    from tests.services import PrivateRedis
+
+    redis = PrivateRedis(tmp_path / "redis")
+    if redis.binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    redis.start()
+    folder = _many_photos(tmp_path / "photos", 160)
+    home = tmp_path / "home"
+    db = f"sqlite:///{home / 'dinoseek.db'}"
+    env = _env(home, tiny_model, redis.url)
+    env["DINOSEEK_VISIBILITY_TIMEOUT"] = "5"
     worker = _start_worker(env, "w", tmp_path / "worker.log")
     try:
         _wait_until_ready([tmp_path / "worker.log"])
-        deadline = time.monotonic() + 120
-        while not _pool_children(worker) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        submit = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "index", str(folder), "--collection", "lib",
-                                   "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        killed = False
-        while time.monotonic() < deadline and not killed:  # kill as soon as the job is running
-            time.sleep(0.05)
-            if (home / "dinoseek.db").exists():
-                try:
-                    with sqlite3.connect(home / "dinoseek.db", timeout=1) as db:
-                        running = db.execute("select count(*) from jobs where status = 'running'").fetchone()[0]
-                except sqlite3.OperationalError:  # tables not created yet
-                    continue
-                if running:
-                    for pid in _pool_children(worker):
-                        os.kill(pid, signal.SIGKILL)
-                    killed = True
-        assert killed, "the job never started"
-        out, err = submit.communicate(timeout=300)
-        assert submit.returncode == 0, err
-        doc = json.loads(out)
+        job = _cli(env, "index", str(folder), "--collection", "lib", "--chunk-size", "16", "--no-wait")["job_id"]
+        _wait_for(lambda: _chunks_done(db, job) >= 1, "the first chunk")
+        redis.stop()
+        time.sleep(2)
+        redis.start()
+        assert _chunks_done(db, job) < 10
+        doc = _cli(env, "job", str(job), "--wait", timeout=300)
     finally:
         _stop(worker)
-    assert "WorkerLostError" in (tmp_path / "worker.log").read_text()
-    assert doc["failed"] == 0 and doc["indexed"] + doc["skipped"] == 240
+        redis.stop()
+    assert "Connection to broker lost" in (tmp_path / "worker.log").read_text()
+    _check_exactly_once(db, doc, 160)
+    assert len(_vectors(home)) == 160
 
-    with sqlite3.connect(home / "dinoseek.db") as db:
-        statuses = db.execute("select status, count(*) from images group by status").fetchall()
-        jobs = db.execute("select status, message from jobs order by id").fetchall()
-        paths = db.execute("select count(distinct path), count(*) from images").fetchone()
-    assert statuses == [("indexed", 240)] and paths == (240, 240)
-    assert jobs[-1][0] == "succeeded"
-    assert all(status == "failed" and "interrupted" in message for status, message in jobs[:-1]) and len(jobs) >= 2
-    vectors = _vectors(home)
-    assert len(vectors) == 240  # one global vector per image, none twice, none missing
+
+def test_postgres_outage_is_retried_and_parity_holds(tmp_path, tiny_model, redis_url, fresh_postgres) -> None:
+    """Workers on PostgreSQL index what the embedded mode indexes (same rows, same vectors), even
+    when the database drops every connection and refuses new ones for a few seconds mid-job."""
+    from sqlalchemy.engine import make_url
+
+    from tests.services import TcpProxy
+
+    folder = _many_photos(tmp_path / "photos", 96)
+    (folder / "copy.jpg").write_bytes((folder / "p0000.jpg").read_bytes())  # identical bytes reuse vectors
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # fails alone, in both modes
+    local = _cli(_env(tmp_path / "embedded", tiny_model, None), "index", str(folder), "--collection", "lib")
+
+    direct = make_url(fresh_postgres)
+    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
+    through_proxy = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    client_env = _env(tmp_path / "distributed", tiny_model, redis_url)
+    client_env["DINOSEEK_DATABASE_URL"] = fresh_postgres
+    _cli_plain(client_env, "db", "upgrade")
+    worker_env = dict(client_env, DINOSEEK_DATABASE_URL=through_proxy)
+    worker = _start_worker(worker_env, "w", tmp_path / "worker.log")
+    try:
+        _wait_until_ready([tmp_path / "worker.log"])
+        job = _cli(client_env, "index", str(folder), "--collection", "lib", "--chunk-size", "8",
+                   "--no-wait")["job_id"]
+        _wait_for(lambda: _chunks_done(fresh_postgres, job) >= 1, "the first chunk")
+        proxy.cut()
+        time.sleep(4)
+        proxy.restore()
+        doc = _cli(client_env, "job", str(job), "--wait", timeout=300)
+    finally:
+        _stop(worker)
+        proxy.close()
+    assert "retrying in" in (tmp_path / "worker.log").read_text()
+    assert doc["status"] == "succeeded" and _chunks_done(fresh_postgres, job) == 13
+    assert (doc["indexed"], doc["failed"]) == (local["indexed"], local["failed"]) == (97, 1)
+
+    assert _catalog_at(fresh_postgres) == _catalog_at(f"sqlite:///{tmp_path / 'embedded' / 'dinoseek.db'}")
+    remote = _vectors(tmp_path / "distributed", fresh_postgres)
+    embedded = _vectors(tmp_path / "embedded")
+    assert remote.keys() == embedded.keys() and len(remote) == 97
+    for name, v in embedded.items():
+        np.testing.assert_allclose(remote[name], v, atol=1e-5)

@@ -4,8 +4,9 @@ Redis is broker and result backend (``DINOSEEK_BROKER_URL``). Queues: ``gpu`` (d
 write vectors) and ``cpu`` (work that runs no forward pass, such as duplicate groups). Delivery is
 crash-safe: a task is acknowledged only after it finished (``acks_late``), a worker that dies
 mid-task hands it back (``reject_on_worker_lost``), and each process takes one task at a time
-(prefetch 1), so a killed worker strands nothing. Tasks are safe to run twice: indexing skips what
-a previous attempt already committed.
+(prefetch 1), so a killed worker strands nothing. When a whole worker dies, Redis hands its task to
+another after the visibility timeout (``DINOSEEK_VISIBILITY_TIMEOUT``, default 10 min): tasks are
+one chunk each, so it can be short, and a chunk that runs twice is committed once.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ if TYPE_CHECKING:
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
-ROUTES = {"dinoseek.index": {"queue": GPU_QUEUE}, "dinoseek.duplicates": {"queue": CPU_QUEUE}}
-# Redis hands an unacknowledged task to another worker after this long: longer than any task
-# may run (a whole index job is one task for now), or it would run twice at once.
-VISIBILITY_TIMEOUT_SECONDS = 12 * 3600
+ROUTES = {"dinoseek.plan": {"queue": CPU_QUEUE}, "dinoseek.chunk": {"queue": GPU_QUEUE},
+          "dinoseek.duplicates": {"queue": CPU_QUEUE}}
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -51,8 +50,13 @@ def create_celery(settings: Settings) -> Celery:
         result_expires=7 * 24 * 3600,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
-        result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # look for tasks of dead workers every few seconds (kombu's default sweeps every ~100 s)
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
+        },
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )
     from workers import tasks  # noqa: F401 - registers the tasks on this app

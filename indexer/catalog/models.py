@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMAGE_STATUSES = ("pending", "indexed", "failed")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+CHUNK_STATUSES = ("pending", "done")
 DUPLICATE_KINDS = ("exact", "near", "similar")
 
 
@@ -45,6 +46,8 @@ class Collection(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
+    # which stores serve the collection: a re-index builds generation n+1 beside n, then swaps
+    store_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     model: Mapped[ModelRecord | None] = relationship()
 
@@ -90,12 +93,33 @@ class Job(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     done: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
+    scanned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    indexed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     errors: Mapped[list[JobError]] = relationship(order_by="JobError.id", cascade="all, delete-orphan")
+
+
+class JobChunk(Base):
+    """A slice of a job's images that one task processes. Its switch to ``done`` and the job's
+    counters change in one transaction, so a chunk that runs twice is counted once."""
+
+    __tablename__ = "job_chunks"
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_chunks_job_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    image_ids: Mapped[list] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    indexed: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[list | None] = mapped_column(JSON, nullable=True)  # staged rows of a re-index
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class JobError(Base):

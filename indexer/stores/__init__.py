@@ -27,4 +27,30 @@ def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str |
     raise StoreError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "SearchResult", "StoreError", "StoreSpec", "VectorStore", "open_store"]
+def drop_store(name: str, backend: str, directory: Path, qdrant_url: str | None = None) -> bool:
+    """Delete a store and everything it holds (a superseded or abandoned re-index generation);
+    True if there was one. The store must not be open in this process."""
+    import shutil
+
+    if backend == "faiss":
+        path = Path(directory) / f"{name}.faiss"
+        existed = path.exists()
+        path.unlink(missing_ok=True)
+        return existed
+    if backend == "qdrant" and qdrant_url:
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(url=qdrant_url)
+        try:
+            return bool(client.collection_exists(name) and client.delete_collection(name))
+        finally:
+            client.close()
+    if backend == "qdrant":
+        path = Path(directory) / name
+        existed = path.exists()
+        shutil.rmtree(path, ignore_errors=True)
+        return existed
+    raise StoreError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "SearchResult", "StoreError", "StoreSpec", "VectorStore", "drop_store", "open_store"]

@@ -1,0 +1,137 @@
+"""Re-embedding a collection with another model: a shadow generation of stores, then one swap.
+
+The re-index embeds every image of the catalog into the stores of generation n+1 while
+generation n keeps serving; per-image outcomes are staged in the chunk rows. When the last chunk
+is done, one transaction points the rows and the collection at the new model and generation, and
+the old stores are deleted. A failed or interrupted re-index changes nothing that serves: its
+half-built generation is deleted by the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select, update
+
+from indexer.catalog.models import Collection, Image, Job, JobChunk
+from indexer.errors import InvalidRequest
+from indexer.index_run import Progress, run_chunks_locked
+from indexer.indexing import (
+    DEFAULT_CHUNK_SIZE,
+    IndexReport,
+    fail_job,
+    finish_job,
+    job_report,
+    mark_interrupted_jobs,
+    refuse_if_reindexing,
+)
+from indexer.library import Library
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_reindex_job(library: Library, collection_name: str, checkpoint: str | os.PathLike, *,
+                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Record a re-index of the collection with ``checkpoint`` (``queued``); returns the job id.
+    Deletes what an earlier failed re-index left of the shadow generation."""
+    if chunk_size < 1:
+        raise InvalidRequest(f"chunk size must be at least 1, got {chunk_size}")
+    checkpoint = str(checkpoint)
+    if os.path.sep in checkpoint or os.path.exists(checkpoint):
+        if not os.path.isfile(checkpoint):
+            raise InvalidRequest(f"model checkpoint {checkpoint} does not exist")
+        checkpoint = os.path.abspath(checkpoint)
+    embedder = library.embedder_for(checkpoint)
+    with library.catalog.session() as s:
+        collection = library.get_collection(s, collection_name)
+        if collection.model_id is None:
+            raise InvalidRequest(f"collection {collection_name!r} has no vectors yet: index it with "
+                                 f"DINOSEEK_MODEL={checkpoint} instead")
+        refuse_if_reindexing(s, collection, "reindex")
+        model = library.model_record(s, embedder)
+        generation = collection.store_generation + 1
+        name = collection.name
+    library.drop_generation(name, generation)  # leftovers of a re-index that failed
+    with library.catalog.session() as s:
+        job = Job(collection_id=collection.id, kind="reindex", status="queued",
+                  params={"model": checkpoint, "model_id": model.id, "generation": generation,
+                          "from_model_id": collection.model_id, "chunk_size": chunk_size, "token": uuid.uuid4().hex})
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def plan_reindex(session, job: Job) -> list[JobChunk]:
+    """Every image of the collection, in id order, in chunks."""
+    ids = list(session.scalars(select(Image.id).where(Image.collection_id == job.collection_id).order_by(Image.id)))
+    size = int(job.params.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    chunks = [JobChunk(job_id=job.id, seq=n, image_ids=ids[start:start + size], status="pending")
+              for n, start in enumerate(range(0, len(ids), size))]
+    session.add_all(chunks)
+    job.scanned, job.total = len(ids), len(ids)
+    return chunks
+
+
+def swap_generation(library: Library, job_id: int) -> None:
+    """Point the rows and the collection at the new model and stores in one transaction, then
+    delete the old generation's stores."""
+    with library.catalog.session() as s:
+        job = s.get(Job, job_id)
+        collection = s.get(Collection, job.collection_id)
+        p = job.params
+        old_generation, new_generation = collection.store_generation, int(p["generation"])
+        if old_generation == new_generation:
+            return  # swapped already (a repeated finish)
+        now = _now()
+        for chunk in s.scalars(select(JobChunk).where(JobChunk.job_id == job.id)):
+            rows, failures = [], []
+            for staged in chunk.results or []:
+                if "error" in staged:
+                    failures.append(staged)
+                    continue
+                row = dict(staged)
+                if row.get("taken_at"):
+                    row["taken_at"] = datetime.fromisoformat(row["taken_at"])
+                row.update(status="indexed", error=None, model_id=int(p["model_id"]), indexed_at=now)
+                rows.append(row)
+            for keys in {tuple(sorted(r)) for r in rows}:
+                s.execute(update(Image), [r for r in rows if tuple(sorted(r)) == keys])
+            for f in failures:
+                s.execute(update(Image).where(Image.id == f["id"]).values(
+                    status="failed", error=f["error"], model_id=None, indexed_at=None, patch_rows=None,
+                    patch_cols=None))
+            chunk.results = None
+        collection.model_id = int(p["model_id"])
+        collection.store_generation = new_generation
+        name = collection.name
+    try:
+        library.drop_generation(name, old_generation)
+    except Exception as exc:  # noqa: BLE001 - the swap is done; a leftover file only wastes space
+        log.warning("re-index of %r: could not delete the old generation %d: %s", name, old_generation, exc)
+
+
+def reindex(library: Library, collection_name: str, checkpoint: str | os.PathLike, *,
+            progress: Progress | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> IndexReport:
+    """Re-embed a collection with ``checkpoint`` in this process (holding its writer lock)."""
+    from indexer.indexing import plan_index
+
+    with library.writer_lock(collection_name):
+        if library.embedded_stores:
+            mark_interrupted_jobs(library, collection_name)
+        job_id = create_reindex_job(library, collection_name, checkpoint, chunk_size=chunk_size)
+        try:
+            plan_index(library, job_id)
+            run_chunks_locked(library, job_id, progress=progress)
+            library.release_stores(collection_name)  # the shadow stores are complete; close before the swap
+            finish_job(library, job_id)
+        except BaseException as exc:
+            fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
+            raise
+    return job_report(library, job_id)

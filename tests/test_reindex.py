@@ -1,0 +1,177 @@
+"""Re-indexing a collection with another model: the shadow generation, the swap, and failures
+that leave the old index serving."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import skimage_photo
+
+NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
+
+
+def _folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    for name in NAMES:
+        img = skimage_photo(name)
+        img.save(root / f"{name}.jpg", quality=90)
+        img.resize((img.width // 2, img.height // 2)).save(root / f"{name}_small.jpg", quality=70)
+    (root / "dup.jpg").write_bytes((root / "coffee.jpg").read_bytes())
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    return root
+
+
+def _library(home: Path, model: Path):
+    from dinoseek.settings import load_settings
+    from indexer.library import Library
+
+    return Library(replace(load_settings({}), home=home, database_url=f"sqlite:///{home / 'dinoseek.db'}",
+                           model=str(model)))
+
+
+def _vectors(library, collection: str = "c") -> dict[str, np.ndarray]:
+    from sqlalchemy import select
+
+    from indexer.catalog.models import Collection, Image
+
+    with library.catalog.session() as s:
+        col = s.scalar(select(Collection).where(Collection.name == collection))
+        stores = library.stores_for(s, col)
+        rows = dict(s.execute(select(Image.id, Image.path).where(Image.collection_id == col.id,
+                                                                 Image.status == "indexed")).all())
+    found, vectors = stores.global_.fetch(np.array(sorted(rows)))
+    return {Path(rows[i]).name: v for i, v in zip(found.tolist(), vectors)}
+
+
+def _store_files(home: Path) -> set[str]:
+    return {p.name for p in (home / "stores").glob("*.faiss")}
+
+
+def test_reindex_swaps_to_the_new_model_and_drops_the_old_stores(tmp_path, tiny_model, other_tiny_model) -> None:
+    from indexer.indexing import index_paths
+    from indexer.reindex import reindex
+    from indexer.search import search_files
+
+    folder = _folder(tmp_path / "photos")
+    home = tmp_path / "home"
+    old = _library(home, tiny_model)
+    index_paths(old, "c", [folder])
+    old_vectors = _vectors(old)
+    report = reindex(old, "c", other_tiny_model, chunk_size=4)
+    assert (report.indexed, report.failed) == (11, 1) and "broken.jpg" in report.errors[0]["path"]
+    old.close()
+    assert _store_files(home) == {"c~g1.global.faiss", "c~g1.patches.faiss"}  # generation 0 is gone
+
+    new = _library(home, other_tiny_model)
+    fresh = _library(tmp_path / "fresh", other_tiny_model)  # the same folder indexed with the new model
+    index_paths(fresh, "c", [folder])
+    reindexed, expected = _vectors(new), _vectors(fresh)
+    assert reindexed.keys() == expected.keys() == old_vectors.keys() and len(expected) == 11
+    for name, v in expected.items():
+        np.testing.assert_allclose(reindexed[name], v, atol=1e-5)
+        assert not np.allclose(old_vectors[name], v, atol=1e-3)  # really re-embedded
+    (hit,) = search_files(new, "c", [folder / "rocket_small.jpg"], k=1)[0].results
+    assert Path(hit.path).name == "rocket.jpg"
+    # the collection is bound to the new model now: the old one is refused with a clear message
+    from indexer.errors import ModelMismatch
+
+    with pytest.raises(ModelMismatch, match="dinoseek reindex"):
+        search_files(_library(home, tiny_model), "c", [folder / "rocket_small.jpg"], k=1)
+    # and a later index with the new model skips everything it re-embedded
+    again = index_paths(new, "c", [folder])
+    assert (again.indexed, again.skipped, again.failed) == (0, 11, 1)
+    new.close()
+    fresh.close()
+
+
+def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, other_tiny_model) -> None:
+    from indexer.catalog.models import Collection, Job
+    from indexer.errors import Busy
+    from indexer.indexing import index_paths
+    from indexer.reindex import create_reindex_job, reindex
+    from indexer.search import search_files
+
+    folder = _folder(tmp_path / "photos")
+    home = tmp_path / "home"
+    library = _library(home, tiny_model)
+    index_paths(library, "c", [folder])
+    before = _vectors(library)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    library.embedder_for(str(other_tiny_model)).batch_size = 1  # batches of 4: the interrupt lands mid-job
+    with pytest.raises(KeyboardInterrupt):
+        reindex(library, "c", other_tiny_model, progress=interrupt, chunk_size=4)
+    with library.catalog.session() as s:
+        job = s.query(Job).order_by(Job.id.desc()).first()
+        assert (job.kind, job.status) == ("reindex", "failed")
+        collection = s.query(Collection).one()
+        assert collection.store_generation == 0
+    after = _vectors(library)  # the old vectors still serve, unchanged
+    assert after.keys() == before.keys()
+    for name, v in before.items():
+        np.testing.assert_array_equal(after[name], v)
+    (hit,) = search_files(library, "c", [folder / "coffee_small.jpg"], k=1)[0].results
+    assert Path(hit.path).name in ("coffee.jpg", "dup.jpg")
+    assert "c~g1.global.faiss" in _store_files(home)  # the half-built shadow is left...
+
+    # while a re-index is queued, indexing the collection is refused (the re-index would miss it)
+    create_reindex_job(library, "c", other_tiny_model)
+    with pytest.raises(Busy, match="being re-indexed by job"):
+        from indexer.indexing import create_index_job
+
+        create_index_job(library, "c", [folder])
+    # ...and the next attempt (this process now holds the lock, so the queued one is stale) succeeds
+    report = reindex(library, "c", other_tiny_model)
+    assert (report.indexed, report.failed) == (11, 1)
+    library.close()
+    assert _store_files(home) == {"c~g1.global.faiss", "c~g1.patches.faiss"}
+
+
+def test_reindex_refuses_what_it_cannot_do(tmp_path, tiny_model, other_tiny_model) -> None:
+    from indexer.errors import InvalidRequest, NotFound
+    from indexer.reindex import create_reindex_job
+
+    library = _library(tmp_path / "home", tiny_model)
+    with pytest.raises(NotFound, match="no collection named 'nope'"):
+        create_reindex_job(library, "nope", other_tiny_model)
+    with pytest.raises(InvalidRequest, match="does not exist"):
+        create_reindex_job(library, "nope", os.fspath(tmp_path / "missing.pt"))
+    library.close()
+
+
+def test_cli_reindex_and_job(tmp_path, tiny_model, other_tiny_model, monkeypatch, capsys) -> None:
+    """``dinoseek reindex`` in-process, ``dinoseek job`` on its id, and ``--no-wait`` without workers."""
+    import json
+
+    from dinoseek.cli import main
+
+    for key in [k for k in os.environ if k.startswith("DINOSEEK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DINOSEEK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DINOSEEK_MODEL", str(tiny_model))
+    folder = _folder(tmp_path / "photos")
+    assert main(["index", str(folder), "--collection", "c", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["reindex", "--collection", "c", "--model", str(other_tiny_model), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["indexed"], doc["failed"], doc["model"]) == (11, 1, str(other_tiny_model))
+    assert main(["job", str(doc["job_id"]), "--json"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert (job["kind"], job["status"], job["total"], job["done"], job["failed"]) == ("reindex", "succeeded", 12, 12, 1)
+    assert job["errors"][0]["path"].endswith("broken.jpg")
+    assert main(["index", str(folder), "--collection", "c", "--no-wait"]) == 2
+    assert "--no-wait needs workers" in capsys.readouterr().err
+    monkeypatch.setenv("DINOSEEK_MODEL", str(other_tiny_model))
+    assert main(["index", str(folder), "--collection", "c", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["indexed"], again["skipped"]) == (0, 11)
+    assert main(["job", "999", "--json"]) == 2
+    assert "no job with id 999" in capsys.readouterr().err
