@@ -1,1 +1,76 @@
-"""The Flask REST API: app factory, blueprints, schemas, errors and auth."""
+"""The Flask REST API: ``create_app(settings)`` builds it, one blueprint per resource under ``/api/v1``.
+
+Schemas (``api/schemas.py``) validate requests and write the OpenAPI document (``/api/v1/openapi.json``,
+browsable at ``/api/v1/docs``) through flask-smorest; every error is JSON (``api/errors.py``);
+every route but ``/health`` needs an API key (``api/auth.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from dinoseek.settings import Settings
+    from indexer.library import Library
+
+PREFIX = "/api/v1"
+
+
+def _api_class():
+    from flask_smorest import Api
+
+    from api.schemas import ErrorResponse
+
+    class DinoseekApi(Api):
+        """flask-smorest, documenting errors in dinoseek's shape."""
+
+        ERROR_SCHEMA = ErrorResponse
+
+    return DinoseekApi
+
+
+def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = False,
+               library: Library | None = None) -> Flask:
+    """The API for ``settings`` (default: read from the environment). Refuses to build without API
+    keys unless ``insecure_no_auth`` (a development server on a trusted machine)."""
+    from flask import Flask
+
+    from api import auth, metrics
+    from api.context import ApiContext
+    from api.errors import register_error_handlers
+    from api.routes import collections, duplicates, images, jobs, search, system
+    from dinoseek.settings import SettingsError, load_settings
+    from indexer.library import Library
+
+    DinoseekApi = _api_class()
+    settings = settings or load_settings()
+    if not settings.api_keys and not insecure_no_auth:
+        raise SettingsError("DINOSEEK_API_KEYS is not set: the API refuses to start without keys "
+                            "(comma-separated; KEY is read-write, KEY:ro read-only), unless started with --insecure-no-auth")
+    app = Flask("dinoseek")
+    app.config.update(
+        API_TITLE="dinoseek", API_VERSION="1", OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=PREFIX, OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL=f"{PREFIX}/docs-assets/",
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+        API_SPEC_OPTIONS={
+            "info": {"description": "Self-hosted image retrieval: query by example, near-duplicates, jobs."},
+            "components": {"securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
+            "security": [{"bearer": []}, {"apiKey": []}],
+        },
+    )
+    context = ApiContext(settings, library or Library(settings))
+    app.extensions["dinoseek"] = context
+    app.extensions["dinoseek_metrics"] = metrics.install(app, context.library)
+    api = DinoseekApi(app)
+    app.add_url_rule(f"{PREFIX}/docs-assets/<path:filename>", "docs_assets", system.docs_assets)
+    for module in (collections, jobs, search, duplicates, images, system):
+        api.register_blueprint(module.blp, url_prefix=PREFIX)
+    register_error_handlers(app)
+    auth.install(app, None if insecure_no_auth else auth.parse_keys(settings.api_keys))
+    return app

@@ -52,7 +52,7 @@ def _job_seconds(home: Path) -> tuple[float, int]:
 
 def _index(env: dict[str, str], folder: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(folder), "--collection", "bench",
-                          "--json"], env=env, capture_output=True, text=True, timeout=3600)
+                          "--follow-symlinks", "--json"], env=env, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
         raise SystemExit(f"index failed: {out.stderr}")
     json.loads(out.stdout)

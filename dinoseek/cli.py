@@ -206,10 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(func=cmd_convert)
 
     from dinoseek.cli_library import add_library_commands
+    from dinoseek.cli_serve import add_serve_command
     from dinoseek.cli_workers import add_worker_commands
 
     add_library_commands(sub)
     add_worker_commands(sub)
+    add_serve_command(sub)
     return parser
 
 

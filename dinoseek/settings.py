@@ -36,6 +36,7 @@ class Settings:
     max_image_pixels: int = 100_000_000
     chunk_size: int = 512
     visibility_timeout: int = 600
+    max_upload_mb: int = 256
 
     @property
     def models_dir(self) -> Path:
@@ -96,6 +97,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         max_image_pixels=max_pixels,
         chunk_size=_positive_int(raw, "chunk_size", 512),
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
+        max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
     )
 
 

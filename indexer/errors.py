@@ -21,3 +21,11 @@ class ModelMismatch(IndexerError):
 
 class Busy(IndexerError):
     """Another process holds what this request needs (a collection's embedded stores); retry later."""
+
+
+class UnusableImage(InvalidRequest):
+    """A picture sent or named in a request cannot be decoded, or is over the pixel limit (HTTP 422)."""
+
+
+class Forbidden(IndexerError):
+    """The request names something outside what this server may touch (a path outside the allowed roots)."""

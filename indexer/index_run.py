@@ -175,9 +175,9 @@ class ChunkRun:
             item.error = f"{item.path}: cannot decode image ({type(exc).__name__}: {exc})"
         return item
 
-    def loaded(self, items: Iterable[_Item], workers: int | None = None) -> Iterable[list[_Item]]:
-        """The items, read and decoded on threads, in batches of a few forward passes."""
-        size = 4 * self.embedder.batch_size
+    def loaded(self, items: Iterable[_Item], workers: int | None = None, passes: int = 4) -> Iterable[list[_Item]]:
+        """The items, read and decoded on threads, in batches of ``passes`` forward passes."""
+        size = passes * self.embedder.batch_size
         stream = prefetch_map(self.load, items, workers=workers or self.embedder.decode_workers, window=2 * size)
         batch: list[_Item] = []
         for item in stream:
@@ -382,7 +382,7 @@ def run_chunk(library: Library, job_id: int, chunk_id: int, *, workers: int | No
         return False
     run = ChunkRun(library, load_target(library, job_id))
     items = run.prepare(chunks)
-    for batch in run.loaded(items, workers):
+    for batch in run.loaded(items, workers, passes=1):  # small batches: decoding overlaps the model sooner
         run.process(batch)
     with library.writer_lock(run.target.collection_name):
         if not pending_chunks(library, job_id, [chunk_id]):  # a redelivered copy of this task won the race

@@ -30,7 +30,7 @@ DEFAULT_CHUNK_SIZE = 512  # images per chunk: a multiple of every power-of-two G
 ACTIVE = ("queued", "running")
 
 __all__ = ["CHECKPOINT_SECONDS", "DEFAULT_CHUNK_SIZE", "IndexReport", "checkpoint_interval", "create_index_job",
-           "finish_job", "index_paths", "job_json", "job_report", "plan_index", "prune_missing"]
+           "finish_job", "index_paths", "run_job_here", "run_job_locked", "job_json", "job_report", "plan_index", "prune_missing"]
 
 
 @dataclass
@@ -260,14 +260,32 @@ def index_paths(library: Library, collection_name: str, paths: Sequence[str | os
             mark_interrupted_jobs(library, collection_name)
         job_id = create_index_job(library, collection_name, paths, prune=prune, follow_symlinks=follow_symlinks,
                                   chunk_size=chunk_size)
-        try:
-            plan_index(library, job_id)
-            run_chunks_locked(library, job_id, progress=progress, workers=workers)
-            finish_job(library, job_id)
-        except BaseException as exc:
-            fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
-            raise
+        run_job_locked(library, job_id, progress=progress, workers=workers)
     return job_report(library, job_id)
+
+
+def run_job_locked(library: Library, job_id: int, *, progress: Progress | None = None,
+                   workers: int | None = None) -> None:
+    """Plan, run and finish a recorded job in this process; the caller holds the writer lock.
+    Any error fails the job (what finished chunks committed stays) and is raised."""
+    try:
+        plan_index(library, job_id)
+        run_chunks_locked(library, job_id, progress=progress, workers=workers)
+        with library.catalog.session() as s:
+            name = s.get(Collection, _job(s, job_id).collection_id).name
+        library.release_stores(name)  # a re-index's shadow stores are complete; the swap replaces them
+        finish_job(library, job_id)
+    except BaseException as exc:
+        fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def run_job_here(library: Library, job_id: int) -> None:
+    """Run a recorded job in this process (the API without workers), taking the writer lock."""
+    with library.catalog.session() as s:
+        name = s.get(Collection, _job(s, job_id).collection_id).name
+    with library.writer_lock(name):
+        run_job_locked(library, job_id)
 
 
 def prune_missing(library: Library, collection_name: str, stores: CollectionStores) -> int:

@@ -18,15 +18,14 @@ from sqlalchemy import select, update
 
 from indexer.catalog.models import Collection, Image, Job, JobChunk
 from indexer.errors import InvalidRequest
-from indexer.index_run import Progress, run_chunks_locked
+from indexer.index_run import Progress
 from indexer.indexing import (
     DEFAULT_CHUNK_SIZE,
     IndexReport,
-    fail_job,
-    finish_job,
     job_report,
     mark_interrupted_jobs,
     refuse_if_reindexing,
+    run_job_locked,
 )
 from indexer.library import Library
 
@@ -120,18 +119,9 @@ def swap_generation(library: Library, job_id: int) -> None:
 def reindex(library: Library, collection_name: str, checkpoint: str | os.PathLike, *,
             progress: Progress | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> IndexReport:
     """Re-embed a collection with ``checkpoint`` in this process (holding its writer lock)."""
-    from indexer.indexing import plan_index
-
     with library.writer_lock(collection_name):
         if library.embedded_stores:
             mark_interrupted_jobs(library, collection_name)
         job_id = create_reindex_job(library, collection_name, checkpoint, chunk_size=chunk_size)
-        try:
-            plan_index(library, job_id)
-            run_chunks_locked(library, job_id, progress=progress)
-            library.release_stores(collection_name)  # the shadow stores are complete; close before the swap
-            finish_job(library, job_id)
-        except BaseException as exc:
-            fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
-            raise
+        run_job_locked(library, job_id, progress=progress)
     return job_report(library, job_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from PIL import Image as PILImage
@@ -17,6 +18,33 @@ from indexer.library import CollectionStores, Library
 from model.preprocess import ImageDecodeError
 
 MAX_K = 1000
+EXACT_FILTER_LIMIT = 20_000  # a filter that leaves at most this many images is searched exactly among them
+
+
+@dataclass
+class SearchFilters:
+    """Metadata conditions a result must meet: path prefix, capture-date range, file formats."""
+
+    path_prefix: str | None = None
+    taken_after: datetime | None = None
+    taken_before: datetime | None = None
+    formats: tuple[str, ...] = ()
+
+    def active(self) -> bool:
+        return bool(self.path_prefix or self.taken_after or self.taken_before or self.formats)
+
+    def clauses(self) -> list:
+        out = []
+        if self.path_prefix:
+            escaped = self.path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            out.append(Image.path.like(f"{escaped}%", escape="\\"))
+        if self.taken_after:
+            out.append(Image.taken_at >= self.taken_after)
+        if self.taken_before:
+            out.append(Image.taken_at <= self.taken_before)
+        if self.formats:
+            out.append(Image.format.in_([f.upper() for f in self.formats]))
+        return out
 
 
 @dataclass
@@ -45,7 +73,8 @@ class QueryResult:
 
 
 def image_metadata(row: Image) -> dict:
-    return {"format": row.format, "width": row.width, "height": row.height, "sha256": row.sha256,
+    return {"filename": row.client_name, "format": row.format, "width": row.width, "height": row.height,
+            "sha256": row.sha256, "size_bytes": row.size_bytes,
             "taken_at": row.taken_at.isoformat() if row.taken_at else None, "camera": row.camera,
             "indexed_at": row.indexed_at.isoformat() if row.indexed_at else None}
 
@@ -65,13 +94,15 @@ def _searchable(library: Library, session: Session, name: str) -> tuple[Collecti
 
 
 def _hits(session: Session, collection: Collection, ids: np.ndarray, scores: np.ndarray, k: int,
-          threshold: float | None, exclude: set[int], exclude_path: str | None) -> list[SearchHit]:
+          threshold: float | None, exclude: set[int], exclude_path: str | None,
+          filters: SearchFilters | None = None) -> list[SearchHit]:
     wanted = [(int(i), float(s)) for i, s in zip(ids, scores) if i >= 0 and int(i) not in exclude
               and (threshold is None or s >= threshold)]
     if not wanted:
         return []
     rows = {r.id: r for r in session.scalars(select(Image).where(
-        Image.id.in_([i for i, _ in wanted]), Image.collection_id == collection.id, Image.status == "indexed"))}
+        Image.id.in_([i for i, _ in wanted]), Image.collection_id == collection.id, Image.status == "indexed",
+        *(filters.clauses() if filters else [])))}
     hits = [SearchHit(i, rows[i].path, s, None, image_metadata(rows[i])) for i, s in wanted
             if i in rows and rows[i].path != exclude_path]
     return hits[:k]
@@ -79,12 +110,16 @@ def _hits(session: Session, collection: Collection, ids: np.ndarray, scores: np.
 
 def search_vectors(library: Library, collection_name: str, vectors: np.ndarray, k: int = 10,
                    threshold: float | None = None, exclude_ids: list[set[int]] | None = None,
-                   exclude_paths: list[str | None] | None = None) -> list[list[SearchHit]]:
-    """Top-k per query vector, joined with the catalog; excluded ids/paths never appear."""
+                   exclude_paths: list[str | None] | None = None,
+                   filters: SearchFilters | None = None) -> list[list[SearchHit]]:
+    """Top-k per query vector, joined with the catalog; excluded ids/paths never appear. With
+    ``filters``, a selective filter is searched exactly among the images it leaves; a broad one
+    over-fetches from the index and filters the hits."""
     check_k(k)
     n = len(vectors)
     exclude_ids = exclude_ids or [set() for _ in range(n)]
     exclude_paths = exclude_paths or [None] * n
+    queries = np.asarray(vectors, dtype=np.float32)
     with library.catalog.session() as s:
         collection, stores = _searchable(library, s, collection_name)
         if stores is None or not n:
@@ -92,9 +127,29 @@ def search_vectors(library: Library, collection_name: str, vectors: np.ndarray, 
         if hasattr(stores.global_, "reload_if_changed"):
             stores.global_.reload_if_changed()  # another process (an indexer) may have written new vectors
         extra = max(len(e) for e in exclude_ids) + 1
-        result = stores.global_.search(np.asarray(vectors, dtype=np.float32), k + extra)
-        return [_hits(s, collection, result.ids[q], result.scores[q], k, threshold, exclude_ids[q], exclude_paths[q])
+        if filters is not None and filters.active():
+            allowed = list(s.scalars(select(Image.id).where(
+                Image.collection_id == collection.id, Image.status == "indexed", *filters.clauses())
+                .limit(EXACT_FILTER_LIMIT + 1)))
+            if len(allowed) <= EXACT_FILTER_LIMIT:
+                ids, scores = _exact_among(stores, np.array(allowed, dtype=np.int64), queries, k + extra)
+            else:
+                result = stores.global_.search(queries, min(MAX_K * 10, (k + extra) * 10))
+                ids, scores = result.ids, result.scores
+        else:
+            result = stores.global_.search(queries, k + extra)
+            ids, scores = result.ids, result.scores
+        return [_hits(s, collection, ids[q], scores[q], k, threshold, exclude_ids[q], exclude_paths[q], filters)
                 for q in range(n)]
+
+
+def _exact_among(stores: CollectionStores, allowed: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of each query among ``allowed`` image ids, by exact inner product."""
+    found, vectors = stores.global_.fetch(allowed) if len(allowed) else (allowed, np.zeros((0, queries.shape[1])))
+    scores = queries @ np.asarray(vectors, dtype=np.float32).T
+    take = min(k, len(found))
+    order = np.argsort(-scores, axis=1)[:, :take]
+    return found[order], np.take_along_axis(scores, order, axis=1)
 
 
 def embed_pictures(library: Library, pictures: list[PILImage.Image]) -> np.ndarray:
@@ -123,7 +178,7 @@ def search_files(library: Library, collection_name: str, files: list[str | os.Pa
 
 
 def search_by_id(library: Library, collection_name: str, image_id: int, k: int = 10,
-                 threshold: float | None = None) -> list[SearchHit]:
+                 threshold: float | None = None, filters: SearchFilters | None = None) -> list[SearchHit]:
     """Query by an indexed image: its stored vector, itself excluded."""
     with library.catalog.session() as s:
         collection, stores = _searchable(library, s, collection_name)
@@ -135,4 +190,4 @@ def search_by_id(library: Library, collection_name: str, image_id: int, k: int =
         found, vectors = stores.global_.fetch(np.array([image_id]))
     if not len(found):
         raise NotFound(f"image {image_id} has no stored vector; re-index {row.path}")
-    return search_vectors(library, collection_name, vectors, k, threshold, exclude_ids=[{image_id}])[0]
+    return search_vectors(library, collection_name, vectors, k, threshold, exclude_ids=[{image_id}], filters=filters)[0]

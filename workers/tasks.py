@@ -156,6 +156,14 @@ def _finish(library, job_id: int) -> None:
         library.release_stores(name)
 
 
+@shared_task(name="dinoseek.duplicates_job", bind=True, ignore_result=True)
+def duplicates_job(self, job_id: int) -> None:
+    """A duplicate scan job (the API's ``duplicates/scan``): groups saved in the catalog."""
+    from indexer.duplicate_jobs import run_duplicates_job
+
+    _run_retrying(self, job_id, lambda library: run_duplicates_job(library, job_id))
+
+
 @shared_task(name="dinoseek.duplicates")
 def duplicates(collection: str, threshold: float | None = None) -> dict:
     """``dinoseek duplicates`` on a worker (cpu queue)."""
@@ -168,4 +176,4 @@ def duplicates(collection: str, threshold: float | None = None) -> dict:
         library.close()
 
 
-__all__ = ["bind_settings", "chunk", "duplicates", "plan", "transient_errors"]
+__all__ = ["bind_settings", "chunk", "duplicates", "duplicates_job", "plan", "transient_errors"]

@@ -79,6 +79,7 @@ class Image(Base):
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     patch_rows: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     patch_cols: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    client_name: Mapped[str | None] = mapped_column(String(255), nullable=True)  # an upload's file name
     collection: Mapped[Collection] = relationship()
 
 

@@ -1,4 +1,4 @@
-"""job chunks, job counters, store generations
+"""job chunks, job counters, store generations, upload names
 
 Revision ID: 0002
 Revises: 0001
@@ -40,9 +40,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('skipped', sa.Integer(), server_default='0', nullable=False))
     with op.batch_alter_table('collections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('store_generation', sa.Integer(), server_default='0', nullable=False))
+    with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('client_name', sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('images', schema=None) as batch_op:
+        batch_op.drop_column('client_name')
     with op.batch_alter_table('collections', schema=None) as batch_op:
         batch_op.drop_column('store_generation')
     with op.batch_alter_table('jobs', schema=None) as batch_op:

@@ -1,0 +1,60 @@
+"""Prometheus metrics: request latency by route, job counts by kind and status, index sizes."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class CatalogCollector:
+    """Read at scrape time from the catalog and the stores: jobs by kind/status, images and vectors per collection."""
+
+    def __init__(self, library) -> None:
+        self.library = library
+
+    def collect(self):
+        from sqlalchemy import func, select
+
+        from indexer.catalog.models import Job
+        from indexer.collections import collection_counts
+
+        jobs = GaugeMetricFamily("dinoseek_jobs", "Jobs by kind and status", labels=["kind", "status"])
+        images = GaugeMetricFamily("dinoseek_collection_images", "Images per collection and status",
+                                   labels=["collection", "status"])
+        vectors = GaugeMetricFamily("dinoseek_collection_vectors", "Global vectors stored per collection",
+                                    labels=["collection"])
+        with self.library.catalog.session() as s:
+            for kind, status, n in s.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)):
+                jobs.add_metric([kind, status], n)
+        for c in collection_counts(self.library):
+            images.add_metric([c["name"], "indexed"], c["indexed"])
+            images.add_metric([c["name"], "failed"], c["failed"])
+            images.add_metric([c["name"], "pending"], c["images"] - c["indexed"] - c["failed"])
+            vectors.add_metric([c["name"]], c["vectors"])
+        yield from (jobs, images, vectors)
+
+
+def install(app: Flask, library) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    latency = Histogram("dinoseek_http_request_duration_seconds", "Time to answer a request, by route",
+                        ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=registry)
+    registry.register(CatalogCollector(library))
+
+    @app.before_request
+    def _start_timer():
+        g.dinoseek_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        started = g.pop("dinoseek_started", None)
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            latency.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    return registry

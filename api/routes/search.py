@@ -1,0 +1,92 @@
+"""Query by example: an uploaded picture (multipart) or an indexed image (JSON ``image_id``)."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+
+from api.auth import reads
+from api.context import ctx
+from api.errors import ApiError
+from api.schemas import ErrorResponse, Results, SearchJson, SearchParams, SearchUpload
+from indexer.errors import UnusableImage
+
+blp = Blueprint("search", __name__, description="Similarity search")
+
+QUERY_BODY = {"required": True, "content": {"application/json": {"schema": SearchJson},
+                                            "multipart/form-data": {"schema": SearchUpload}}}
+
+
+def parse_query() -> tuple[dict, object]:
+    """The query parameters and the picture (None for a query by ``image_id``), from JSON or a form."""
+    if request.mimetype == "multipart/form-data":
+        raw = {k: v for k, v in request.form.items()}
+        if "format" in raw:
+            raw["format"] = [f.strip() for f in raw["format"].split(",") if f.strip()]
+        picture = request.files.get("image")
+        if picture is None:
+            raise ApiError(400, "send the query picture as multipart field 'image' (or JSON {\"image_id\": N})")
+    elif request.is_json:
+        raw = request.get_json(silent=True)
+        if not isinstance(raw, dict):
+            raise ApiError(400, "the JSON body must be an object such as {\"image_id\": 12, \"k\": 10}")
+        picture = None
+        if raw.get("image_id") is None:
+            raise ApiError(400, "a JSON query needs image_id (send a picture as multipart field 'image' instead)")
+    else:
+        raise ApiError(415, "send multipart/form-data with an 'image' file, or application/json with image_id")
+    try:
+        params = SearchParams().load(raw)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid query parameters: " + "; ".join(f"{k}: {v}" for k, v in exc.messages.items()),
+                       {"fields": exc.messages}) from exc
+    return params, picture
+
+
+def query_vector(picture) -> object:
+    """Decode an uploaded picture exactly as indexing decodes files, and embed it in this process."""
+    from indexer.ingest.reading import FileStat, decode_bytes
+    from indexer.search import embed_pictures
+    from model.preprocess import ImageDecodeError
+
+    library = ctx().library
+    data = picture.read()
+    name = picture.filename or "image"
+    if not data:
+        raise UnusableImage(f"{name!r}: empty file (0 bytes)")
+    try:
+        loaded = decode_bytes(name, data, FileStat(len(data), 0), library.settings.max_image_pixels,
+                              target_long_side=library.embedder.image_size)
+    except ImageDecodeError as exc:
+        raise UnusableImage(str(exc)) from exc
+    return embed_pictures(library, [loaded.image])
+
+
+def filters_of(params: dict):
+    from indexer.search import SearchFilters
+
+    return SearchFilters(params["path_prefix"], params["taken_after"], params["taken_before"], tuple(params["format"]))
+
+
+@blp.route("/collections/<string:name>/search", methods=["POST"])
+@blp.doc(requestBody=QUERY_BODY)
+@blp.response(200, Results)
+@blp.alt_response(404, schema=ErrorResponse)
+@blp.alt_response(422, schema=ErrorResponse, description="the picture is not a usable image, or a parameter is invalid")
+@reads
+def search(name: str):
+    """The k closest images to a picture or to an indexed image, with metadata; filters and a score threshold optional."""
+    from indexer.search import search_by_id, search_vectors
+
+    params, picture = parse_query()
+    library = ctx().library
+    filters = filters_of(params)
+    if picture is None:
+        hits = search_by_id(library, name, params["image_id"], params["k"], params["threshold"], filters=filters)
+    else:
+        with library.catalog.session() as s:
+            library.get_collection(s, name)  # a missing collection answers 404 before the model runs
+        hits = search_vectors(library, name, query_vector(picture), params["k"], params["threshold"],
+                              filters=filters)[0]
+    return {"results": [h.to_json(with_metadata=True) for h in hits]}

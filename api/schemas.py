@@ -1,0 +1,192 @@
+"""Request and response schemas: declared once, used to validate and to write the OpenAPI document."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from indexer.search import MAX_K
+
+
+class Base(Schema):
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+
+class ErrorBody(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorResponse(Schema):
+    """Every error: ``{"error": {"code", "message", "details"}}``."""
+
+    error = fields.Nested(ErrorBody, required=True)
+
+
+class CollectionCreate(Schema):
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
+                         metadata={"description": "1-128 letters, digits, '_', '-' or '.'", "example": "photos"})
+
+
+class CollectionOut(Schema):
+    name = fields.String(required=True)
+    images = fields.Integer(required=True)
+    indexed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    vectors = fields.Integer(required=True)
+    model = fields.String(allow_none=True, required=True)
+
+
+class CollectionList(Schema):
+    collections = fields.List(fields.Nested(CollectionOut), required=True)
+
+
+class JobErrorOut(Schema):
+    path = fields.String(required=True)
+    error = fields.String(required=True)
+
+
+class JobOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "succeeded", "failed"]))
+    collection = fields.String(allow_none=True)
+    total = fields.Integer(required=True)
+    done = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    indexed = fields.Integer()
+    skipped = fields.Integer()
+    message = fields.String(allow_none=True)
+    errors = fields.List(fields.Nested(JobErrorOut), required=True)
+
+
+class JobAccepted(Schema):
+    job = fields.Nested(JobOut, required=True)
+
+
+class IndexJobCreate(Schema):
+    paths = fields.List(fields.String(validate=validate.Length(min=1, max=4096)), required=True,
+                        validate=validate.Length(min=1, max=1000),
+                        metadata={"description": "server paths (files or folders) under DINOSEEK_ALLOWED_ROOTS"})
+    prune = fields.Boolean(load_default=False)
+
+
+class Filters(Base):
+    path_prefix = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
+    taken_after = fields.DateTime(load_default=None)
+    taken_before = fields.DateTime(load_default=None)
+    format = fields.List(fields.String(validate=validate.Length(min=1, max=16)), load_default=list,
+                         validate=validate.Length(max=20))
+
+
+class SearchParams(Filters):
+    """``k``, ``threshold`` and filters: JSON keys beside ``image_id``, or form fields beside an image."""
+
+    image_id = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=2**62))
+    k = fields.Integer(load_default=10, strict=False, validate=validate.Range(min=1, max=MAX_K))
+    threshold = fields.Float(load_default=None, allow_nan=False, validate=validate.Range(min=-1.0, max=1.0))
+
+    @validates_schema
+    def _dates_in_order(self, data, **_):
+        if data.get("taken_after") and data.get("taken_before") and data["taken_after"] > data["taken_before"]:
+            raise ValidationError("taken_after is later than taken_before", "taken_after")
+
+
+class SearchJson(Schema):
+    """The JSON body of a search by an indexed image."""
+
+    image_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62))
+    k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
+    threshold = fields.Float(allow_nan=False, validate=validate.Range(min=-1.0, max=1.0))
+    path_prefix = fields.String()
+    taken_after = fields.DateTime()
+    taken_before = fields.DateTime()
+    format = fields.List(fields.String())
+
+
+class SearchUpload(Schema):
+    """The multipart form of a search by an uploaded picture."""
+
+    image = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
+    threshold = fields.Float(validate=validate.Range(min=-1.0, max=1.0))
+    path_prefix = fields.String()
+    taken_after = fields.DateTime()
+    taken_before = fields.DateTime()
+    format = fields.String(metadata={"description": "comma-separated formats, e.g. JPEG,PNG"})
+
+
+class ImageUpload(Schema):
+    files = fields.List(fields.Raw(metadata={"type": "string", "format": "binary"}), required=True)
+
+
+class Metadata(Schema):
+    filename = fields.String(allow_none=True)
+    format = fields.String(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    size_bytes = fields.Integer(allow_none=True)
+    taken_at = fields.String(allow_none=True)
+    camera = fields.String(allow_none=True)
+    indexed_at = fields.String(allow_none=True)
+
+
+class Result(Schema):
+    image_id = fields.Integer(required=True)
+    path = fields.String(required=True)
+    score = fields.Float(required=True)
+    box = fields.List(fields.Integer(), allow_none=True, required=True)
+    metadata = fields.Nested(Metadata)
+
+
+class Results(Schema):
+    results = fields.List(fields.Nested(Result), required=True)
+
+
+class Matches(Schema):
+    threshold = fields.Float(required=True)
+    matches = fields.List(fields.Nested(Result), required=True)
+
+
+class DuplicateScan(Schema):
+    threshold = fields.Float(load_default=None, allow_nan=False, validate=validate.Range(min=-1.0, max=1.0))
+
+
+class GroupOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    score = fields.Float(required=True)
+    image_ids = fields.List(fields.Integer(), required=True)
+    paths = fields.List(fields.String(), required=True)
+
+
+class GroupPage(Schema):
+    groups = fields.List(fields.Nested(GroupOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class GroupQuery(Base):
+    cursor = fields.String(load_default=None, validate=validate.Length(max=32))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    kind = fields.String(load_default=None, validate=validate.OneOf(["exact", "near", "similar"]))
+
+
+class ImageOut(Schema):
+    id = fields.Integer(required=True)
+    collection = fields.String(required=True)
+    path = fields.String(required=True)
+    status = fields.String(required=True)
+    error = fields.String(allow_none=True)
+    metadata = fields.Nested(Metadata, required=True)
+
+
+class ThumbnailQuery(Base):
+    size = fields.Integer(load_default=256, validate=validate.Range(min=16, max=1024))
+
+
+class Health(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)

@@ -1,0 +1,80 @@
+"""One image of the catalog: its description, its thumbnail, and deleting it (row and vectors)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from indexer.catalog.models import Collection, Image
+from indexer.errors import InvalidRequest, NotFound
+from indexer.ingest.reading import read_image
+from indexer.library import Library
+from indexer.patches import all_patch_ids
+from model.preprocess import ImageDecodeError
+
+MAX_THUMBNAIL = 1024
+
+
+def image_json(row: Image, collection: str) -> dict:
+    """An image as the API shows it: where it is, its state, and its metadata."""
+    return {"id": row.id, "collection": collection, "path": row.path, "status": row.status, "error": row.error,
+            "metadata": {"filename": row.client_name, "format": row.format, "width": row.width, "height": row.height,
+                         "sha256": row.sha256, "size_bytes": row.size_bytes,
+                         "taken_at": row.taken_at.isoformat() if row.taken_at else None, "camera": row.camera,
+                         "indexed_at": row.indexed_at.isoformat() if row.indexed_at else None}}
+
+
+def _row(s, image_id: int) -> tuple[Image, Collection]:
+    row = s.get(Image, image_id)
+    if row is None:
+        raise NotFound(f"no image with id {image_id}")
+    return row, s.get(Collection, row.collection_id)
+
+
+def get_image(library: Library, image_id: int) -> dict:
+    with library.catalog.session() as s:
+        row, collection = _row(s, image_id)
+        return image_json(row, collection.name)
+
+
+def delete_image(library: Library, image_id: int) -> dict:
+    """Remove an image's vectors, then its row (and its duplicate-group memberships); returns what it was.
+    Takes the collection's writer lock: embedded stores have one writer at a time."""
+    with library.catalog.session() as s:
+        row, collection = _row(s, image_id)
+        doc, name = image_json(row, collection.name), collection.name
+    with library.writer_lock(name):
+        with library.catalog.session() as s:
+            collection = s.scalar(select(Collection).where(Collection.name == name))
+            stores = library.stores_for(s, collection)
+        if stores is not None:
+            stores.refresh()
+            stores.global_.delete(np.array([image_id]))
+            stores.patches.delete(all_patch_ids([image_id]))
+            stores.persist()
+            if library.embedded_stores:
+                library.release_stores(name)
+        with library.catalog.session() as s:
+            s.execute(Image.__table__.delete().where(Image.id == image_id))
+    return doc
+
+
+def thumbnail(library: Library, image_id: int, size: int = 256) -> bytes:
+    """A JPEG of the image, oriented, at most ``size`` pixels on its long side."""
+    if not 16 <= size <= MAX_THUMBNAIL:
+        raise InvalidRequest(f"size must be from 16 to {MAX_THUMBNAIL} pixels, got {size}")
+    with library.catalog.session() as s:
+        row, _ = _row(s, image_id)
+        path = row.path
+    try:
+        loaded = read_image(path, library.settings.max_image_pixels, target_long_side=size)
+    except ImageDecodeError as exc:
+        raise NotFound(f"image {image_id}: the file is no longer readable ({exc})") from exc
+    picture = loaded.image
+    picture.thumbnail((size, size), PILImage.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()

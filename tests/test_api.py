@@ -1,0 +1,224 @@
+"""The REST API through Flask's test client: auth, errors, collections, uploads, server paths,
+jobs, search, duplicates, images, health and metrics, on real photos with the embedded stores."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+
+from tests.conftest import skimage_photo
+
+RW = {"Authorization": "Bearer rw-key"}
+RO = {"X-API-Key": "ro-key"}
+NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
+
+
+def _jpeg(img: PILImage.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _settings(tmp_path: Path, model: Path, **changes):
+    from dinoseek.settings import load_settings
+
+    home = tmp_path / "home"
+    values = {"home": home, "database_url": f"sqlite:///{home / 'dinoseek.db'}", "model": str(model),
+              "api_keys": ("rw-key", "ro-key:ro"), "allowed_roots": (tmp_path.resolve() / "served",)}
+    return replace(load_settings({}), **{**values, **changes})
+
+
+@pytest.fixture
+def client(tmp_path, tiny_model):
+    from api import create_app
+
+    app = create_app(_settings(tmp_path, tiny_model))
+    yield app.test_client()
+    app.extensions["dinoseek"].close()
+
+
+def _wait(client, job: dict, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+        job = client.get(f"/api/v1/jobs/{job['id']}", headers=RO).get_json()
+    return job
+
+
+def _upload(client, collection: str, files: dict[str, bytes]) -> dict:
+    data = {"files": [(io.BytesIO(b), name) for name, b in files.items()]}
+    response = client.post(f"/api/v1/collections/{collection}/images", data=data, headers=RW,
+                           content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    return _wait(client, response.get_json()["job"])
+
+
+def _error(response, status: int) -> str:
+    assert response.status_code == status, (response.status_code, response.data[:500])
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    return body["error"]["message"]
+
+
+def test_keys_are_required_and_read_only_keys_cannot_write(client) -> None:
+    assert client.get("/api/v1/health").status_code == 200  # the one public route
+    assert "API key is required" in _error(client.get("/api/v1/collections"), 401)
+    assert "unknown API key" in _error(client.get("/api/v1/collections", headers={"X-API-Key": "nope"}), 401)
+    assert client.get("/api/v1/collections", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/api/v1/collections", headers=RO).status_code == 200
+    assert client.get("/api/v1/openapi.json").status_code == 401
+    assert "read-only" in _error(client.post("/api/v1/collections", json={"name": "x"}, headers=RO), 403)
+    assert client.post("/api/v1/collections", json={"name": "x"}, headers=RW).status_code == 201
+    # a search is a POST that reads: a read-only key may run it
+    response = client.post("/api/v1/collections/x/search", json={"image_id": 1}, headers=RO)
+    assert response.status_code == 404 and "no image 1" in _error(response, 404)
+    assert "read-only" in _error(client.delete("/api/v1/images/1", headers=RO), 403)
+
+
+def test_the_api_refuses_to_start_without_keys(tmp_path, tiny_model) -> None:
+    from api import create_app
+    from dinoseek.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="DINOSEEK_API_KEYS is not set"):
+        create_app(_settings(tmp_path, tiny_model, api_keys=()))
+    app = create_app(_settings(tmp_path, tiny_model, api_keys=()), insecure_no_auth=True)
+    assert app.test_client().get("/api/v1/collections").status_code == 200
+    app.extensions["dinoseek"].close()
+
+
+def test_errors_are_json_with_a_code_a_message_and_details(client) -> None:
+    assert _error(client.get("/api/v1/nowhere", headers=RW), 404)
+    assert _error(client.delete("/api/v1/collections", headers=RW), 405)
+    assert "does not match the schema" in _error(client.post("/api/v1/collections", json={"name": "../x"}, headers=RW), 422)
+    assert _error(client.post("/api/v1/collections", data="{not json", headers=RW, content_type="application/json"), 400)
+    assert "no job with id 99" in _error(client.get("/api/v1/jobs/99", headers=RW), 404)
+    assert "no collection named 'missing'" in _error(
+        client.post("/api/v1/collections/missing/search", json={"image_id": 3}, headers=RW), 404)
+    assert _error(client.post("/api/v1/collections/x/search", data="k=3", headers=RW,
+                              content_type="application/x-www-form-urlencoded"), 415)
+    client.post("/api/v1/collections", json={"name": "x"}, headers=RW)
+    assert "exists" in _error(client.post("/api/v1/collections", json={"name": "x"}, headers=RW), 409)
+    response = client.post("/api/v1/collections/x/search", json={"image_id": 1, "k": 0}, headers=RW)
+    assert "k" in _error(response, 422) and "k" in response.get_json()["error"]["details"]["fields"]
+
+
+def test_upload_index_search_check_scan_and_delete(client) -> None:
+    photos = {f"{n}.jpg": _jpeg(skimage_photo(n)) for n in NAMES}
+    job = _upload(client, "lib", photos)
+    assert (job["status"], job["total"], job["done"], job["indexed"], job["failed"]) == ("succeeded", 5, 5, 5, 0)
+    listing = client.get("/api/v1/collections", headers=RO).get_json()["collections"]
+    assert [(c["name"], c["images"], c["indexed"], c["vectors"]) for c in listing] == [("lib", 5, 5, 5)]
+
+    # search by an edited copy (smaller, recompressed): its original comes first, with the client's file name
+    copy = skimage_photo("rocket")
+    copy = _jpeg(copy.resize((copy.width // 2, copy.height // 2)), quality=60)
+    response = client.post("/api/v1/collections/lib/search", headers=RO, content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(copy), "query.jpg"), "k": "3"})
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert len(results) == 3 and results[0]["metadata"]["filename"] == "rocket.jpg"
+    assert results[0]["score"] > results[1]["score"] and results[0]["box"] is None
+    rocket_id = results[0]["image_id"]
+    assert Path(results[0]["path"]).is_file() and "uploads" in results[0]["path"]
+
+    # search by id: itself left out; a threshold and a format filter narrow the results
+    by_id = client.post("/api/v1/collections/lib/search", json={"image_id": rocket_id, "k": 10}, headers=RO).get_json()
+    assert len(by_id["results"]) == 4 and rocket_id not in [r["image_id"] for r in by_id["results"]]
+    top = by_id["results"][0]["score"]
+    narrowed = client.post("/api/v1/collections/lib/search", headers=RO,
+                           json={"image_id": rocket_id, "threshold": top - 1e-4}).get_json()["results"]
+    assert len(narrowed) == 1
+    assert client.post("/api/v1/collections/lib/search", headers=RO,
+                       json={"image_id": rocket_id, "format": ["PNG"]}).get_json()["results"] == []
+
+    # a corrupt upload fails the request, naming the file; nothing is added
+    response = client.post("/api/v1/collections/lib/images", headers=RW, content_type="multipart/form-data",
+                           data={"files": [(io.BytesIO(photos["coffee.jpg"]), "ok.jpg"),
+                                           (io.BytesIO(b"\xff\xd8\xff garbage"), "broken.jpg")]})
+    assert "broken.jpg" in _error(response, 422)
+    assert client.get("/api/v1/collections", headers=RO).get_json()["collections"][0]["images"] == 5
+
+    # duplicate check: the edited copy matches its original above the threshold given
+    check = client.post("/api/v1/collections/lib/duplicates/check", headers=RO, content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(copy), "query.jpg"), "threshold": "0.8"}).get_json()
+    assert check["threshold"] == 0.8 and [m["image_id"] for m in check["matches"]] == [rocket_id]
+
+    # uploading the copy (and bytes already stored: one file, one row), then scanning; groups page by page
+    _upload(client, "lib", {"rocket_copy.jpg": copy, "coffee_again.jpg": photos["coffee.jpg"]})
+    assert client.get("/api/v1/collections", headers=RO).get_json()["collections"][0]["images"] == 6
+    response = client.post("/api/v1/collections/lib/duplicates/scan", json={"threshold": 0.8}, headers=RW)
+    assert response.status_code == 202
+    scan = _wait(client, response.get_json()["job"])
+    assert scan["status"] == "succeeded" and scan["total"] >= 1
+    groups, cursor, pages = [], None, 0
+    while True:
+        page = client.get("/api/v1/collections/lib/duplicates?limit=1" + (f"&cursor={cursor}" if cursor else ""),
+                          headers=RO).get_json()
+        groups += page["groups"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == len(groups) == scan["total"] and len({g["id"] for g in groups}) == len(groups)
+    near = [g for g in groups if rocket_id in g["image_ids"]]
+    assert len(near) == 1 and near[0]["kind"] == "near" and len(near[0]["image_ids"]) == 2
+    assert _error(client.get("/api/v1/collections/lib/duplicates?cursor=abc", headers=RO), 400)
+
+    # image: describe, thumbnail, delete (gone from results)
+    image = client.get(f"/api/v1/images/{rocket_id}", headers=RO).get_json()
+    assert image["metadata"]["filename"] == "rocket.jpg" and image["status"] == "indexed"
+    thumb = client.get(f"/api/v1/images/{rocket_id}/thumbnail?size=64", headers=RO)
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    assert max(PILImage.open(io.BytesIO(thumb.data)).size) == 64
+    assert client.delete(f"/api/v1/images/{rocket_id}", headers=RW).status_code == 200
+    assert _error(client.get(f"/api/v1/images/{rocket_id}", headers=RO), 404)
+    after = client.post("/api/v1/collections/lib/search", headers=RO, content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(copy), "query.jpg"), "k": "10"}).get_json()["results"]
+    assert rocket_id not in [r["image_id"] for r in after]
+
+    metrics = client.get("/api/v1/metrics", headers=RO).get_data(as_text=True)
+    assert 'dinoseek_http_request_duration_seconds_bucket{' in metrics
+    assert 'dinoseek_jobs{kind="index",status="succeeded"} 2.0' in metrics
+    assert 'dinoseek_collection_vectors{collection="lib"} 5.0' in metrics
+
+
+def test_server_paths_only_under_the_allowed_roots(client, tmp_path) -> None:
+    served = tmp_path / "served"
+    (served / "photos").mkdir(parents=True)
+    for name in NAMES[:2]:
+        skimage_photo(name).save(served / "photos" / f"{name}.jpg")
+    (tmp_path / "private").mkdir()
+    skimage_photo("camera").save(tmp_path / "private" / "camera.jpg")
+    os.symlink(tmp_path / "private", served / "escape")
+
+    def post(paths):
+        return client.post("/api/v1/collections/srv/index-jobs", json={"paths": paths}, headers=RW)
+
+    assert "'..'" in _error(post([f"{served}/photos/../../private"]), 403)
+    assert "outside the allowed roots" in _error(post([str(tmp_path / "private")]), 403)
+    assert "outside the allowed roots" in _error(post([str(served / "escape")]), 403)
+    assert "not absolute" in _error(post(["photos"]), 403)
+    assert "does not exist" in _error(post([str(served / "nothing")]), 400)
+    response = post([str(served / "photos")])
+    assert response.status_code == 202
+    job = _wait(client, response.get_json()["job"])
+    assert (job["status"], job["indexed"]) == ("succeeded", 2)
+
+
+def test_request_size_limit(tmp_path, tiny_model) -> None:
+    from api import create_app
+
+    app = create_app(_settings(tmp_path, tiny_model, max_upload_mb=1))
+    big = _jpeg(PILImage.effect_noise((1200, 1200), 60).convert("RGB"), quality=100)
+    assert len(big) > 1024 * 1024
+    response = app.test_client().post("/api/v1/collections/c/images", headers=RW, content_type="multipart/form-data",
+                                      data={"files": [(io.BytesIO(big), "big.jpg")]})
+    assert "larger than the limit" in _error(response, 413)
+    app.extensions["dinoseek"].close()
