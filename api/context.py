@@ -59,6 +59,35 @@ class ApiContext:
         else:
             self._send("dinoseek.duplicates_job", [job_id])
 
+    def embed_on_worker(self, data: bytes, filename: str, timeout: float = 60.0):
+        """A query picture's vector, computed on the gpu queue (``DINOSEEK_QUERY_EMBEDDING=gpu``)."""
+        import base64
+
+        import numpy as np
+
+        from api.errors import ApiError
+        from indexer.errors import ModelMismatch, UnusableImage
+
+        if self._celery is None:
+            from workers.app import create_celery
+
+            self._celery = create_celery(self.settings)
+        result = self._celery.send_task("dinoseek.embed_query", args=[base64.b64encode(data).decode(), filename])
+        try:
+            answer = result.get(timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - no worker, a timeout, or a worker error
+            raise ApiError(503, f"the gpu workers did not embed the query in {timeout:.0f} s "
+                                f"({type(exc).__name__}); is a worker serving the gpu queue?") from exc
+        finally:
+            result.forget()
+        if "error" in answer:
+            raise UnusableImage(answer["error"])
+        expected = getattr(self.library.embedder.vit, "checkpoint_digest", None)
+        if answer.get("digest") != expected:
+            raise ModelMismatch(f"the gpu workers run model {str(answer.get('digest'))[:12]}, this API "
+                                f"{str(expected)[:12]}: configure the same DINOSEEK_MODEL on both")
+        return np.asarray([answer["vector"]], dtype=np.float32)
+
     def wait_for_background_jobs(self, timeout: float | None = None) -> None:
         """Block until this process's in-process jobs are done (tests, shutdown)."""
         for future in list(self._futures):

@@ -41,6 +41,12 @@ class CollectionOut(Schema):
 
 class CollectionList(Schema):
     collections = fields.List(fields.Nested(CollectionOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class CollectionQuery(Base):
+    cursor = fields.String(load_default=None, validate=validate.Length(max=128))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
 class JobErrorOut(Schema):

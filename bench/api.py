@@ -3,8 +3,9 @@
 Builds a collection of ``--size`` catalog rows whose global vectors are random unit vectors
 (embedding 100k photos would take hours on a CPU; the index and the catalog are what a search by
 id touches), bound to the configured model, then starts ``dinoseek serve`` (gunicorn) on it and
-sends requests from ``--clients`` concurrent clients: searches by random image ids, and searches by
-uploading a real photo. Prints p50/p99 latency and requests/s of each, then times, in-process, how
+sends requests from one client, then from ``--clients`` concurrent clients (on the same machine,
+so they share its cores with the server): searches by random image ids, and searches by uploading
+a real photo. Prints p50/p99 latency and requests/s of each, then times, in-process, how
 a search by upload splits between decoding the picture, the forward pass and the index + catalog.
 
     .venv/bin/python bench/api.py --size 100000 --requests 2000
@@ -167,6 +168,8 @@ def main() -> None:
                 time.sleep(0.3)
             rng = np.random.default_rng(1)
             ids = rng.integers(1, args.size + 1, size=args.requests + 100).tolist()
+            by_id_one, id_rate_one = load(base, args.requests, 1, lambda c, i: c.post(
+                "/collections/bench/search", json={"image_id": ids[i], "k": 10}))
             by_id, id_rate = load(base, args.requests, args.clients,
                                   lambda c, i: c.post("/collections/bench/search", json={"image_id": ids[i], "k": 10}))
             by_upload, upload_rate = load(
@@ -178,9 +181,11 @@ def main() -> None:
             server.wait(timeout=30)
         split = upload_split(settings, photo, 30)
 
-    print(f"\n{args.size:,} vectors, gunicorn {args.workers} workers x 4 threads, {args.clients} concurrent clients:")
-    for name, lat, rate in (("search by id", by_id, id_rate), ("search by upload", by_upload, upload_rate)):
-        print(f"  {name:17s} p50 {1000 * percentile(lat, 50):7.2f} ms  p99 {1000 * percentile(lat, 99):7.2f} ms  "
+    print(f"\n{args.size:,} vectors, gunicorn {args.workers} workers x 4 threads, clients on the same machine:")
+    for name, lat, rate in (("search by id, 1 client", by_id_one, id_rate_one),
+                            (f"search by id, {args.clients} clients", by_id, id_rate),
+                            (f"search by upload, {args.clients} clients", by_upload, upload_rate)):
+        print(f"  {name:30s} p50 {1000 * percentile(lat, 50):7.2f} ms  p99 {1000 * percentile(lat, 99):7.2f} ms  "
               f"{rate:7.1f} req/s  ({len(lat)} requests)")
     total = sum(split.values())
     print("  search by upload, in-process split (median of 30): " +

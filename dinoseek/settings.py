@@ -37,6 +37,7 @@ class Settings:
     chunk_size: int = 512
     visibility_timeout: int = 600
     max_upload_mb: int = 256
+    query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
 
     @property
     def models_dir(self) -> Path:
@@ -84,6 +85,11 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
     roots = raw.get("allowed_roots", ())
     roots = _split(roots, ":") if isinstance(roots, str) else [str(r) for r in roots]
     max_pixels = _positive_int(raw, "max_image_pixels", 100_000_000)
+    query_embedding = str(raw.get("query_embedding", "api")).lower()
+    if query_embedding not in ("api", "gpu"):
+        raise SettingsError(f"DINOSEEK_QUERY_EMBEDDING must be api or gpu, got {query_embedding!r}")
+    if query_embedding == "gpu" and not raw.get("broker_url"):
+        raise SettingsError("DINOSEEK_QUERY_EMBEDDING=gpu needs DINOSEEK_BROKER_URL (queries go to the gpu queue)")
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -98,6 +104,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         chunk_size=_positive_int(raw, "chunk_size", 512),
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
+        query_embedding=query_embedding,
     )
 
 

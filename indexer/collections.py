@@ -8,13 +8,22 @@ from indexer.catalog.models import Collection, Image, ModelRecord
 from indexer.library import Library
 
 
-def collection_counts(library: Library) -> list[dict]:
-    """Per collection: images, indexed, failed, stored vectors, model digest (the CLI contract's shape)."""
+def collection_counts(library: Library, after: str | None = None, limit: int | None = None) -> list[dict]:
+    """Per collection, by name: images, indexed, failed, stored vectors, model digest (the CLI
+    contract's shape). ``after`` and ``limit`` page through them (names after ``after``)."""
     out = []
     with library.catalog.session() as s:
+        query = select(Collection).order_by(Collection.name)
+        if after is not None:
+            query = query.where(Collection.name > after)
+        if limit is not None:
+            query = query.limit(limit)
+        collections = list(s.scalars(query))
+        ids = [c.id for c in collections]
         counts = {(cid, status): n for cid, status, n in s.execute(
-            select(Image.collection_id, Image.status, func.count()).group_by(Image.collection_id, Image.status))}
-        for c in s.scalars(select(Collection).order_by(Collection.name)):
+            select(Image.collection_id, Image.status, func.count()).where(Image.collection_id.in_(ids))
+            .group_by(Image.collection_id, Image.status))} if ids else {}
+        for c in collections:
             model = s.get(ModelRecord, c.model_id) if c.model_id else None
             stores = library.stores_for(s, c)
             out.append({"name": c.name, "images": sum(n for (cid, _), n in counts.items() if cid == c.id),

@@ -55,8 +55,8 @@ def delete_image(library: Library, image_id: int) -> dict:
             stores.global_.delete(np.array([image_id]))
             stores.patches.delete(all_patch_ids([image_id]))
             stores.persist()
-            if library.embedded_stores:
-                library.release_stores(name)
+            if library.settings.vector_backend == "qdrant" and not library.settings.qdrant_url:
+                library.release_stores(name)  # an Edge shard has one owner: let indexers open it
         with library.catalog.session() as s:
             s.execute(Image.__table__.delete().where(Image.id == image_id))
     return doc

@@ -272,8 +272,10 @@ def run_job_locked(library: Library, job_id: int, *, progress: Progress | None =
         plan_index(library, job_id)
         run_chunks_locked(library, job_id, progress=progress, workers=workers)
         with library.catalog.session() as s:
-            name = s.get(Collection, _job(s, job_id).collection_id).name
-        library.release_stores(name)  # a re-index's shadow stores are complete; the swap replaces them
+            job = _job(s, job_id)
+            kind, name = job.kind, s.get(Collection, job.collection_id).name
+        if kind == "reindex":
+            library.release_stores(name)  # the shadow stores are complete; the swap replaces the old ones
         finish_job(library, job_id)
     except BaseException as exc:
         fail_job(library, job_id, f"{type(exc).__name__}: {exc}")

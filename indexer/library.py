@@ -83,6 +83,8 @@ class Library:
         self._embedder = embedder
         self._other_embedders = {} if other_embedders is None else other_embedders  # re-index models
         self._stores: dict[tuple[str, int], CollectionStores] = {}
+        self._model_ids: dict[str, int] = {}  # digest → catalog id, for models already checked
+        self._model_dims: dict[int, tuple[int, int]] = {}  # catalog id → (global, patch) dimensions
         self._lock = threading.RLock()
 
     @property
@@ -127,6 +129,15 @@ class Library:
             session.add(record)
             session.flush()
         return record
+
+    def check_query_model(self, session: Session, collection: Collection) -> None:
+        """Refuse to query a collection with another model than its own (``ModelMismatch``); the
+        answer is remembered per model, so a search costs no catalog query for it."""
+        digest = getattr(self.embedder.vit, "checkpoint_digest", None)
+        if digest is not None and self._model_ids.get(digest) == collection.model_id:
+            return
+        record = self.bind_model(session, collection)
+        self._model_ids[record.digest] = record.id
 
     def bind_model(self, session: Session, collection: Collection) -> ModelRecord:
         """Bind the collection to the configured model, or refuse if it holds another model's vectors."""
@@ -217,14 +228,18 @@ class Library:
         """Stores of a collection that has a model bound (None before its first vectors)."""
         if collection.model_id is None:
             return None
-        record = session.get(ModelRecord, collection.model_id)
-        patch_dim = record.dim // 2 if record.pooling == "cls+gem" else record.dim
+        dims = self._model_dims.get(collection.model_id)
+        if dims is None:
+            record = session.get(ModelRecord, collection.model_id)
+            dims = (record.dim, record.dim // 2 if record.pooling == "cls+gem" else record.dim)
+            self._model_dims[collection.model_id] = dims
+        global_dim, patch_dim = dims
         for key in [k for k in self._stores if k[0] == collection.name and k[1] != collection.store_generation]:
             with self._lock:  # a re-index swapped generations since: let the old files go
                 stale = self._stores.pop(key, None)
             if stale is not None:
                 stale.close()
-        return self.stores(collection.name, record.dim, patch_dim, collection.store_generation)
+        return self.stores(collection.name, global_dim, patch_dim, collection.store_generation)
 
     def close(self) -> None:
         with self._lock:

@@ -89,7 +89,7 @@ def _searchable(library: Library, session: Session, name: str) -> tuple[Collecti
     collection = library.get_collection(session, name)
     if collection.model_id is None:
         return collection, None
-    library.bind_model(session, collection)  # refuses a query model that differs from the collection's
+    library.check_query_model(session, collection)  # refuses a query model that differs from the collection's
     return collection, library.stores_for(session, collection)
 
 
@@ -122,25 +122,33 @@ def search_vectors(library: Library, collection_name: str, vectors: np.ndarray, 
     queries = np.asarray(vectors, dtype=np.float32)
     with library.catalog.session() as s:
         collection, stores = _searchable(library, s, collection_name)
-        if stores is None or not n:
-            return [[] for _ in range(n)]
-        if hasattr(stores.global_, "reload_if_changed"):
-            stores.global_.reload_if_changed()  # another process (an indexer) may have written new vectors
-        extra = max(len(e) for e in exclude_ids) + 1
-        if filters is not None and filters.active():
-            allowed = list(s.scalars(select(Image.id).where(
-                Image.collection_id == collection.id, Image.status == "indexed", *filters.clauses())
-                .limit(EXACT_FILTER_LIMIT + 1)))
-            if len(allowed) <= EXACT_FILTER_LIMIT:
-                ids, scores = _exact_among(stores, np.array(allowed, dtype=np.int64), queries, k + extra)
-            else:
-                result = stores.global_.search(queries, min(MAX_K * 10, (k + extra) * 10))
-                ids, scores = result.ids, result.scores
+        return _search_in(s, collection, stores, queries, k, threshold, exclude_ids, exclude_paths, filters)
+
+
+def _search_in(s: Session, collection: Collection, stores: CollectionStores | None, queries: np.ndarray, k: int,
+               threshold: float | None, exclude_ids: list[set[int]], exclude_paths: list[str | None],
+               filters: SearchFilters | None) -> list[list[SearchHit]]:
+    """The search itself, inside the caller's session."""
+    n = len(queries)
+    if stores is None or not n:
+        return [[] for _ in range(n)]
+    if hasattr(stores.global_, "reload_if_changed"):
+        stores.global_.reload_if_changed()  # another process (an indexer) may have written new vectors
+    extra = max(len(e) for e in exclude_ids) + 1
+    if filters is not None and filters.active():
+        allowed = list(s.scalars(select(Image.id).where(
+            Image.collection_id == collection.id, Image.status == "indexed", *filters.clauses())
+            .limit(EXACT_FILTER_LIMIT + 1)))
+        if len(allowed) <= EXACT_FILTER_LIMIT:
+            ids, scores = _exact_among(stores, np.array(allowed, dtype=np.int64), queries, k + extra)
         else:
-            result = stores.global_.search(queries, k + extra)
+            result = stores.global_.search(queries, min(MAX_K * 10, (k + extra) * 10))
             ids, scores = result.ids, result.scores
-        return [_hits(s, collection, ids[q], scores[q], k, threshold, exclude_ids[q], exclude_paths[q], filters)
-                for q in range(n)]
+    else:
+        result = stores.global_.search(queries, k + extra)
+        ids, scores = result.ids, result.scores
+    return [_hits(s, collection, ids[q], scores[q], k, threshold, exclude_ids[q], exclude_paths[q], filters)
+            for q in range(n)]
 
 
 def _exact_among(stores: CollectionStores, allowed: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +196,8 @@ def search_by_id(library: Library, collection_name: str, image_id: int, k: int =
         if row.status != "indexed" or stores is None:
             raise InvalidRequest(f"image {image_id} ({row.path}) is {row.status}, not indexed")
         found, vectors = stores.global_.fetch(np.array([image_id]))
-    if not len(found):
-        raise NotFound(f"image {image_id} has no stored vector; re-index {row.path}")
-    return search_vectors(library, collection_name, vectors, k, threshold, exclude_ids=[{image_id}], filters=filters)[0]
+        if not len(found):
+            raise NotFound(f"image {image_id} has no stored vector; re-index {row.path}")
+        check_k(k)
+        return _search_in(s, collection, stores, np.asarray(vectors, dtype=np.float32), k, threshold, [{image_id}],
+                          [None], filters)[0]

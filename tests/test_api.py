@@ -222,3 +222,13 @@ def test_request_size_limit(tmp_path, tiny_model) -> None:
                                       data={"files": [(io.BytesIO(big), "big.jpg")]})
     assert "larger than the limit" in _error(response, 413)
     app.extensions["dinoseek"].close()
+
+
+def test_collections_are_listed_a_page_at_a_time(client) -> None:
+    for name in ("c", "a", "b"):
+        assert client.post("/api/v1/collections", json={"name": name}, headers=RW).status_code == 201
+    first = client.get("/api/v1/collections?limit=2", headers=RO).get_json()
+    assert [c["name"] for c in first["collections"]] == ["a", "b"] and first["next_cursor"] == "b"
+    rest = client.get(f"/api/v1/collections?limit=2&cursor={first['next_cursor']}", headers=RO).get_json()
+    assert [c["name"] for c in rest["collections"]] == ["c"] and rest["next_cursor"] is None
+    assert _error(client.get("/api/v1/collections?limit=0", headers=RO), 422)

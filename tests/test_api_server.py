@@ -34,7 +34,8 @@ def _serve(env: dict[str, str], port: int, log) -> subprocess.Popen:
 
 def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tiny_model, redis_url, fresh_postgres) -> None:
     env = _env(tmp_path / "home", tiny_model, redis_url)
-    env.update(DINOSEEK_DATABASE_URL=fresh_postgres, DINOSEEK_API_KEYS="e2e-key,viewer:ro")
+    env.update(DINOSEEK_DATABASE_URL=fresh_postgres, DINOSEEK_API_KEYS="e2e-key,viewer:ro",
+               DINOSEEK_QUERY_EMBEDDING="gpu")  # query pictures are embedded by the worker
     _cli_plain(env, "db", "upgrade")
     port = free_port()
     worker = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "worker", "--queues", "gpu,cpu", "--hostname",

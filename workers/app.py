@@ -26,6 +26,7 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
 ROUTES = {"dinoseek.plan": {"queue": CPU_QUEUE}, "dinoseek.chunk": {"queue": GPU_QUEUE},
+          "dinoseek.embed_query": {"queue": GPU_QUEUE},
           "dinoseek.duplicates": {"queue": CPU_QUEUE}, "dinoseek.duplicates_job": {"queue": CPU_QUEUE}}
 
 

@@ -164,6 +164,26 @@ def duplicates_job(self, job_id: int) -> None:
     _run_retrying(self, job_id, lambda library: run_duplicates_job(library, job_id))
 
 
+@shared_task(name="dinoseek.embed_query")
+def embed_query(data_b64: str, filename: str) -> dict:
+    """Embed a query picture on a GPU worker (``DINOSEEK_QUERY_EMBEDDING=gpu``): decoded exactly as
+    indexing decodes. Returns the vector and the model digest, or the decoding error."""
+    import base64
+
+    from indexer.ingest.reading import FileStat, decode_bytes
+    from model.preprocess import ImageDecodeError
+
+    embedder = _embedder()
+    data = base64.b64decode(data_b64)
+    try:
+        loaded = decode_bytes(filename, data, FileStat(len(data), 0), _state["settings"].max_image_pixels,
+                              target_long_side=embedder.image_size)
+    except ImageDecodeError as exc:
+        return {"error": str(exc)}
+    vector = embedder.embed([loaded.image]).vectors[0]
+    return {"vector": vector.tolist(), "digest": getattr(embedder.vit, "checkpoint_digest", None)}
+
+
 @shared_task(name="dinoseek.duplicates")
 def duplicates(collection: str, threshold: float | None = None) -> dict:
     """``dinoseek duplicates`` on a worker (cpu queue)."""
@@ -176,4 +196,4 @@ def duplicates(collection: str, threshold: float | None = None) -> dict:
         library.close()
 
 
-__all__ = ["bind_settings", "chunk", "duplicates", "duplicates_job", "plan", "transient_errors"]
+__all__ = ["bind_settings", "chunk", "duplicates", "duplicates_job", "embed_query", "plan", "transient_errors"]

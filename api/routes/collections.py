@@ -10,7 +10,16 @@ from flask_smorest import Blueprint
 
 from api.context import ctx
 from api.errors import ApiError
-from api.schemas import CollectionCreate, CollectionList, CollectionOut, ErrorResponse, ImageUpload, IndexJobCreate, JobAccepted
+from api.schemas import (
+    CollectionCreate,
+    CollectionList,
+    CollectionOut,
+    CollectionQuery,
+    ErrorResponse,
+    ImageUpload,
+    IndexJobCreate,
+    JobAccepted,
+)
 from indexer.errors import Forbidden
 
 blp = Blueprint("collections", __name__, description="Collections and the images in them")
@@ -35,12 +44,17 @@ def create_collection(body: dict):
 
 
 @blp.route("/collections", methods=["GET"])
+@blp.arguments(CollectionQuery, location="query")
 @blp.response(200, CollectionList)
-def list_collections():
-    """Every collection with its image, indexed, failed and vector counts."""
+def list_collections(query: dict):
+    """Collections by name with their image, indexed, failed and vector counts, a page at a time
+    (pass ``next_cursor`` back as ``cursor``)."""
     from indexer.collections import collection_counts
 
-    return {"collections": collection_counts(ctx().library)}
+    page = collection_counts(ctx().library, after=query["cursor"], limit=query["limit"] + 1)
+    more = len(page) > query["limit"]
+    page = page[:query["limit"]]
+    return {"collections": page, "next_cursor": page[-1]["name"] if more else None}
 
 
 def _job_json(job_id: int) -> dict:

@@ -50,11 +50,14 @@ def query_vector(picture) -> object:
     from indexer.search import embed_pictures
     from model.preprocess import ImageDecodeError
 
-    library = ctx().library
+    context = ctx()
+    library = context.library
     data = picture.read()
     name = picture.filename or "image"
     if not data:
         raise UnusableImage(f"{name!r}: empty file (0 bytes)")
+    if context.settings.query_embedding == "gpu":
+        return context.embed_on_worker(data, name)
     try:
         loaded = decode_bytes(name, data, FileStat(len(data), 0), library.settings.max_image_pixels,
                               target_long_side=library.embedder.image_size)
