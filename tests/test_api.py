@@ -232,3 +232,15 @@ def test_collections_are_listed_a_page_at_a_time(client) -> None:
     rest = client.get(f"/api/v1/collections?limit=2&cursor={first['next_cursor']}", headers=RO).get_json()
     assert [c["name"] for c in rest["collections"]] == ["c"] and rest["next_cursor"] is None
     assert _error(client.get("/api/v1/collections?limit=0", headers=RO), 422)
+
+
+def test_serve_refuses_to_start_without_keys(tmp_path, tiny_model, monkeypatch, capsys) -> None:
+    from dinoseek.cli import main
+
+    for key in [k for k in os.environ if k.startswith("DINOSEEK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DINOSEEK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DINOSEEK_MODEL", str(tiny_model))
+    assert main(["serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "DINOSEEK_API_KEYS is not set" in err and "--insecure-no-auth" in err and "Traceback" not in err
