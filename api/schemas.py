@@ -196,3 +196,25 @@ class ThumbnailQuery(Base):
 class Health(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+
+
+class RegionJson(Schema):
+    """The JSON body of a region query on an indexed image."""
+
+    image_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62))
+    box = fields.List(fields.Integer(), required=True, validate=validate.Length(equal=4),
+                      metadata={"description": "x0, y0, x1, y1 in the image's pixels"})
+    k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
+
+
+class RegionUpload(Schema):
+    """The multipart form of a region query on an uploaded picture."""
+
+    image = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+    box = fields.String(required=True, metadata={"description": "x0,y0,x1,y1 in the picture's pixels"})
+    k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
+
+
+class RegionResults(Schema):
+    box = fields.List(fields.Integer(), required=True, metadata={"description": "the query box, clipped"})
+    results = fields.List(fields.Nested(Result), required=True)

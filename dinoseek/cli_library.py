@@ -129,13 +129,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Query by example: the closest indexed images to each query image."""
     from indexer.search import search_files
 
-    if args.box is not None:
-        from dinoseek.errors import UsageError
-
-        raise UsageError("region queries (--box) are not available yet: they arrive with patch-level search")
     library = _open_library()
     try:
-        results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold)
+        if args.box is not None:
+            from indexer.regions import search_region_files
+
+            results = search_region_files(library, args.collection, args.images, args.box, k=args.k,
+                                          threshold=args.threshold)
+        else:
+            results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold)
     finally:
         library.close()
     if args.json:
@@ -146,7 +148,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not r.results:
             print("  (no results)")
         for rank, hit in enumerate(r.results, 1):
-            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}  (id {hit.image_id})")
+            where = f"  at {','.join(map(str, hit.box))}" if hit.box else ""
+            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}  (id {hit.image_id}){where}")
     return 0
 
 

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from api.auth import reads
 from api.context import ctx
 from api.errors import ApiError
-from api.schemas import ErrorResponse, Results, SearchJson, SearchParams, SearchUpload
+from api.schemas import ErrorResponse, RegionJson, RegionResults, RegionUpload, Results, SearchJson, SearchParams, SearchUpload
 from indexer.errors import UnusableImage
 
 blp = Blueprint("search", __name__, description="Similarity search")
@@ -93,3 +93,53 @@ def search(name: str):
         hits = search_vectors(library, name, query_vector(picture), params["k"], params["threshold"],
                               filters=filters)[0]
     return {"results": [h.to_json(with_metadata=True) for h in hits]}
+
+
+def _parse_box(value) -> list[int]:
+    if isinstance(value, str):
+        value = value.split(",")
+    try:
+        box = [int(round(float(v))) for v in value]
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, f"box must be four numbers x0,y0,x1,y1 in pixels, got {value!r}") from exc
+    if len(box) != 4:
+        raise ApiError(422, f"box must be four numbers x0,y0,x1,y1 in pixels, got {value!r}")
+    return box
+
+
+@blp.route("/collections/<string:name>/search/region", methods=["POST"])
+@blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": RegionJson},
+                                                    "multipart/form-data": {"schema": RegionUpload}}})
+@blp.response(200, RegionResults)
+@blp.alt_response(404, schema=ErrorResponse)
+@blp.alt_response(422, schema=ErrorResponse)
+@reads
+def search_region_route(name: str):
+    """The images that contain a box of a picture (uploaded, or an indexed image), each with the box
+    where it matched, in that image's pixels."""
+    from indexer.ingest.reading import FileStat, decode_bytes
+    from indexer.regions import RegionQuery, check_box, region_by_id, search_region
+    from model.preprocess import ImageDecodeError
+
+    raw = request.form if request.mimetype == "multipart/form-data" else (request.get_json(silent=True) or {})
+    if not isinstance(raw, dict) and request.mimetype != "multipart/form-data":
+        raise ApiError(400, "the JSON body must be an object such as {\"image_id\": 12, \"box\": [0, 0, 50, 50]}")
+    if "box" not in raw:
+        raise ApiError(422, "a region query needs box: x0,y0,x1,y1 in the picture's pixels")
+    box = _parse_box(raw.get("box"))
+    params, picture = parse_query()
+    library = ctx().library
+    if picture is None:
+        hits = region_by_id(library, name, params["image_id"], box, params["k"])
+        return {"box": box, "results": [h.to_json(with_metadata=True) for h in hits]}
+    with library.catalog.session() as s:
+        library.get_collection(s, name)
+    data = picture.read()
+    filename = picture.filename or "image"
+    try:
+        loaded = decode_bytes(filename, data, FileStat(len(data), 0), library.settings.max_image_pixels)
+    except ImageDecodeError as exc:
+        raise UnusableImage(str(exc)) from exc
+    clipped = check_box(box, loaded.image.width, loaded.image.height)
+    hits = search_region(library, name, RegionQuery(loaded.image, clipped), params["k"])
+    return {"box": clipped, "results": [h.to_json(with_metadata=True) for h in hits]}
