@@ -134,8 +134,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.box is not None:
             from indexer.regions import search_region_files
 
-            results = search_region_files(library, args.collection, args.images, args.box, k=args.k,
-                                          threshold=args.threshold)
+            if args.threshold is not None:
+                from dinoseek.errors import UsageError
+
+                raise UsageError("--threshold does not apply to region queries (--box): their scores rank, "
+                                 "they are not similarities")
+
+            results = search_region_files(library, args.collection, args.images, args.box, k=args.k)
         else:
             results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold)
     finally:

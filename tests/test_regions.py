@@ -86,6 +86,11 @@ def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypat
     assert covered / truth_area >= 0.75 and hit_area <= 3 * truth_area, (hit, truth)
     assert _iou(hit, truth) >= 0.35, (hit, truth)
     assert all(r["box"] is not None and len(r["box"]) == 4 for r in query["results"])
+    scores = [r["score"] for r in query["results"]]
+    assert scores == sorted(scores, reverse=True)
+    assert main(["search", str(tmp_path / "query.jpg"), "--box", ",".join(map(str, box)), "--collection", "c",
+                 "--threshold", "0.5"]) == 2
+    assert "--threshold does not apply to region queries" in capsys.readouterr().err
 
 
 def test_region_route(tmp_path, tiny_model) -> None:
