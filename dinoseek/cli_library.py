@@ -225,7 +225,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 def _box(text: str) -> list[int]:
     try:
         box = [int(round(float(v))) for v in text.split(",")]
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(f"box must be X0,Y0,X1,Y1 in pixels, got {text!r}") from exc
     if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
         raise argparse.ArgumentTypeError(f"box must be X0,Y0,X1,Y1 with X1>X0 and Y1>Y0, got {text!r}")

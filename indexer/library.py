@@ -234,11 +234,11 @@ class Library:
             dims = (record.dim, record.dim // 2 if record.pooling == "cls+gem" else record.dim)
             self._model_dims[collection.model_id] = dims
         global_dim, patch_dim = dims
-        for key in [k for k in self._stores if k[0] == collection.name and k[1] != collection.store_generation]:
-            with self._lock:  # a re-index swapped generations since: let the old files go
-                stale = self._stores.pop(key, None)
-            if stale is not None:
-                stale.close()
+        with self._lock:  # a re-index swapped generations since: let the old files go (never a newer shadow)
+            stale = [self._stores.pop(k) for k in list(self._stores)
+                     if k[0] == collection.name and k[1] < collection.store_generation]
+        for stores in stale:
+            stores.close()
         return self.stores(collection.name, global_dim, patch_dim, collection.store_generation)
 
     def close(self) -> None:

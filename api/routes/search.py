@@ -100,8 +100,8 @@ def _parse_box(value) -> list[int]:
         value = value.split(",")
     try:
         box = [int(round(float(v))) for v in value]
-    except (TypeError, ValueError) as exc:
-        raise ApiError(422, f"box must be four numbers x0,y0,x1,y1 in pixels, got {value!r}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ApiError(422, f"box must be four finite numbers x0,y0,x1,y1 in pixels, got {value!r}") from exc
     if len(box) != 4:
         raise ApiError(422, f"box must be four numbers x0,y0,x1,y1 in pixels, got {value!r}")
     return box
