@@ -122,8 +122,8 @@ def test_region_route(tmp_path, tiny_model) -> None:
     assert body["results"][0]["image_id"] not in [r["image_id"] for r in by_id["results"]]
     missing_box = client.post("/api/v1/collections/c/search/region", headers=headers, json={"image_id": 1})
     assert missing_box.status_code == 422 and "box" in missing_box.get_json()["error"]["message"]
-    infinite = client.post("/api/v1/collections/c/search/region", headers=headers, data='{"image_id": 1, "box": [0, 0, Infinity, 9]}',
-                           content_type="application/json")
+    infinite = client.post("/api/v1/collections/c/search/region", headers=headers,
+                           data='{"image_id": 1, "box": [0, 0, Infinity, 9]}', content_type="application/json")
     assert infinite.status_code == 422 and "finite" in infinite.get_json()["error"]["message"]
     tiny = client.post("/api/v1/collections/c/search/region", headers=headers, json={"image_id": 1, "box": [0, 0, 3, 3]})
     assert tiny.status_code == 400 and "less than 8x8" in tiny.get_json()["error"]["message"]
