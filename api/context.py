@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,20 +25,26 @@ class ApiContext:
     _executor: ThreadPoolExecutor | None = None
     _celery: object = None
     _futures: list[Future] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _app(self):
+        with self._lock:
+            if self._celery is None:
+                from workers.app import create_celery
+
+                self._celery = create_celery(self.settings)
+            return self._celery
 
     def _send(self, task: str, args: list) -> None:
-        if self._celery is None:
-            from workers.app import create_celery
-
-            self._celery = create_celery(self.settings)
-        self._celery.send_task(task, args=args)
+        self._app().send_task(task, args=args)
 
     def _run_here(self, fn, *args) -> None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dinoseek-job")
-        future = self._executor.submit(fn, *args)
-        future.add_done_callback(_log_failure)
-        self._futures = [f for f in self._futures if not f.done()] + [future]
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dinoseek-job")
+            future = self._executor.submit(fn, *args)
+            future.add_done_callback(_log_failure)
+            self._futures = [f for f in self._futures if not f.done()] + [future]
 
     def start_index_job(self, job_id: int) -> None:
         from indexer.indexing import fail_job, job_token, run_job_here
@@ -68,11 +75,7 @@ class ApiContext:
         from api.errors import ApiError
         from indexer.errors import ModelMismatch, UnusableImage
 
-        if self._celery is None:
-            from workers.app import create_celery
-
-            self._celery = create_celery(self.settings)
-        result = self._celery.send_task("dinoseek.embed_query", args=[base64.b64encode(data).decode(), filename])
+        result = self._app().send_task("dinoseek.embed_query", args=[base64.b64encode(data).decode(), filename])
         try:
             answer = result.get(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - no worker, a timeout, or a worker error

@@ -79,12 +79,18 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(503, f"a backing service is unavailable: {type(exc).__name__}")
 
     app.register_error_handler(CatalogError, unavailable)
-    try:
-        from sqlalchemy.exc import OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-        app.register_error_handler(OperationalError, unavailable)
-    except ImportError:  # pragma: no cover - sqlalchemy is a dependency
-        pass
+    from indexer.stores import StoreError
+
+    app.register_error_handler(OperationalError, unavailable)
+    app.register_error_handler(BrokerError, unavailable)
+    app.register_error_handler(StoreError, unavailable)
+    app.register_error_handler(DataError, lambda e: error_response(
+        400, "a value in the request cannot be stored or compared (a NUL byte, a number out of range)"))
+    app.register_error_handler(IntegrityError, lambda e: error_response(
+        409, "a concurrent request changed the same rows; try again"))
 
     def internal(exc: Exception):
         log.exception("unhandled error")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from indexer.search import MAX_K
+
+
+def _no_nul(value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError("must not contain a NUL byte")
 
 
 class Base(Schema):
@@ -45,7 +52,7 @@ class CollectionList(Schema):
 
 
 class CollectionQuery(Base):
-    cursor = fields.String(load_default=None, validate=validate.Length(max=128))
+    cursor = fields.String(load_default=None, validate=[validate.Length(max=128), _no_nul])
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
@@ -80,9 +87,9 @@ class IndexJobCreate(Schema):
 
 
 class Filters(Base):
-    path_prefix = fields.String(load_default=None, validate=validate.Length(min=1, max=4096))
-    taken_after = fields.DateTime(load_default=None)
-    taken_before = fields.DateTime(load_default=None)
+    path_prefix = fields.String(load_default=None, validate=[validate.Length(min=1, max=4096), _no_nul])
+    taken_after = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
+    taken_before = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
     format = fields.List(fields.String(validate=validate.Length(min=1, max=16)), load_default=list,
                          validate=validate.Length(max=20))
 
@@ -175,7 +182,7 @@ class GroupPage(Schema):
 
 
 class GroupQuery(Base):
-    cursor = fields.String(load_default=None, validate=validate.Length(max=32))
+    cursor = fields.String(load_default=None, validate=[validate.Length(max=18), _no_nul])
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     kind = fields.String(load_default=None, validate=validate.OneOf(["exact", "near", "similar"]))
 

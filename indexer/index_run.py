@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import numpy as np
 from sqlalchemy import select, update
 
-from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError
+from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, update_images
 from indexer.errors import NotFound
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, read_bytes, sha256_bytes
 from indexer.library import CollectionStores, Library
@@ -246,6 +246,8 @@ class ChunkRun:
             for r in s.execute(select(Image.id, Image.sha256, Image.patch_rows, Image.patch_cols).where(
                     Image.collection_id == self.target.collection_id, Image.sha256.in_(shas),
                     Image.status == "indexed", Image.patch_rows.is_not(None))):
+                if r.id in self.previous:  # re-embedded by this run: its bytes may have changed
+                    continue
                 self.known.setdefault(r.sha256, _Known(r.id, r.patch_rows, r.patch_cols))
 
     def _finish(self, it: _Item, rows: int, cols: int) -> None:
@@ -312,8 +314,7 @@ class ChunkRun:
             for row in chunk.rows:
                 if "sha256" in row:
                     row.update(status="indexed", error=None, model_id=self.target.model_id, indexed_at=now)
-            for keys in {tuple(sorted(row)) for row in chunk.rows}:  # one executemany per column set
-                s.execute(update(Image), [row for row in chunk.rows if tuple(sorted(row)) == keys])
+            update_images(s, chunk.rows)
             for image_id, _path, error, stat, sha in failures:
                 s.execute(update(Image).where(Image.id == image_id).values(
                     status="failed", error=error, sha256=sha, model_id=None, indexed_at=None,
@@ -374,6 +375,11 @@ def run_chunks_locked(library: Library, job_id: int, *, progress: Progress | Non
     return len(chunks)
 
 
+def _job_running(library: Library, job_id: int) -> bool:
+    with library.catalog.session() as s:
+        return s.scalar(select(Job.status).where(Job.id == job_id)) == "running"
+
+
 def run_chunk(library: Library, job_id: int, chunk_id: int, *, workers: int | None = None) -> bool:
     """One chunk, as a worker runs it: embed without touching the stores, then take the writer
     lock only to apply the writes, persist and commit. False if the chunk was already done."""
@@ -386,6 +392,8 @@ def run_chunk(library: Library, job_id: int, chunk_id: int, *, workers: int | No
         run.process(batch)
     with library.writer_lock(run.target.collection_name):
         if not pending_chunks(library, job_id, [chunk_id]):  # a redelivered copy of this task won the race
+            return False
+        if not _job_running(library, job_id):  # failed or cancelled meanwhile: write nothing more for it
             return False
         stores = run.target.stores(library)
         stores.refresh()

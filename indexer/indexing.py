@@ -115,6 +115,13 @@ def plan_index(library: Library, job_id: int) -> list[int]:
                                   .order_by(JobChunk.seq)))
         if existing or job.status == "running":
             return existing
+        # claim it: a second planner (a redelivered task) waits on this row, then finds it running
+        if s.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
+                status="running", started_at=_now())).rowcount != 1:
+            s.rollback()
+            return list(s.scalars(select(JobChunk.id).where(JobChunk.job_id == job_id, JobChunk.status == "pending")
+                                  .order_by(JobChunk.seq)))
+        s.refresh(job)
         if job.kind == "reindex":
             from indexer.reindex import plan_reindex
 

@@ -69,6 +69,14 @@ class CollectionStores:
         self.global_.close()
         self.patches.close()
 
+    def discard(self) -> None:
+        """Let go of stores whose files were deleted, without writing anything back."""
+        for store in (self.global_, self.patches):
+            if hasattr(store, "discard"):
+                store.discard()
+            else:
+                store.close()
+
 
 class Library:
     """Opened once per process from the settings; thread-safe for concurrent readers."""
@@ -218,7 +226,7 @@ class Library:
         with self._lock:
             stale = self._stores.pop((collection_name, generation), None)
         if stale is not None:
-            stale.close()
+            stale.discard()
         prefix = store_prefix(collection_name, generation)
         s = self.settings
         for suffix in ("global", "patches"):
@@ -237,8 +245,8 @@ class Library:
         with self._lock:  # a re-index swapped generations since: let the old files go (never a newer shadow)
             stale = [self._stores.pop(k) for k in list(self._stores)
                      if k[0] == collection.name and k[1] < collection.store_generation]
-        for stores in stale:
-            stores.close()
+        for stores in stale:  # their files were deleted by the swap: closing would write them back
+            stores.discard()
         return self.stores(collection.name, global_dim, patch_dim, collection.store_generation)
 
     def close(self) -> None:

@@ -128,9 +128,6 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
         collection, stores = _searchable(library, s, collection_name)
         if stores is None:
             return []
-        for store in (stores.global_, stores.patches):
-            if hasattr(store, "reload_if_changed"):
-                store.reload_if_changed()
         votes: dict[int, dict[int, float]] = {}
         cells = voters.reshape(-1, voters.shape[-1])
         found = stores.patches.search(cells.astype(np.float32), CELL_NEIGHBOURS)

@@ -1,10 +1,11 @@
 """Re-embedding a collection with another model: a shadow generation of stores, then one swap.
 
-The re-index embeds every image of the catalog into the stores of generation n+1 while
-generation n keeps serving; per-image outcomes are staged in the chunk rows. When the last chunk
-is done, one transaction points the rows and the collection at the new model and generation, and
-the old stores are deleted. A failed or interrupted re-index changes nothing that serves: its
-half-built generation is deleted by the next attempt.
+The re-index embeds every image of the catalog into the stores of a new generation (numbered by
+its job id, above every earlier one) while the current generation keeps serving; per-image
+outcomes are staged in the chunk rows. When the last chunk is done, one transaction points the
+rows and the collection at the new model and generation, and the old stores are deleted. A
+failed or interrupted re-index changes nothing that serves: its half-built generation is deleted
+by the next attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select, update
 
-from indexer.catalog.models import Collection, Image, Job, JobChunk
+from indexer.catalog.models import Collection, Image, Job, JobChunk, update_images
 from indexer.errors import InvalidRequest
 from indexer.index_run import Progress
 from indexer.indexing import (
@@ -55,15 +56,21 @@ def create_reindex_job(library: Library, collection_name: str, checkpoint: str |
                                  f"DINOSEEK_MODEL={checkpoint} instead")
         refuse_if_reindexing(s, collection, "reindex")
         model = library.model_record(s, embedder)
-        generation = collection.store_generation + 1
         name = collection.name
-    library.drop_generation(name, generation)  # leftovers of a re-index that failed
+        abandoned = [int(j.params["generation"]) for j in s.scalars(select(Job).where(
+            Job.collection_id == collection.id, Job.kind == "reindex", Job.status == "failed"))
+            if int(j.params.get("generation", 0)) > collection.store_generation]
+    for generation in abandoned:  # leftovers of re-indexes that failed
+        library.drop_generation(name, generation)
     with library.catalog.session() as s:
         job = Job(collection_id=collection.id, kind="reindex", status="queued",
-                  params={"model": checkpoint, "model_id": model.id, "generation": generation,
-                          "from_model_id": collection.model_id, "chunk_size": chunk_size, "token": uuid.uuid4().hex})
+                  params={"model": checkpoint, "model_id": model.id, "from_model_id": collection.model_id,
+                          "chunk_size": chunk_size, "token": uuid.uuid4().hex})
         s.add(job)
         s.flush()
+        # a generation of its own (the job id: above every earlier one), so no chunk of an
+        # abandoned re-index can write into this one's stores
+        job.params = dict(job.params, generation=max(job.id, collection.store_generation + 1))
         return job.id
 
 
@@ -100,8 +107,7 @@ def swap_generation(library: Library, job_id: int) -> None:
                     row["taken_at"] = datetime.fromisoformat(row["taken_at"])
                 row.update(status="indexed", error=None, model_id=int(p["model_id"]), indexed_at=now)
                 rows.append(row)
-            for keys in {tuple(sorted(r)) for r in rows}:
-                s.execute(update(Image), [r for r in rows if tuple(sorted(r)) == keys])
+            update_images(s, rows)
             for f in failures:
                 s.execute(update(Image).where(Image.id == f["id"]).values(
                     status="failed", error=f["error"], model_id=None, indexed_at=None, patch_rows=None,

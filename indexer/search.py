@@ -8,7 +8,7 @@ from datetime import datetime
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from indexer.catalog.models import Collection, Image
@@ -35,9 +35,8 @@ class SearchFilters:
 
     def clauses(self) -> list:
         out = []
-        if self.path_prefix:
-            escaped = self.path_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            out.append(Image.path.like(f"{escaped}%", escape="\\"))
+        if self.path_prefix:  # exact and case-sensitive on every database (SQLite's LIKE ignores case)
+            out.append(func.substr(Image.path, 1, len(self.path_prefix)) == self.path_prefix)
         if self.taken_after:
             out.append(Image.taken_at >= self.taken_after)
         if self.taken_before:
@@ -90,7 +89,9 @@ def _searchable(library: Library, session: Session, name: str) -> tuple[Collecti
     if collection.model_id is None:
         return collection, None
     library.check_query_model(session, collection)  # refuses a query model that differs from the collection's
-    return collection, library.stores_for(session, collection)
+    stores = library.stores_for(session, collection)
+    stores.refresh()  # another process (an indexer) may have written new vectors since
+    return collection, stores
 
 
 def _hits(session: Session, collection: Collection, ids: np.ndarray, scores: np.ndarray, k: int,
@@ -132,8 +133,6 @@ def _search_in(s: Session, collection: Collection, stores: CollectionStores | No
     n = len(queries)
     if stores is None or not n:
         return [[] for _ in range(n)]
-    if hasattr(stores.global_, "reload_if_changed"):
-        stores.global_.reload_if_changed()  # another process (an indexer) may have written new vectors
     extra = max(len(e) for e in exclude_ids) + 1
     if filters is not None and filters.active():
         allowed = list(s.scalars(select(Image.id).where(

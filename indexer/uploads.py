@@ -8,6 +8,7 @@ so a request either adds all its pictures or fails naming the one that is not a 
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def store_uploads(library: Library, collection_name: str, uploads: list[Upload])
         path = root / digest[:2] / f"{digest}.{EXTENSIONS.get(fmt, 'img')}"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across processes and threads
             tmp.write_bytes(upload.data)
             os.replace(tmp, path)
         paths.append(str(path))
@@ -66,7 +67,7 @@ def store_uploads(library: Library, collection_name: str, uploads: list[Upload])
         known = set(s.scalars(select(Image.path).where(Image.collection_id == collection.id, Image.path.in_(paths))))
         for upload, path in zip(uploads, paths):
             if path not in known:
-                s.add(Image(collection_id=collection.id, path=path, status="pending",
-                            client_name=Path(upload.filename).name[:255] or None))
+                name = Path(upload.filename.replace("\x00", "")).name[:255]
+                s.add(Image(collection_id=collection.id, path=path, status="pending", client_name=name or None))
                 known.add(path)
     return paths

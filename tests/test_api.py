@@ -105,6 +105,12 @@ def test_errors_are_json_with_a_code_a_message_and_details(client) -> None:
                               content_type="application/x-www-form-urlencoded"), 415)
     client.post("/api/v1/collections", json={"name": "x"}, headers=RW)
     assert "exists" in _error(client.post("/api/v1/collections", json={"name": "x"}, headers=RW), 409)
+    assert "cursor" in _error(client.get("/api/v1/collections/x/duplicates?cursor=%C2%B2", headers=RW), 400)
+    assert _error(client.post("/api/v1/collections/x/search", headers=RW,
+                              json={"image_id": 1, "path_prefix": "/a\u0000b"}), 422)
+    mixed = client.post("/api/v1/collections/x/search", headers=RW, json={
+        "image_id": 1, "taken_after": "2020-01-01T00:00:00Z", "taken_before": "2021-01-01T00:00:00"})
+    assert "no image 1" in _error(mixed, 404)  # an aware and a naive date compare (naive = UTC)
     response = client.post("/api/v1/collections/x/search", json={"image_id": 1, "k": 0}, headers=RW)
     assert "k" in _error(response, 422) and "k" in response.get_json()["error"]["details"]["fields"]
 

@@ -52,6 +52,16 @@ def _store_files(home: Path) -> set[str]:
     return {p.name for p in (home / "stores").glob("*.faiss")}
 
 
+def _serving(home: Path) -> set[str]:
+    """The store files of the generation the collection serves from."""
+    import sqlite3
+
+    with sqlite3.connect(home / "dinoseek.db") as db:
+        (generation,) = db.execute("select store_generation from collections where name = 'c'").fetchone()
+    return {f"c~g{generation}.global.faiss", f"c~g{generation}.patches.faiss"} if generation else \
+        {"c.global.faiss", "c.patches.faiss"}
+
+
 def test_reindex_swaps_to_the_new_model_and_drops_the_old_stores(tmp_path, tiny_model, other_tiny_model) -> None:
     from indexer.indexing import index_paths
     from indexer.reindex import reindex
@@ -65,7 +75,7 @@ def test_reindex_swaps_to_the_new_model_and_drops_the_old_stores(tmp_path, tiny_
     report = reindex(old, "c", other_tiny_model, chunk_size=4)
     assert (report.indexed, report.failed) == (11, 1) and "broken.jpg" in report.errors[0]["path"]
     old.close()
-    assert _store_files(home) == {"c~g1.global.faiss", "c~g1.patches.faiss"}  # generation 0 is gone
+    assert _store_files(home) == _serving(home) and "c.global.faiss" not in _serving(home)  # generation 0 is gone
 
     new = _library(home, other_tiny_model)
     fresh = _library(tmp_path / "fresh", other_tiny_model)  # the same folder indexed with the new model
@@ -120,7 +130,8 @@ def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, oth
         np.testing.assert_array_equal(after[name], v)
     (hit,) = search_files(library, "c", [folder / "coffee_small.jpg"], k=1)[0].results
     assert Path(hit.path).name in ("coffee.jpg", "dup.jpg")
-    assert "c~g1.global.faiss" in _store_files(home)  # the half-built shadow is left...
+    shadow = _store_files(home) - _serving(home)
+    assert len(shadow) == 2 and all(name.startswith("c~g") for name in shadow)  # the half-built shadow is left...
 
     # while a re-index is queued, indexing the collection is refused (the re-index would miss it)
     create_reindex_job(library, "c", other_tiny_model)
@@ -132,7 +143,7 @@ def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, oth
     report = reindex(library, "c", other_tiny_model)
     assert (report.indexed, report.failed) == (11, 1)
     library.close()
-    assert _store_files(home) == {"c~g1.global.faiss", "c~g1.patches.faiss"}
+    assert _store_files(home) == _serving(home) and not shadow & _serving(home)  # leftovers deleted, new one serves
 
 
 def test_reindex_refuses_what_it_cannot_do(tmp_path, tiny_model, other_tiny_model) -> None:
@@ -175,3 +186,32 @@ def test_cli_reindex_and_job(tmp_path, tiny_model, other_tiny_model, monkeypatch
     assert (again["indexed"], again["skipped"]) == (0, 11)
     assert main(["job", "999", "--json"]) == 2
     assert "no job with id 999" in capsys.readouterr().err
+
+
+def test_a_copy_never_takes_the_vectors_of_a_file_re_embedded_in_the_same_run(tmp_path, tiny_model) -> None:
+    """b.jpg arrives with the old bytes of a.jpg while a.jpg itself changed: b must be embedded
+    from its own bytes, not handed a's new vectors."""
+    from indexer.indexing import index_paths
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    skimage_photo("coffee").save(folder / "a.jpg", quality=90)
+    library = _library(tmp_path / "home", tiny_model)
+    index_paths(library, "c", [folder])
+    (folder / "b.jpg").write_bytes((folder / "a.jpg").read_bytes())
+    skimage_photo("rocket").save(folder / "a.jpg", quality=90)
+    os.utime(folder / "a.jpg", ns=(1, 1))  # a different stamp, so the run re-reads it
+    report = index_paths(library, "c", [folder])
+    assert (report.indexed, report.failed) == (2, 0)
+    vectors = _vectors(library)
+    expected = library.embedder.embed([skimage_photo("coffee")]).vectors[0]
+    fresh = _library(tmp_path / "fresh", tiny_model)
+    only_b = tmp_path / "only_b"
+    only_b.mkdir()
+    (only_b / "b.jpg").write_bytes((folder / "b.jpg").read_bytes())
+    index_paths(fresh, "c", [only_b])
+    np.testing.assert_allclose(vectors["b.jpg"], _vectors(fresh)["b.jpg"], atol=1e-5)
+    assert float(vectors["b.jpg"] @ vectors["a.jpg"]) < 0.99
+    assert expected.shape == vectors["b.jpg"].shape
+    library.close()
+    fresh.close()

@@ -98,7 +98,7 @@ def _catalog(home: Path) -> dict[str, tuple]:
     return _catalog_at(f"sqlite:///{home / 'dinoseek.db'}")
 
 
-def _vectors(home: Path, database_url: str | None = None, generation: int = 0) -> dict[str, np.ndarray]:
+def _vectors(home: Path, database_url: str | None = None) -> dict[str, np.ndarray]:
     """Each indexed file's stored global vector (by name)."""
     from dataclasses import replace
 
@@ -109,6 +109,8 @@ def _vectors(home: Path, database_url: str | None = None, generation: int = 0) -
 
     url = database_url or f"sqlite:///{home / 'dinoseek.db'}"
     library = Library(replace(load_settings({}), home=home, database_url=url))
+    with library.catalog.engine.connect() as conn:
+        (generation,) = conn.execute(sqlalchemy.text("select store_generation from collections where name = 'lib'")).one()
     stores = library.stores("lib", 384, 192, generation)
     with library.catalog.engine.connect() as conn:
         ids = dict(conn.execute(sqlalchemy.text("select id, path from images where status = 'indexed'")).all())
@@ -164,8 +166,8 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, othe
 
     assert (remote_reindex["indexed"], remote_reindex["failed"]) == (local_reindex["indexed"], 1) == (12, 1)
     assert _catalog(tmp_path / "distributed") == _catalog(tmp_path / "embedded-reindexed")
-    remote_new = _vectors(tmp_path / "distributed", generation=1)
-    local_new = _vectors(tmp_path / "embedded-reindexed", generation=1)
+    remote_new = _vectors(tmp_path / "distributed")
+    local_new = _vectors(tmp_path / "embedded-reindexed")
     assert remote_new.keys() == local_new.keys() and len(local_new) == 12
     for name, v in local_new.items():
         np.testing.assert_allclose(remote_new[name], v, atol=1e-5)

@@ -32,14 +32,18 @@ blp = Blueprint("collections", __name__, description="Collections and the images
 def create_collection(body: dict):
     """Create an empty collection."""
     from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
 
     from indexer.catalog.models import Collection
 
     library = ctx().library
-    with library.catalog.session() as s:
-        if s.scalar(select(Collection.id).where(Collection.name == body["name"])) is not None:
-            raise ApiError(409, f"collection {body['name']!r} exists")
-        library.get_or_create_collection(s, body["name"])
+    try:
+        with library.catalog.session() as s:
+            if s.scalar(select(Collection.id).where(Collection.name == body["name"])) is not None:
+                raise ApiError(409, f"collection {body['name']!r} exists")
+            library.get_or_create_collection(s, body["name"])
+    except IntegrityError as exc:  # created by a concurrent request between the check and the insert
+        raise ApiError(409, f"collection {body['name']!r} exists") from exc
     return {"name": body["name"], "images": 0, "indexed": 0, "failed": 0, "vectors": 0, "model": None}
 
 

@@ -61,7 +61,7 @@ def groups(query: dict, name: str):
     from indexer.duplicate_jobs import list_groups
 
     cursor = query["cursor"]
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not (cursor.isascii() and cursor.isdecimal()):
         raise ApiError(400, f"cursor {cursor!r} is not one this API gave out")
     page, next_cursor = list_groups(ctx().library, name, after=int(cursor) if cursor else None, limit=query["limit"],
                                     kind=query["kind"])

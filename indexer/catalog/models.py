@@ -151,3 +151,16 @@ class DuplicateMember(Base):
     __tablename__ = "duplicate_members"
     group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+def update_images(session, rows: list[dict]) -> None:
+    """Update image rows by id, one executemany per column set; a row deleted meanwhile (an image
+    removed through the API while its chunk ran) is skipped rather than failing the whole commit."""
+    from sqlalchemy import bindparam
+
+    table = Image.__table__
+    for keys in {tuple(sorted(row)) for row in rows}:
+        columns = [k for k in keys if k != "id"]
+        statement = table.update().where(table.c.id == bindparam("b_id")).values(
+            {k: bindparam(f"b_{k}") for k in columns})
+        session.execute(statement, [{f"b_{k}": row[k] for k in keys} for row in rows if tuple(sorted(row)) == keys])

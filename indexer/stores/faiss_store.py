@@ -349,6 +349,12 @@ class FaissStore:
             self._stamp = stamp
             return True
 
+    def discard(self) -> None:
+        """Close without persisting (the file was deleted on purpose: a superseded generation)."""
+        with self._lock:
+            self._closed = True
+            self._index = self._gpu_index = None
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
