@@ -51,7 +51,6 @@ def delete_image(library: Library, image_id: int) -> dict:
             collection = s.scalar(select(Collection).where(Collection.name == name))
             stores = library.stores_for(s, collection)
         if stores is not None:
-            stores.refresh()
             stores.global_.delete(np.array([image_id]))
             stores.patches.delete(all_patch_ids([image_id]))
             stores.persist()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -30,7 +30,8 @@ DEFAULT_CHUNK_SIZE = 512  # images per chunk: a multiple of every power-of-two G
 ACTIVE = ("queued", "running")
 
 __all__ = ["CHECKPOINT_SECONDS", "DEFAULT_CHUNK_SIZE", "IndexReport", "checkpoint_interval", "create_index_job",
-           "finish_job", "index_paths", "run_job_here", "run_job_locked", "job_json", "job_report", "plan_index", "prune_missing"]
+           "finish_job", "index_paths", "job_json", "job_report", "plan_index", "prune_missing", "run_job_here",
+           "run_job_locked", "run_new_job_here"]
 
 
 @dataclass
@@ -262,11 +263,19 @@ def index_paths(library: Library, collection_name: str, paths: Sequence[str | os
     Holds the collection's writer lock for the run (embedded stores have one writer at a time;
     another ``index`` of the same collection waits)."""
     check_paths(paths)
+    return run_new_job_here(library, collection_name, lambda: create_index_job(
+        library, collection_name, paths, prune=prune, follow_symlinks=follow_symlinks, chunk_size=chunk_size),
+        progress=progress, workers=workers)
+
+
+def run_new_job_here(library: Library, collection_name: str, create: Callable[[], int], *,
+                     progress: Progress | None = None, workers: int | None = None) -> IndexReport:
+    """Record a job with ``create`` and run it in this process, holding the collection's writer lock
+    throughout (with embedded stores, a job still active then lost its process: it is marked so)."""
     with library.writer_lock(collection_name):
-        if library.embedded_stores:  # we hold the writer lock, so a job still "running" lost its process
+        if library.embedded_stores:
             mark_interrupted_jobs(library, collection_name)
-        job_id = create_index_job(library, collection_name, paths, prune=prune, follow_symlinks=follow_symlinks,
-                                  chunk_size=chunk_size)
+        job_id = create()
         run_job_locked(library, job_id, progress=progress, workers=workers)
     return job_report(library, job_id)
 

@@ -233,7 +233,8 @@ class Library:
             drop_store(f"{prefix}.{suffix}", s.vector_backend, self.stores_dir, s.qdrant_url)
 
     def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
-        """Stores of a collection that has a model bound (None before its first vectors)."""
+        """Stores of a collection that has a model bound (None before its first vectors), up to date
+        with what other processes wrote."""
         if collection.model_id is None:
             return None
         dims = self._model_dims.get(collection.model_id)
@@ -247,7 +248,9 @@ class Library:
                      if k[0] == collection.name and k[1] < collection.store_generation]
         for stores in stale:  # their files were deleted by the swap: closing would write them back
             stores.discard()
-        return self.stores(collection.name, global_dim, patch_dim, collection.store_generation)
+        stores = self.stores(collection.name, global_dim, patch_dim, collection.store_generation)
+        stores.refresh()  # another process (an indexer, a worker) may have written since they were opened
+        return stores
 
     def close(self) -> None:
         with self._lock:

@@ -23,10 +23,8 @@ from indexer.index_run import Progress
 from indexer.indexing import (
     DEFAULT_CHUNK_SIZE,
     IndexReport,
-    job_report,
-    mark_interrupted_jobs,
     refuse_if_reindexing,
-    run_job_locked,
+    run_new_job_here,
 )
 from indexer.library import Library
 
@@ -125,9 +123,5 @@ def swap_generation(library: Library, job_id: int) -> None:
 def reindex(library: Library, collection_name: str, checkpoint: str | os.PathLike, *,
             progress: Progress | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> IndexReport:
     """Re-embed a collection with ``checkpoint`` in this process (holding its writer lock)."""
-    with library.writer_lock(collection_name):
-        if library.embedded_stores:
-            mark_interrupted_jobs(library, collection_name)
-        job_id = create_reindex_job(library, collection_name, checkpoint, chunk_size=chunk_size)
-        run_job_locked(library, job_id, progress=progress)
-    return job_report(library, job_id)
+    return run_new_job_here(library, collection_name, lambda: create_reindex_job(
+        library, collection_name, checkpoint, chunk_size=chunk_size), progress=progress)

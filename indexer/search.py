@@ -89,9 +89,7 @@ def _searchable(library: Library, session: Session, name: str) -> tuple[Collecti
     if collection.model_id is None:
         return collection, None
     library.check_query_model(session, collection)  # refuses a query model that differs from the collection's
-    stores = library.stores_for(session, collection)
-    stores.refresh()  # another process (an indexer) may have written new vectors since
-    return collection, stores
+    return collection, library.stores_for(session, collection)
 
 
 def _hits(session: Session, collection: Collection, ids: np.ndarray, scores: np.ndarray, k: int,

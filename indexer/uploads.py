@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from indexer.catalog.models import Image
 from indexer.errors import InvalidRequest, UnusableImage
-from indexer.ingest.reading import FileStat, decode_bytes, sha256_bytes
+from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, sha256_bytes
 from indexer.library import Library, check_collection_name
 from model.preprocess import ImageDecodeError
 
@@ -32,16 +32,21 @@ class Upload:
     data: bytes
 
 
-def check_upload(upload: Upload, max_pixels: int) -> str:
-    """The picture's format; an undecodable or oversized picture raises ``UnusableImage`` naming it."""
+def decode_upload(upload: Upload, max_pixels: int, target_long_side: int | None = None) -> LoadedImage:
+    """Decode a picture sent by a client as indexing decodes files; an empty, undecodable or
+    oversized picture raises ``UnusableImage`` naming it."""
     if not upload.data:
         raise UnusableImage(f"{upload.filename!r}: empty file (0 bytes)")
     try:
-        loaded = decode_bytes(upload.filename, upload.data, FileStat(len(upload.data), 0), max_pixels,
-                              target_long_side=64)
+        return decode_bytes(upload.filename, upload.data, FileStat(len(upload.data), 0), max_pixels,
+                            target_long_side=target_long_side)
     except ImageDecodeError as exc:
         raise UnusableImage(str(exc)) from exc
-    return loaded.info.format
+
+
+def check_upload(upload: Upload, max_pixels: int) -> str:
+    """The picture's format, once it decodes (see ``decode_upload``)."""
+    return decode_upload(upload, max_pixels, target_long_side=64).info.format
 
 
 def store_uploads(library: Library, collection_name: str, uploads: list[Upload]) -> list[str]:

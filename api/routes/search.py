@@ -10,7 +10,6 @@ from api.auth import reads
 from api.context import ctx
 from api.errors import ApiError
 from api.schemas import ErrorResponse, RegionJson, RegionResults, RegionUpload, Results, SearchJson, SearchParams, SearchUpload
-from indexer.errors import UnusableImage
 
 blp = Blueprint("search", __name__, description="Similarity search")
 
@@ -45,24 +44,17 @@ def parse_query() -> tuple[dict, object]:
 
 
 def query_vector(picture) -> object:
-    """Decode an uploaded picture exactly as indexing decodes files, and embed it in this process."""
-    from indexer.ingest.reading import FileStat, decode_bytes
+    """Decode an uploaded picture exactly as indexing decodes files, and embed it in this process
+    (or on a gpu worker, with ``DINOSEEK_QUERY_EMBEDDING=gpu``)."""
     from indexer.search import embed_pictures
-    from model.preprocess import ImageDecodeError
+    from indexer.uploads import Upload, decode_upload
 
     context = ctx()
     library = context.library
-    data = picture.read()
-    name = picture.filename or "image"
-    if not data:
-        raise UnusableImage(f"{name!r}: empty file (0 bytes)")
-    if context.settings.query_embedding == "gpu":
-        return context.embed_on_worker(data, name)
-    try:
-        loaded = decode_bytes(name, data, FileStat(len(data), 0), library.settings.max_image_pixels,
-                              target_long_side=library.embedder.image_size)
-    except ImageDecodeError as exc:
-        raise UnusableImage(str(exc)) from exc
+    upload = Upload(picture.filename or "image", picture.read())
+    if context.settings.query_embedding == "gpu" and upload.data:
+        return context.embed_on_worker(upload.data, upload.filename)
+    loaded = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
     return embed_pictures(library, [loaded.image])
 
 
@@ -117,9 +109,8 @@ def _parse_box(value) -> list[int]:
 def search_region_route(name: str):
     """The images that contain a box of a picture (uploaded, or an indexed image), each with the box
     where it matched, in that image's pixels."""
-    from indexer.ingest.reading import FileStat, decode_bytes
     from indexer.regions import RegionQuery, check_box, region_by_id, search_region
-    from model.preprocess import ImageDecodeError
+    from indexer.uploads import Upload, decode_upload
 
     raw = request.form if request.mimetype == "multipart/form-data" else (request.get_json(silent=True) or {})
     if not isinstance(raw, dict) and request.mimetype != "multipart/form-data":
@@ -134,12 +125,7 @@ def search_region_route(name: str):
         return {"box": box, "results": [h.to_json(with_metadata=True) for h in hits]}
     with library.catalog.session() as s:
         library.get_collection(s, name)
-    data = picture.read()
-    filename = picture.filename or "image"
-    try:
-        loaded = decode_bytes(filename, data, FileStat(len(data), 0), library.settings.max_image_pixels)
-    except ImageDecodeError as exc:
-        raise UnusableImage(str(exc)) from exc
+    loaded = decode_upload(Upload(picture.filename or "image", picture.read()), library.settings.max_image_pixels)
     clipped = check_box(box, loaded.image.width, loaded.image.height)
     hits = search_region(library, name, RegionQuery(loaded.image, clipped), params["k"])
     return {"box": clipped, "results": [h.to_json(with_metadata=True) for h in hits]}
