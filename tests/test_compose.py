@@ -1,0 +1,440 @@
+"""The fleet's deploy files: docker-compose.yml, .env.example, docker/Dockerfile{,.cuda}, .dockerignore.
+
+No Docker engine runs here, so nothing is built or started. What can be checked without one is:
+``docker-compose config -q`` (Debian's docker-compose validates the file against the Compose schema
+and interpolates it; fails under CI when missing, skips on a user's machine), and, from the parsed
+files, that every service names only settings dinoseek reads and gets the ones it needs, that the
+values of .env.example load, that the services can be scaled, and that what the Dockerfiles copy
+and run exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from dinoseek.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILES = {"cpu": ROOT / "docker" / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile.cuda"}
+
+FIELDS = {f.name for f in dataclasses.fields(Settings)}
+SETTING_NAMES = {f"DINOSEEK_{name.upper()}" for name in FIELDS} | {"DINOSEEK_CONFIG"}  # the file load_settings reads
+
+SERVICES = {"postgres", "redis", "qdrant", "migrate", "api", "worker-gpu", "worker-cpu", "flower"}
+DINOSEEK_SERVICES = ("migrate", "api", "worker-gpu", "worker-cpu")  # built from this repository
+WORKERS = ("worker-gpu", "worker-cpu")
+# Variables a service may set besides dinoseek's settings: what its image reads.
+OTHER_ENV = {
+    "postgres": ("POSTGRES_",),
+    "qdrant": ("QDRANT__",),
+    "flower": ("FLOWER_", "CELERY_BROKER_URL"),
+    "worker-gpu": ("NVIDIA_",),
+}
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as docker compose reads an env file (the example uses no quotes)."""
+    env: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"{path.name}:{number}: not KEY=VALUE: {line!r}"
+        assert not value.startswith(("'", '"')), f"{path.name}:{number}: keep values unquoted ({key})"
+        assert key not in env, f"{path.name}:{number}: {key} set twice"
+        env[key] = value
+    return env
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's variable substitution over a parsed file: ${VAR}, ${VAR:-default}, ${VAR-default},
+    ${VAR:?error}, ${VAR?error}, and $$ for a literal $."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        present = name in env
+        empty = not env.get(name)
+        if op in (":-", "-"):
+            return arg if (empty if op == ":-" else not present) else env[name]
+        if op in (":?", "?"):
+            if empty if op == ":?" else not present:
+                raise AssertionError(f"${{{name}}} is required: {arg}")
+            return env[name]
+        if op in (":+", "+"):
+            return "" if (empty if op == ":+" else not present) else arg
+        return env.get(name, "")
+
+    parts = value.split("$$")
+    return "$".join(_VAR.sub(one, part) for part in parts)
+
+
+def strings(value) -> list[str]:
+    """Every string of a parsed YAML document, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in strings(k) + strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def load_compose(env: dict[str, str] | None = None) -> dict:
+    doc = yaml.safe_load(COMPOSE.read_text())
+    return interpolate(doc, env) if env is not None else doc
+
+
+def services(env: dict[str, str] | None = None) -> dict[str, dict]:
+    return load_compose(env)["services"]
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict), "environment is written as a mapping"
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def mounts(service: dict) -> dict[str, tuple[str, str]]:
+    """target → (source, mode) of a service's short-syntax volumes (interpolated first)."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = str(volume).split(":")
+        out[target] = (source, mode[0] if mode else "rw")
+    return out
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    out, pending = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def dockerfile_env(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in dockerfile_instructions(path):
+        if word == "ENV":
+            for item in shlex.split(rest):
+                key, sep, value = item.partition("=")
+                assert sep, f"{path.name}: write ENV as KEY=VALUE ({rest!r})"
+                env[key] = value
+    return env
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [ln.strip().strip("/") for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def ignored(relpath: str) -> bool:
+    """Whether .dockerignore keeps a path (or a folder above it) out of the build context. Last
+    matching pattern wins; ``**/`` matches at any depth."""
+    parts = relpath.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    verdict = False
+    for pattern in dockerignore_patterns():
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!")
+        globs = [pattern] + ([pattern[3:]] if pattern.startswith("**/") else [])
+        for cand in candidates:
+            names = [cand] + (["/".join(cand.split("/")[i:]) for i in range(1, cand.count("/") + 1)]
+                              if pattern.startswith("**/") else [])
+            if any(fnmatch.fnmatchcase(n, g) for n in names for g in globs):
+                verdict = not negate
+    return verdict
+
+
+def compose_command() -> list[str]:
+    """Debian's docker-compose, or the `docker compose` plugin; under CI one must be there."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    message = "docker-compose is not installed (Debian: apt-get install --no-install-recommends docker-compose)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def service_env(name: str, env_file: dict[str, str]) -> dict[str, str]:
+    """What a dinoseek container's process sees: its image's ENV, then the service's environment."""
+    service = services(env_file)[name]
+    image = "cuda" if service["build"]["dockerfile"].endswith(".cuda") else "cpu"
+    return {**dockerfile_env(DOCKERFILES[image]), **environment(service)}
+
+
+# ---------------------------------------------------------------------------------------- compose
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    """The Compose implementation itself accepts the file with .env.example as the env file, and
+    its own interpolation gives settings that load."""
+    cmd = compose_command() + ["--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE)]
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}  # no stray POSTGRES_* etc.
+    quiet = subprocess.run(cmd + ["config", "-q"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    full = subprocess.run(cmd + ["config"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+    resolved = yaml.safe_load(full.stdout)["services"]
+    assert set(resolved) == SERVICES
+    ours = services(read_env_file(ENV_EXAMPLE))
+    for name in DINOSEEK_SERVICES:
+        assert environment(resolved[name]) == environment(ours[name]), name  # our interpolation agrees
+        load_settings(env=environment(resolved[name]))
+
+
+def test_services_are_the_fleet() -> None:
+    assert set(services()) == SERVICES
+
+
+def test_environment_names_only_settings_dinoseek_reads() -> None:
+    for name, service in services().items():
+        allowed = OTHER_ENV.get(name, ())
+        for key in environment(service):
+            if key.startswith("DINOSEEK_"):
+                assert key in SETTING_NAMES, f"{name}: {key} is not a dinoseek setting ({', '.join(sorted(FIELDS))})"
+            else:
+                assert key.startswith(allowed) and allowed, f"{name}: {key} is neither a dinoseek setting nor read by its image"
+    for path in DOCKERFILES.values():
+        for key in dockerfile_env(path):
+            if key.startswith("DINOSEEK_"):
+                assert key in SETTING_NAMES, f"{path.name}: {key} is not a dinoseek setting"
+
+
+def test_each_service_gets_the_settings_it_needs() -> None:
+    svcs = services(read_env_file(ENV_EXAMPLE))
+    envs = {name: environment(svcs[name]) for name in DINOSEEK_SERVICES}
+    for name in DINOSEEK_SERVICES:
+        url = urlsplit(envs[name]["DINOSEEK_DATABASE_URL"])
+        assert url.scheme == "postgresql" and url.hostname == "postgres" and url.hostname in svcs, name
+        assert envs[name]["DINOSEEK_HOME"] == envs["api"]["DINOSEEK_HOME"], name
+    for name in ("api", *WORKERS):
+        env = envs[name]
+        assert env["DINOSEEK_VECTOR_BACKEND"] == "qdrant", name
+        assert urlsplit(env["DINOSEEK_QDRANT_URL"]).hostname == "qdrant", name
+        assert urlsplit(env["DINOSEEK_BROKER_URL"]).scheme == "redis", name
+        assert urlsplit(env["DINOSEEK_BROKER_URL"]).hostname == "redis", name
+        # the API and the workers must share the catalog, the broker, the vectors and the model
+        for key in ("DINOSEEK_DATABASE_URL", "DINOSEEK_BROKER_URL", "DINOSEEK_QDRANT_URL", "DINOSEEK_MODEL",
+                    "DINOSEEK_CHUNK_SIZE", "DINOSEEK_VISIBILITY_TIMEOUT", "DINOSEEK_MAX_IMAGE_PIXELS"):
+            assert env[key] == envs["api"][key], f"{name}: {key} differs from the API's"
+    assert envs["worker-gpu"]["DINOSEEK_DEVICE"] == "cuda"
+    assert envs["worker-cpu"]["DINOSEEK_DEVICE"] == "cpu" and envs["api"]["DINOSEEK_DEVICE"] == "cpu"
+    assert envs["api"]["DINOSEEK_API_KEYS"] and envs["api"]["DINOSEEK_ALLOWED_ROOTS"]
+    assert environment(svcs["flower"])["CELERY_BROKER_URL"] == envs["api"]["DINOSEEK_BROKER_URL"]
+    assert envs["migrate"]["DINOSEEK_DATABASE_URL"] == envs["api"]["DINOSEEK_DATABASE_URL"]
+
+
+def test_interpolated_variables_are_the_ones_env_example_documents() -> None:
+    text = "\n".join(strings(load_compose())).replace("$$", "")  # values, not comments: compose interpolates those
+    used = {m["name"] for m in _VAR.finditer(text)}
+    stray = re.findall(r"\$(?!\{)\S*", _VAR.sub("", text))
+    assert not stray, f"write variables as ${{VAR}} (or $$ for a literal $): {stray}"
+    documented = set(read_env_file(ENV_EXAMPLE))
+    assert used - documented == set(), f"interpolated but not in .env.example: {sorted(used - documented)}"
+    assert documented - used == set(), f"in .env.example but unused by docker-compose.yml: {sorted(documented - used)}"
+    for key in documented:
+        if key.startswith("DINOSEEK_"):
+            assert key in SETTING_NAMES, f".env.example: {key} is not a dinoseek setting"
+
+
+def test_env_example_values_load_as_settings() -> None:
+    env_file = read_env_file(ENV_EXAMPLE)
+    for name in DINOSEEK_SERVICES:
+        settings = load_settings(env=service_env(name, env_file))  # raises SettingsError on a bad value
+        assert str(settings.home) == "/var/lib/dinoseek"
+        assert settings.database_url.startswith("postgresql://")
+    api = load_settings(env=service_env("api", env_file))
+    assert api.vector_backend == "qdrant" and api.qdrant_url and api.broker_url
+    assert api.api_keys and all(":" not in k or k.endswith(":ro") for k in api.api_keys)
+    assert [str(r) for r in api.allowed_roots] == ["/srv/photos"]
+    gpu = load_settings(env=service_env("worker-gpu", env_file))
+    assert gpu.device == "cuda" and gpu.vector_backend == "qdrant" and gpu.broker_url == api.broker_url
+    # the alternative values the example documents load too
+    for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4")):
+        load_settings(env=service_env("api", {**env_file, key: value}))
+
+
+def test_healthchecks_and_restart_policies() -> None:
+    for name, service in services().items():
+        if name == "migrate":
+            assert service["restart"] in ("no", "on-failure"), "migrate runs once"
+            continue
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+        if name == "flower":
+            continue
+        check = service.get("healthcheck") or {}
+        assert check.get("test") and not check.get("disable"), f"{name}: no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_workers_own_no_state_so_they_scale() -> None:
+    svcs = services(read_env_file(ENV_EXAMPLE))
+    api_mounts = mounts(svcs["api"])
+    for name in WORKERS:
+        worker = svcs[name]
+        for key in ("container_name", "ports", "hostname"):
+            assert key not in worker, f"{name}: {key} would stop `--scale {name}=N`"
+        for volume in worker.get("volumes", []):
+            assert ":" in str(volume), f"{name}: anonymous volume {volume!r} is per-container state"
+        for target, (source, mode) in mounts(worker).items():
+            assert api_mounts.get(target) == (source, mode), f"{name}: {source}:{target} is not the API's mount"
+            if source.startswith((".", "/")):
+                assert mode == "ro", f"{name}: host folder {source} must be mounted read-only"
+        command = worker["command"]
+        assert command[:2] == ["dinoseek", "worker"]
+        node = command[command.index("--hostname") + 1]
+        assert "%h" in node, f"{name}: node names must differ per container"
+
+
+def test_queues_are_served() -> None:
+    from workers.app import QUEUES
+
+    svcs = services(read_env_file(ENV_EXAMPLE))
+    served = set()
+    for name in WORKERS:
+        command = svcs[name]["command"]
+        served |= set(command[command.index("--queues") + 1].split(","))
+    assert served == set(QUEUES)
+    assert svcs["worker-gpu"]["command"][svcs["worker-gpu"]["command"].index("--queues") + 1] == "gpu"
+
+
+def test_gpu_worker_reserves_an_nvidia_gpu_and_uses_the_cuda_image() -> None:
+    worker = services()["worker-gpu"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert worker["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+
+
+def test_migrate_runs_first() -> None:
+    svcs = services()
+    assert svcs["migrate"]["command"] == ["dinoseek", "db", "upgrade"]
+    assert svcs["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", *WORKERS):
+        depends = svcs[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        for server in ("postgres", "redis", "qdrant"):
+            assert depends[server]["condition"] == "service_healthy", f"{name} waits for {server}"
+
+
+def test_data_lives_on_named_volumes() -> None:
+    doc = load_compose(read_env_file(ENV_EXAMPLE))
+    declared = set(doc["volumes"])
+    where = {name: {target: source for target, (source, _) in mounts(s).items()} for name, s in doc["services"].items()}
+    assert where["postgres"]["/var/lib/postgresql/data"] in declared
+    assert where["redis"]["/data"] in declared
+    assert where["qdrant"]["/qdrant/storage"] in declared and where["qdrant"]["/qdrant/snapshots"] in declared
+    for name in ("api", *WORKERS):
+        env = environment(doc["services"][name])
+        assert where[name][env["DINOSEEK_HOME"]] in declared, f"{name}: DINOSEEK_HOME on a named volume"
+        assert where[name][f"{env['DINOSEEK_HOME']}/models"] in declared, f"{name}: models on a named volume"
+    # the folder the API may index is the library's mount, at the same path in every reader
+    roots = environment(doc["services"]["api"])["DINOSEEK_ALLOWED_ROOTS"]
+    for name in ("api", *WORKERS):
+        assert mounts(doc["services"][name])[roots][1] == "ro", name
+    assert "--appendonly" in doc["services"]["redis"]["command"]
+    assert doc["services"]["redis"]["command"][doc["services"]["redis"]["command"].index("--appendonly") + 1] == "yes"
+
+
+def test_images_are_built_here_or_pinned() -> None:
+    for name, service in services().items():
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file(), name
+            assert service["build"]["context"] == "."
+        else:
+            image = service["image"]
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag ({image})"
+
+
+def test_commands_exist_in_the_cli() -> None:
+    from dinoseek.cli import build_parser
+
+    parser = build_parser()
+    commands = [services(read_env_file(ENV_EXAMPLE))[n]["command"] for n in DINOSEEK_SERVICES]
+    for path in DOCKERFILES.values():
+        commands += [yaml.safe_load(rest) for word, rest in dockerfile_instructions(path) if word == "CMD"]
+    for command in commands:
+        assert command[0] == "dinoseek", command
+        parser.parse_args(command[1:])  # exits (SystemExit) on an unknown command or option
+
+
+# ---------------------------------------------------------------------------------------- images
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_is_multistage_non_root_and_copies_what_exists(kind: str) -> None:
+    path = DOCKERFILES[kind]
+    steps = dockerfile_instructions(path)
+    froms = [rest for word, rest in steps if word == "FROM"]
+    assert len(froms) >= 2 and froms[0].endswith("AS builder"), "multi-stage: a builder, then the runtime"
+    users = [rest for word, rest in steps if word == "USER"]
+    assert users and users[-1] not in ("root", "0"), "runs as a non-root user"
+    assert any(word == "HEALTHCHECK" for word, _ in steps)
+    for word, rest in steps:
+        if word != "COPY":
+            continue
+        args = [a for a in shlex.split(rest) if not a.startswith("--")]
+        if "--from=builder" in rest:
+            continue
+        for source in args[:-1]:
+            assert (ROOT / source).exists(), f"{path.name}: COPY {source}: no such file in the repository"
+            assert not ignored(source), f"{path.name}: COPY {source} is excluded by .dockerignore"
+    installs = [rest for word, rest in steps if word == "RUN" and "pip install" in rest]
+    assert installs and all("-c constraints.txt" in r for r in installs), "every pip install goes through constraints.txt"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = "gpu" if kind == "cuda" else "cpu"
+    assert any(f"'.[{wanted}]'" in r for r in installs) and wanted in extras
+
+
+def test_cpu_image_takes_torch_from_the_cpu_index_at_the_pinned_version() -> None:
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    runs = [rest for word, rest in dockerfile_instructions(DOCKERFILES["cpu"]) if word == "RUN"]
+    torch_step = next(r for r in runs if "torch==" in r)
+    assert f"torch=={pins['torch']}" in torch_step and "download.pytorch.org/whl/cpu" in torch_step
+
+
+def test_default_model_and_migrations_are_packaged_and_reach_the_image() -> None:
+    """The shipped model is package data (so a regular install carries it) and no ignore rule
+    keeps it, or the migrations, out of the build context."""
+    from model.checkpoint import DEFAULT_CHECKPOINT
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    relative = DEFAULT_CHECKPOINT.relative_to(ROOT / "model").as_posix()
+    assert DEFAULT_CHECKPOINT.is_file()
+    assert any(fnmatch.fnmatchcase(relative, p) for p in package_data["model"]), relative
+    assert not ignored(DEFAULT_CHECKPOINT.relative_to(ROOT).as_posix())
+    for version in (ROOT / "migrations" / "versions").glob("*.py"):
+        assert any(fnmatch.fnmatchcase(f"versions/{version.name}", p) for p in package_data["migrations"])
+        assert not ignored(version.relative_to(ROOT).as_posix())
+    for secret in (".env", ".git/config", ".venv/bin/python", "tests/conftest.py"):
+        assert ignored(secret), f"{secret} should stay out of the build context"
