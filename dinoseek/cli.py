@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--json", action="store_true")
     convert.set_defaults(func=cmd_convert)
 
+    from dinoseek.cli_backup import add_backup_commands
     from dinoseek.cli_library import add_library_commands
     from dinoseek.cli_serve import add_serve_command
     from dinoseek.cli_workers import add_worker_commands
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_commands(sub)
     add_worker_commands(sub)
     add_serve_command(sub)
+    add_backup_commands(sub)
     return parser
 
 

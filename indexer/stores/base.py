@@ -7,7 +7,7 @@ ids for patch vectors). A store holds one named set of vectors of one dimension.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -48,7 +48,7 @@ class SearchResult:
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """Upsert, delete, search by k or by threshold, count, persist, close."""
+    """Upsert, delete, fetch, search by k or by threshold, scroll, count, persist, close."""
 
     spec: StoreSpec
 
@@ -66,6 +66,11 @@ class VectorStore(Protocol):
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, every stored (id, score) with score >= ``threshold``, best first."""
+
+    def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored vector, as batches of (ids int64, (n, dim) float32) of at most ``batch_size``
+        rows in ascending id order (how a backup reads a store). Writes made while it runs may or
+        may not show; hold the collection's writer lock for a consistent read."""
 
     def count(self) -> int:
         """How many vectors are stored."""

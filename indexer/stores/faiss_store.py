@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,17 @@ class FaissStore:
                 return np.empty(0, dtype=np.int64), np.empty((0, self.spec.dim), dtype=np.float32)
             vectors = np.stack([self._index.reconstruct(p) for _, p in found]).astype(np.float32)
             return np.array([i for i, _ in found], dtype=np.int64), vectors
+
+    def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        if batch_size < 1:
+            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        with self._lock:
+            self._check_open()
+            ids = np.sort(np.fromiter(self._pos.keys(), dtype=np.int64, count=len(self._pos)))
+        for start in range(0, len(ids), batch_size):
+            found, vectors = self.fetch(ids[start:start + batch_size])  # ids deleted meanwhile drop out
+            if len(found):
+                yield found, vectors
 
     def count(self) -> int:
         with self._lock:

@@ -191,6 +191,22 @@ class QdrantEdgeStore:
                 params=params, with_payload=False, with_vector=False)),
             total, threshold, RANGE_FIRST_LIMIT)
 
+    def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored vector in id order, a page of ``batch_size`` points at a time."""
+        if batch_size < 1:
+            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        offset = None
+        while True:
+            with self._lock, self._engine("scroll"):
+                records, offset = self._open_shard().scroll(self._qe.ScrollRequest(
+                    offset=offset, limit=batch_size, with_payload=False, with_vector=True))
+            if records:
+                ids = np.array([int(r.id) for r in records], dtype=np.int64)
+                vectors = np.array([_dense(r.vector) for r in records], dtype=np.float32).reshape(len(ids), self.spec.dim)
+                yield ids, vectors
+            if offset is None:
+                return
+
     def count(self) -> int:
         """How many vectors are stored (exact)."""
         with self._lock, self._engine("count"):
