@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dinoseek.errors import UsageError
-from dinoseek.settings import Settings, SettingsError, load_settings
+from dinoseek.settings import Settings, SettingsError, load_settings, parse_device
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -148,6 +148,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_arg(value: str) -> str:
+    """``--device``: auto, cpu, cuda or cuda:N, as DINOSEEK_DEVICE takes them."""
+    try:
+        return parse_device(value)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("DINOSEEK_DEVICE: ", "").replace("DINOSEEK_DEVICE ", "")) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinoseek", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--random-init", metavar="ARCH",
                         help="use randomly initialised weights of ARCH (e.g. vits14): a pipeline check only")
     embed.add_argument("--seed", type=int, default=0, help="seed for --random-init")
-    embed.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: DINOSEEK_DEVICE or auto")
+    embed.add_argument("--device", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: DINOSEEK_DEVICE or auto)")
     embed.add_argument("--image-size", type=int,
                        help="long side fed to the model, in pixels (default: the model's recommendation, else 224)")
     embed.add_argument("--pooling", choices=["cls", "gem", "cls+gem"],
@@ -188,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any training setting of the preset (repeatable), e.g. copy_entropy_weight=3")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    train.add_argument("--device", type=_device_arg, help="auto, cpu, cuda or cuda:N (default: DINOSEEK_DEVICE or auto)")
     train.add_argument("--json", action="store_true", help="no progress bar; one JSON summary on stdout")
     train.set_defaults(func=cmd_train)
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 _BACKENDS = ("faiss", "qdrant")
-_DEVICES = ("auto", "cpu", "cuda")
+_DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
+_QUANTIZATIONS = ("int8", "none")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -38,6 +41,12 @@ class Settings:
     visibility_timeout: int = 600
     max_upload_mb: int = 256
     query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
+    # The Qdrant server (DINOSEEK_QDRANT_URL): its API key, and how dinoseek creates collections there.
+    qdrant_api_key: str | None = field(default=None, repr=False)  # a secret: kept out of logs
+    qdrant_hnsw_m: int = 16  # HNSW graph degree (0: no graph, every search scans)
+    qdrant_hnsw_ef_construct: int = 100  # HNSW build-time beam width
+    qdrant_quantization: str = "int8"  # "int8": scalar int8 copy kept in RAM, searches rescore; "none"
+    qdrant_on_disk: bool = False  # original vectors on disk (memory-mapped), only the int8 copy in RAM
 
     @property
     def models_dir(self) -> Path:
@@ -74,9 +83,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
     backend = str(raw.get("vector_backend", "faiss")).lower()
     if backend not in _BACKENDS:
         raise SettingsError(f"DINOSEEK_VECTOR_BACKEND must be one of {', '.join(_BACKENDS)}, got {backend!r}")
-    device = str(raw.get("device", "auto")).lower()
-    if device not in _DEVICES:
-        raise SettingsError(f"DINOSEEK_DEVICE must be one of {', '.join(_DEVICES)}, got {device!r}")
+    device = parse_device(raw.get("device", "auto"))
     keys = raw.get("api_keys", ())
     keys = _split(keys, ",") if isinstance(keys, str) else [str(k) for k in keys]
     bad = [k for k in keys if ":" in k and k.rsplit(":", 1)[1] != "ro"]
@@ -90,6 +97,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         raise SettingsError(f"DINOSEEK_QUERY_EMBEDDING must be api or gpu, got {query_embedding!r}")
     if query_embedding == "gpu" and not raw.get("broker_url"):
         raise SettingsError("DINOSEEK_QUERY_EMBEDDING=gpu needs DINOSEEK_BROKER_URL (queries go to the gpu queue)")
+    quantization = str(raw.get("qdrant_quantization", "int8")).lower()
+    if quantization not in _QUANTIZATIONS:
+        raise SettingsError(f"DINOSEEK_QDRANT_QUANTIZATION must be one of {', '.join(_QUANTIZATIONS)}, "
+                            f"got {quantization!r}")
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -105,15 +116,59 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
         query_embedding=query_embedding,
+        qdrant_api_key=str(raw["qdrant_api_key"]) if raw.get("qdrant_api_key") else None,
+        qdrant_hnsw_m=_int_at_least(raw, "qdrant_hnsw_m", 16, 0),
+        # Qdrant refuses ef_construct below 4
+        qdrant_hnsw_ef_construct=_int_at_least(raw, "qdrant_hnsw_ef_construct", 100, 4),
+        qdrant_quantization=quantization,
+        qdrant_on_disk=_bool(raw, "qdrant_on_disk", False),
     )
 
 
+def parse_device(value: object) -> str:
+    """``auto``, ``cpu``, ``cuda`` (the first visible GPU) or ``cuda:N`` (GPU N), as torch spells it."""
+    device = str(value).strip().lower()
+    if device in _DEVICES:
+        return device
+    kind, sep, index = device.partition(":")
+    if kind == "cuda" and sep:
+        if not (index.isascii() and index.isdigit()):  # digits only: no sign, no spaces
+            raise SettingsError(f"DINOSEEK_DEVICE: cuda:N needs a GPU number N >= 0, got {value!r}")
+        return f"cuda:{int(index)}"
+    raise SettingsError(f"DINOSEEK_DEVICE must be one of {', '.join(_DEVICES)} or cuda:N, got {value!r}")
+
+
 def _positive_int(raw: Mapping[str, object], name: str, default: int) -> int:
-    value = raw.get(name, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"DINOSEEK_{name.upper()} must be an integer, got {value!r}") from exc
+    number = _int(raw, name, default)
     if number <= 0:
         raise SettingsError(f"DINOSEEK_{name.upper()} must be positive, got {number}")
     return number
+
+
+def _int_at_least(raw: Mapping[str, object], name: str, default: int, minimum: int) -> int:
+    number = _int(raw, name, default)
+    if number < minimum:
+        raise SettingsError(f"DINOSEEK_{name.upper()} must be at least {minimum}, got {number}")
+    return number
+
+
+def _int(raw: Mapping[str, object], name: str, default: int) -> int:
+    value = raw.get(name, default)
+    if isinstance(value, bool) or isinstance(value, float):  # TOML true / 1.5 are not counts
+        raise SettingsError(f"DINOSEEK_{name.upper()} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"DINOSEEK_{name.upper()} must be an integer, got {value!r}") from exc
+
+
+def _bool(raw: Mapping[str, object], name: str, default: bool) -> bool:
+    value = raw.get(name, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(f"DINOSEEK_{name.upper()} must be true or false (1/0, yes/no, on/off), got {value!r}")

@@ -42,9 +42,9 @@ def check_health(library: Library) -> dict:
 
     def vector_store():
         if settings.vector_backend == "qdrant" and settings.qdrant_url:
-            from qdrant_client import QdrantClient
+            from indexer.stores.qdrant_server_store import connect
 
-            client = QdrantClient(url=settings.qdrant_url, timeout=3)
+            client = connect(settings.qdrant_url, library.qdrant_config, timeout=3)
             try:
                 client.get_collections()
             finally:

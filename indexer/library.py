@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from indexer.catalog.database import Catalog
 from indexer.catalog.models import Collection, ModelRecord
 from indexer.errors import InvalidRequest, ModelMismatch, NotFound
-from indexer.stores import StoreSpec, VectorStore, open_store
+from indexer.stores import QdrantConfig, StoreSpec, VectorStore, open_store
 
 if TYPE_CHECKING:
     from dinoseek.settings import Settings
@@ -98,6 +98,13 @@ class Library:
     @property
     def stores_dir(self) -> Path:
         return self.settings.home / "stores"
+
+    @property
+    def qdrant_config(self) -> QdrantConfig:
+        """The Qdrant server's API key and collection layout, from the ``DINOSEEK_QDRANT_*`` settings."""
+        s = self.settings
+        return QdrantConfig(api_key=s.qdrant_api_key, hnsw_m=s.qdrant_hnsw_m, hnsw_ef_construct=s.qdrant_hnsw_ef_construct,
+                            quantization=s.qdrant_quantization, on_disk=s.qdrant_on_disk)
 
     # ------------------------------------------------------------------ model
     @property
@@ -200,14 +207,16 @@ class Library:
             key = (collection_name, generation)
             stores = self._stores.get(key)
             if stores is None:
+                from indexer.patches import PATCH_SLOTS  # patch ids are image id x PATCH_SLOTS + cell
+
                 s = self.settings
                 self.stores_dir.mkdir(parents=True, exist_ok=True)
                 prefix = store_prefix(collection_name, generation)
                 stores = CollectionStores(
                     open_store(StoreSpec(f"{prefix}.global", global_dim), s.vector_backend,
-                               self.stores_dir, s.qdrant_url),
-                    open_store(StoreSpec(f"{prefix}.patches", patch_dim, "float16"), s.vector_backend,
-                               self.stores_dir, s.qdrant_url),
+                               self.stores_dir, s.qdrant_url, self.qdrant_config),
+                    open_store(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS),
+                               s.vector_backend, self.stores_dir, s.qdrant_url, self.qdrant_config),
                 )
                 self._stores[key] = stores
             return stores
@@ -230,7 +239,7 @@ class Library:
         prefix = store_prefix(collection_name, generation)
         s = self.settings
         for suffix in ("global", "patches"):
-            drop_store(f"{prefix}.{suffix}", s.vector_backend, self.stores_dir, s.qdrant_url)
+            drop_store(f"{prefix}.{suffix}", s.vector_backend, self.stores_dir, s.qdrant_url, self.qdrant_config)
 
     def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
         """Stores of a collection that has a model bound (None before its first vectors), up to date

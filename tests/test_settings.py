@@ -28,6 +28,16 @@ def test_env_overrides_toml(tmp_path) -> None:
     ({"DINOSEEK_DEVICE": "tpu"}, "DINOSEEK_DEVICE"),
     ({"DINOSEEK_API_KEYS": "k1,k2:rw"}, "KEY or KEY:ro"),
     ({"DINOSEEK_CONFIG": "/nonexistent/x.toml"}, "cannot read"),
+    ({"DINOSEEK_DEVICE": "cuda:"}, "DINOSEEK_DEVICE: cuda:N needs a GPU number"),
+    ({"DINOSEEK_DEVICE": "cuda:-1"}, "DINOSEEK_DEVICE: cuda:N needs a GPU number"),
+    ({"DINOSEEK_DEVICE": "cuda:one"}, "DINOSEEK_DEVICE: cuda:N needs a GPU number"),
+    ({"DINOSEEK_DEVICE": "cuda:1.5"}, "DINOSEEK_DEVICE: cuda:N needs a GPU number"),
+    ({"DINOSEEK_DEVICE": "cpu:0"}, "DINOSEEK_DEVICE must be one of auto, cpu, cuda or cuda:N"),
+    ({"DINOSEEK_QDRANT_HNSW_M": "-1"}, "DINOSEEK_QDRANT_HNSW_M must be at least 0"),
+    ({"DINOSEEK_QDRANT_HNSW_M": "sixteen"}, "DINOSEEK_QDRANT_HNSW_M must be an integer"),
+    ({"DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT": "3"}, "DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT must be at least 4"),
+    ({"DINOSEEK_QDRANT_QUANTIZATION": "binary"}, "DINOSEEK_QDRANT_QUANTIZATION must be one of int8, none"),
+    ({"DINOSEEK_QDRANT_ON_DISK": "maybe"}, "DINOSEEK_QDRANT_ON_DISK must be true or false"),
 ])
 def test_bad_values_name_the_setting(env, pattern) -> None:
     with pytest.raises(SettingsError, match=pattern):
@@ -42,3 +52,44 @@ def test_bad_toml(tmp_path) -> None:
     cfg.write_text('colour = "blue"\n')
     with pytest.raises(SettingsError, match="unknown settings colour"):
         load_settings(env={"DINOSEEK_CONFIG": str(cfg)})
+
+
+def test_qdrant_server_settings(tmp_path) -> None:
+    s = load_settings(env={})
+    assert (s.qdrant_api_key, s.qdrant_hnsw_m, s.qdrant_hnsw_ef_construct) == (None, 16, 100)
+    assert (s.qdrant_quantization, s.qdrant_on_disk) == ("int8", False)
+    s = load_settings(env={"DINOSEEK_QDRANT_API_KEY": "sekret", "DINOSEEK_QDRANT_HNSW_M": "0",
+                           "DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT": "512", "DINOSEEK_QDRANT_QUANTIZATION": "NONE",
+                           "DINOSEEK_QDRANT_ON_DISK": "True"})
+    assert (s.qdrant_api_key, s.qdrant_hnsw_m, s.qdrant_hnsw_ef_construct) == ("sekret", 0, 512)
+    assert (s.qdrant_quantization, s.qdrant_on_disk) == ("none", True)
+    assert "sekret" not in repr(s)
+    for off in ("false", "0", "no", "off"):
+        assert load_settings(env={"DINOSEEK_QDRANT_ON_DISK": off}).qdrant_on_disk is False
+    cfg = tmp_path / "dinoseek.toml"
+    cfg.write_text('qdrant_on_disk = true\nqdrant_hnsw_m = 32\nqdrant_quantization = "none"\n')
+    s = load_settings(env={"DINOSEEK_CONFIG": str(cfg)})
+    assert (s.qdrant_on_disk, s.qdrant_hnsw_m, s.qdrant_quantization) == (True, 32, "none")
+    cfg.write_text("qdrant_hnsw_m = 1.5\n")
+    with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_HNSW_M must be an integer"):
+        load_settings(env={"DINOSEEK_CONFIG": str(cfg)})
+    cfg.write_text('qdrant_on_disk = "sometimes"\n')
+    with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_ON_DISK"):
+        load_settings(env={"DINOSEEK_CONFIG": str(cfg)})
+
+
+@pytest.mark.parametrize("value,device", [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda:0"),
+                                          ("cuda:3", "cuda:3"), ("CUDA:07", "cuda:7")])
+def test_device_takes_one_gpu_of_several(value, device) -> None:
+    assert load_settings(env={"DINOSEEK_DEVICE": value}).device == device
+
+
+def test_cli_device_option_takes_what_the_setting_takes() -> None:
+    from dinoseek.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["embed", "x.jpg", "--device", "cuda:1"]).device == "cuda:1"
+    assert parser.parse_args(["train", "--data", "d", "--out", "o", "--device", "CPU"]).device == "cpu"
+    for bad in ("cuda:-1", "tpu"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["embed", "x.jpg", "--device", bad])

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from indexer.stores.base import SearchResult, StoreError, StoreSpec, VectorStore
+from indexer.stores.qdrant_server_store import QdrantConfig
 
 BACKENDS = ("faiss", "qdrant")
 
 
-def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str | None = None) -> VectorStore:
+def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str | None = None,
+               qdrant: QdrantConfig | None = None) -> VectorStore:
     """The store for ``spec``: FAISS files or embedded Qdrant Edge under ``directory``, or the
-    Qdrant server at ``qdrant_url`` when the backend is ``qdrant`` and a URL is set."""
+    Qdrant server at ``qdrant_url`` when the backend is ``qdrant`` and a URL is set (with the API
+    key and collection layout of ``qdrant``; defaults without it)."""
     if backend == "faiss":
         from indexer.stores.faiss_store import FaissStore
 
@@ -20,14 +23,15 @@ def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str |
         if qdrant_url:
             from indexer.stores.qdrant_server_store import QdrantServerStore
 
-            return QdrantServerStore.from_url(spec, qdrant_url)
+            return QdrantServerStore.from_url(spec, qdrant_url, qdrant)
         from indexer.stores.qdrant_edge_store import QdrantEdgeStore
 
         return QdrantEdgeStore(spec, directory)
     raise StoreError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def drop_store(name: str, backend: str, directory: Path, qdrant_url: str | None = None) -> bool:
+def drop_store(name: str, backend: str, directory: Path, qdrant_url: str | None = None,
+               qdrant: QdrantConfig | None = None) -> bool:
     """Delete a store and everything it holds (a superseded or abandoned re-index generation);
     True if there was one. The store must not be open in this process."""
     import shutil
@@ -38,9 +42,9 @@ def drop_store(name: str, backend: str, directory: Path, qdrant_url: str | None 
         path.unlink(missing_ok=True)
         return existed
     if backend == "qdrant" and qdrant_url:
-        from qdrant_client import QdrantClient
+        from indexer.stores.qdrant_server_store import connect
 
-        client = QdrantClient(url=qdrant_url)
+        client = connect(qdrant_url, qdrant)
         try:
             return bool(client.collection_exists(name) and client.delete_collection(name))
         finally:
@@ -53,4 +57,5 @@ def drop_store(name: str, backend: str, directory: Path, qdrant_url: str | None 
     raise StoreError(f"unknown vector backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "SearchResult", "StoreError", "StoreSpec", "VectorStore", "drop_store", "open_store"]
+__all__ = ["BACKENDS", "QdrantConfig", "SearchResult", "StoreError", "StoreSpec", "VectorStore", "drop_store",
+           "open_store"]

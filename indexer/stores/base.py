@@ -24,15 +24,22 @@ class StoreSpec:
 
     ``precision`` is ``"float32"`` or ``"float16"``; a backend may store float16 as int8 scalar
     quantisation where it has no float16 storage, but never loses more than that.
+
+    ``id_stride`` is 0 when ids are plain image ids; N > 0 when each id is ``image_id * N + slot``
+    (the patch cells: N = 64). A backend may then keep the image id beside each vector and delete
+    every slot of an image at once (the Qdrant server store does); the others ignore it.
     """
 
     name: str
     dim: int
     precision: str = "float32"
+    id_stride: int = 0
 
     def __post_init__(self) -> None:
         if self.dim <= 0:
             raise StoreError(f"store {self.name!r}: dimension must be positive, got {self.dim}")
+        if self.id_stride < 0:
+            raise StoreError(f"store {self.name!r}: id stride must be 0 or positive, got {self.id_stride}")
         if self.precision not in ("float32", "float16"):
             raise StoreError(f"store {self.name!r}: precision must be float32 or float16, got {self.precision!r}")
 

@@ -1,18 +1,32 @@
 """Qdrant server vector store: one collection per store, reached through ``qdrant-client``.
 
-The collection uses cosine distance, an HNSW graph (m=16, ef_construct=100) and int8 scalar
-quantisation kept in RAM; top-k searches run on the quantised vectors and rescore the candidates
-with the stored ones. ``range_search`` is exact by default (full scan of the stored vectors,
-quantisation ignored) so no hit above the threshold is missed. The same code serves a real server
-(``from_url``) and qdrant-client's local mode (``QdrantClient(path=...)``), which ignores HNSW,
-quantisation and search parameters and searches by brute force.
+The collection uses cosine distance and the layout in ``QdrantConfig`` (from dinoseek's settings,
+``DINOSEEK_QDRANT_*``): an HNSW graph (m=16, ef_construct=100 by default), and int8 scalar
+quantisation kept in RAM (``always_ram``) unless turned off; top-k searches run on the quantised
+vectors and rescore the candidates with the stored ones. With ``on_disk`` the stored (original)
+vectors are memory-mapped from disk, so RAM holds the int8 copy and the graph and rescoring reads
+the originals from disk. ``range_search`` is exact by default (full scan of the stored vectors,
+quantisation ignored) so no hit above the threshold is missed. The layout applies when a
+collection is created; an existing collection keeps the one it was created with.
+
+A store whose spec has an ``id_stride`` (the patch cells: id = image id x 64 + cell) writes an
+integer ``image_id`` payload (id // stride) on every point, with a payload index, and records the
+stride in the collection's metadata. Deleting every cell of some images is then one filtered
+count and one filtered delete instead of retrieving 64 ids per image. Collections created without
+that metadata (by an older dinoseek) keep deleting by id: their older points carry no payload.
+
+The same code serves a real server (``from_url``) and qdrant-client's local mode
+(``QdrantClient(path=...)``), which records but ignores HNSW, quantisation, on-disk and payload
+index settings and searches by brute force.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,13 +45,47 @@ from indexer.stores.base import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-HNSW_M = 16
-HNSW_EF_CONSTRUCT = 100
 UPSERT_BATCH = 512  # points per upsert request
 QUERY_BATCH = 64  # queries per query_batch_points request
 ID_BATCH = 1024  # ids per retrieve/delete request
 RANGE_FIRST_LIMIT = 256  # range_search asks for this many hits first and widens while the page is full
 THRESHOLD_SLACK = 1e-6  # Qdrant keeps score > threshold; we ask a little lower and keep >= ourselves
+IMAGE_ID = "image_id"  # the payload key (and payload index) holding id // id_stride
+STRIDE_METADATA = "dinoseek_image_id_stride"  # collection metadata: every point carries IMAGE_ID
+OWNER_BATCH = 1024  # image ids per filtered count/delete request
+QUANTIZATIONS = ("int8", "none")
+
+
+@dataclass(frozen=True)
+class QdrantConfig:
+    """How dinoseek talks to a Qdrant server and lays out the collections it creates there
+    (``DINOSEEK_QDRANT_API_KEY``, ``_HNSW_M``, ``_HNSW_EF_CONSTRUCT``, ``_QUANTIZATION``, ``_ON_DISK``)."""
+
+    api_key: str | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    quantization: str = "int8"  # "int8" (scalar, always in RAM, searches rescore) or "none"
+    on_disk: bool = False  # originals memory-mapped from disk; RAM holds the int8 copy and the graph
+
+    def __post_init__(self) -> None:
+        if self.hnsw_m < 0 or self.hnsw_ef_construct < 4:
+            raise StoreError(f"Qdrant HNSW needs m >= 0 and ef_construct >= 4, got m={self.hnsw_m}, "
+                             f"ef_construct={self.hnsw_ef_construct}")
+        if self.quantization not in QUANTIZATIONS:
+            raise StoreError(f"Qdrant quantization must be one of {', '.join(QUANTIZATIONS)}, got {self.quantization!r}")
+
+    def __repr__(self) -> str:  # the API key stays out of logs and tracebacks
+        key = "set" if self.api_key else None
+        return (f"QdrantConfig(api_key={key}, hnsw_m={self.hnsw_m}, hnsw_ef_construct={self.hnsw_ef_construct}, "
+                f"quantization={self.quantization!r}, on_disk={self.on_disk})")
+
+
+def connect(url: str, config: QdrantConfig | None = None, **kwargs: Any) -> QdrantClient:
+    """A client for the Qdrant server at ``url``, with the configured API key (every client the
+    product makes comes from here: stores, dropping stores, health checks)."""
+    from qdrant_client import QdrantClient
+
+    return QdrantClient(url=url, api_key=(config or QdrantConfig()).api_key, **kwargs)
 
 
 def _models():
@@ -56,53 +104,59 @@ def _dense(vector: Any) -> list[float]:
 class QdrantServerStore:
     """A Qdrant collection holding one named set of vectors."""
 
-    def __init__(self, spec: StoreSpec, client: QdrantClient, *, owns_client: bool = False, exact_range: bool = True) -> None:
+    def __init__(self, spec: StoreSpec, client: QdrantClient, *, owns_client: bool = False, exact_range: bool = True,
+                 config: QdrantConfig | None = None) -> None:
         self.spec = spec
         self.collection = spec.name
+        self.config = config or QdrantConfig()
         self.owns_client = owns_client  # close() closes the client only when the store owns it
         self.exact_range = exact_range  # False: range_search walks the HNSW graph (faster, may miss hits)
         self._client: QdrantClient | None = client
         self._m = _models()
         self._lock = threading.RLock()
+        self._stride = spec.id_stride  # image_id payload written on upsert: id // stride (0: none)
+        self._delete_by_image = False  # every point carries the payload: delete whole images by filter
         with self._server("open"):
             self._ensure_collection(client)
 
     @classmethod
-    def from_url(cls, spec: StoreSpec, url: str, api_key: str | None = None) -> QdrantServerStore:
+    def from_url(cls, spec: StoreSpec, url: str, config: QdrantConfig | None = None) -> QdrantServerStore:
         """A store on the Qdrant server at ``url``, with a client of its own (closed by ``close``)."""
-        from qdrant_client import QdrantClient
-
-        client = QdrantClient(url=url, api_key=api_key)
+        client = connect(url, config)
         try:
-            return cls(spec, client, owns_client=True)
+            return cls(spec, client, owns_client=True, config=config)
         except BaseException:
             client.close()
             raise
 
     # ------------------------------------------------------------------ collection
     def _vector_params(self):
-        m = self._m
+        m, cfg = self._m, self.config
         datatype = m.Datatype.FLOAT16 if self.spec.precision == "float16" else m.Datatype.FLOAT32
-        # always_ram is the spelling every server version understands (newer ones also take memory=PINNED).
-        quantization = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+        quantization = None
+        if cfg.quantization == "int8":
+            # always_ram is the spelling every server version understands (newer ones also take memory=PINNED).
+            quantization = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
         return m.VectorParams(
             size=self.spec.dim,
             distance=m.Distance.COSINE,
             datatype=datatype,
-            hnsw_config=m.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+            hnsw_config=m.HnswConfigDiff(m=cfg.hnsw_m, ef_construct=cfg.hnsw_ef_construct),
             quantization_config=quantization,
+            on_disk=cfg.on_disk,
         )
 
     def _ensure_collection(self, client: QdrantClient) -> None:
         """Create the collection if missing; otherwise check it holds vectors of this spec."""
         if not client.collection_exists(self.collection):
+            metadata = {STRIDE_METADATA: self.spec.id_stride} if self.spec.id_stride else None
             try:
-                client.create_collection(self.collection, vectors_config=self._vector_params())
-                return
+                client.create_collection(self.collection, vectors_config=self._vector_params(), metadata=metadata)
             except Exception:
                 if not client.collection_exists(self.collection):  # not a lost creation race: a real failure
                     raise
-        params = client.get_collection(self.collection).config.params.vectors
+        info = client.get_collection(self.collection)
+        params = info.config.params.vectors
         if isinstance(params, dict):
             params = params.get("")
         if params is None:
@@ -113,6 +167,21 @@ class QdrantServerStore:
                 f"store {self.spec.name!r}: collection holds {params.size}-d {held} {params.distance} vectors, "
                 f"expected {self.spec.dim}-d {self.spec.precision} Cosine"
             )
+        stride = int((info.config.metadata or {}).get(STRIDE_METADATA) or 0)
+        if stride and self.spec.id_stride and stride != self.spec.id_stride:
+            raise StoreError(f"store {self.spec.name!r}: collection keys ids by image in strides of {stride}, "
+                             f"expected {self.spec.id_stride}")
+        if stride:  # created with the payload: every opener writes it, whatever its spec says
+            self._stride, self._delete_by_image = stride, True
+            if IMAGE_ID not in (info.payload_schema or {}):  # a creator that stopped before indexing it
+                self._index_image_id(client)
+
+    def _index_image_id(self, client: QdrantClient) -> None:
+        m = self._m
+        with warnings.catch_warnings():  # local mode: "payload indexes have no effect"; a server builds it
+            warnings.filterwarnings("ignore", message="Payload indexes have no effect", category=UserWarning)
+            client.create_payload_index(self.collection, IMAGE_ID, field_schema=m.IntegerIndexParams(
+                type=m.IntegerIndexType.INTEGER, lookup=True, range=False), wait=True)
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -137,8 +206,16 @@ class QdrantServerStore:
             records += client.retrieve(self.collection, ids=chunk, with_payload=False, with_vectors=with_vectors)
         return records
 
-    def _count(self, client: QdrantClient) -> int:
-        return int(client.count(self.collection, exact=True).count)
+    def _count(self, client: QdrantClient, count_filter: Any = None) -> int:
+        return int(client.count(self.collection, count_filter=count_filter, exact=True).count)
+
+    def _whole_images(self, ids: np.ndarray) -> np.ndarray | None:
+        """The image ids when ``ids`` are every slot of some images (and the collection can delete
+        by image), else None. ``ids`` are unique, so n images x stride of them cover those images."""
+        if not self._delete_by_image or not len(ids):
+            return None
+        images = np.unique(ids // self._stride)
+        return images if len(ids) == len(images) * self._stride else None
 
     # ------------------------------------------------------------------ protocol
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -149,14 +226,29 @@ class QdrantServerStore:
             client = self._open_client()
             for start in range(0, len(ids), UPSERT_BATCH):
                 stop = start + UPSERT_BATCH
-                batch = self._m.Batch(ids=ids[start:stop].tolist(), vectors=vectors[start:stop].tolist())
+                chunk = ids[start:stop]
+                payloads = [{IMAGE_ID: i} for i in (chunk // self._stride).tolist()] if self._stride else None
+                batch = self._m.Batch(ids=chunk.tolist(), vectors=vectors[start:stop].tolist(), payloads=payloads)
                 client.upsert(self.collection, points=batch, wait=True)
 
     def delete(self, ids: np.ndarray) -> int:
-        """Remove these ids; returns how many existed."""
+        """Remove these ids; returns how many existed. Every slot of some images (what deleting an
+        image's patch cells asks for) goes by a filter on the image_id payload."""
         ids = as_ids(ids, self.spec.name)
+        m = self._m
         with self._lock, self._server("delete"):
             client = self._open_client()
+            images = self._whole_images(ids)
+            if images is not None:
+                removed = 0
+                for start in range(0, len(images), OWNER_BATCH):
+                    chosen = m.Filter(must=[m.FieldCondition(
+                        key=IMAGE_ID, match=m.MatchAny(any=images[start : start + OWNER_BATCH].tolist()))])
+                    found = self._count(client, chosen)
+                    if found:
+                        client.delete(self.collection, points_selector=m.FilterSelector(filter=chosen), wait=True)
+                    removed += found
+                return removed
             existing = [int(r.id) for r in self._retrieve(client, ids, with_vectors=False)]
             for start in range(0, len(existing), ID_BATCH):
                 selector = self._m.PointIdsList(points=existing[start : start + ID_BATCH])
