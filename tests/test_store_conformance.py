@@ -156,6 +156,35 @@ def test_delete_removes_and_counts_only_existing(store_factory: Factory, tmp_pat
     assert found_ids.shape == (0,) and found.shape == (0, DIM)
 
 
+def test_delete_by_image_with_an_id_stride(store_factory: Factory, tmp_path: Path) -> None:
+    """Patch-cell stores: id = image id x 8 + slot. Deleting every slot of some images (what the
+    indexer asks for), a part of one image's slots, and slots never written all count exactly."""
+    stride = 8
+    store = store_factory(StoreSpec("cells", DIM, "float16", id_stride=stride), tmp_path)
+    images = np.array([3, 4, 5, 9, 1_000_003])
+    filled = {3: 8, 4: 5, 5: 8, 9: 2, 1_000_003: 8}  # cells written per image (a grid smaller than the slots)
+    ids = np.concatenate([img * stride + np.arange(filled[int(img)]) for img in images]).astype(np.int64)
+    x = unit(len(ids), seed=23)
+    store.upsert(ids, x)
+    assert store.count() == len(ids)
+
+    def every_slot(*imgs: int) -> np.ndarray:
+        return (np.array(imgs, dtype=np.int64)[:, None] * stride + np.arange(stride)).reshape(-1)
+
+    assert store.delete(every_slot(4, 9, 77)) == 5 + 2  # image 77 has no cells
+    assert store.delete(np.array([3 * stride + 1, 3 * stride + 6])) == 2  # a part of image 3
+    assert store.delete(every_slot(3)) == 6
+    assert store.delete(every_slot(3, 4)) == 0
+    assert store.count() == 8 + 8
+    left = np.concatenate([every_slot(5), every_slot(1_000_003)])
+    found_ids, found = store.fetch(left)
+    np.testing.assert_array_equal(found_ids, left)
+    np.testing.assert_allclose(found, x[np.isin(ids, left)], atol=1e-2)
+    store.upsert(every_slot(4)[:3], unit(3, seed=24))  # an image deleted, then indexed again
+    assert store.delete(every_slot(4)) == 3
+    assert store.count() == 16
+
+
 def test_fetch_keeps_request_order_and_skips_missing(store_factory: Factory, tmp_path: Path) -> None:
     store = store_factory(SPEC, tmp_path)
     ids, x = np.array([10, 20, 30, 40]), unit(4, seed=8)
@@ -216,6 +245,42 @@ def test_persist_close_reopen_gives_back_the_same_store(store_factory: Factory, 
     np.testing.assert_allclose(found, x[5:], atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_scroll_gives_every_vector_once_in_ascending_id_order(store_factory: Factory, tmp_path: Path,
+                                                              precision: str) -> None:
+    store = store_factory(StoreSpec("scrolled", DIM, precision), tmp_path)
+    ids, x = sparse_ids(230), unit(230, seed=21)
+    store.upsert(ids[:150], x[:150])  # two writes, the second after deletions: ids out of insertion order
+    gone = ids[[0, 7, 99, 149]]
+    store.delete(gone)
+    store.upsert(ids[150:], x[150:])
+    alive = np.setdiff1d(ids, gone)  # sorted ascending
+    row_of = {int(i): row for row, i in enumerate(ids)}
+    for batch_size in (1, 17, 4096):
+        batches = list(store.scroll(batch_size))
+        assert all(1 <= len(b_ids) == len(b_vectors) <= batch_size for b_ids, b_vectors in batches), \
+            "a batch is empty, too large, or its ids and vectors differ in length"
+        got_ids = np.concatenate([b_ids for b_ids, _ in batches])
+        got = np.concatenate([b_vectors for _, b_vectors in batches])
+        assert got_ids.dtype == np.int64 and got.dtype == np.float32 and got.shape == (len(alive), DIM)
+        np.testing.assert_array_equal(got_ids, alive)  # ascending, each once, deleted ones absent
+        fetched_ids, fetched = store.fetch(got_ids)
+        np.testing.assert_array_equal(fetched_ids, got_ids)
+        np.testing.assert_array_equal(got, fetched)  # exactly what fetch returns
+        tolerance = 1e-2 if precision == "float16" else 1e-6
+        np.testing.assert_allclose(got, x[[row_of[i] for i in got_ids.tolist()]], atol=tolerance)
+    with pytest.raises(StoreError):
+        next(iter(store.scroll(0)))
+
+
+def test_scroll_of_an_empty_store_yields_nothing(store_factory: Factory, tmp_path: Path) -> None:
+    store = store_factory(SPEC, tmp_path)
+    assert list(store.scroll(8)) == []
+    store.upsert(np.array([5, 3]), unit(2, seed=22))
+    store.delete(np.array([5, 3]))
+    assert list(store.scroll(8)) == []
+
+
 def test_wrong_dimension_raises_naming_the_store(store_factory: Factory, tmp_path: Path) -> None:
     store = store_factory(SPEC, tmp_path)
     store.upsert(np.array([1]), unit(1, seed=14))
@@ -262,6 +327,7 @@ def test_operations_after_close_raise(store_factory: Factory, tmp_path: Path) ->
         "range_search": lambda: store.range_search(x, 0.5),
         "count": lambda: store.count(),
         "persist": lambda: store.persist(),
+        "scroll": lambda: next(iter(store.scroll())),
     }
     silent = []
     for name, call in calls.items():
