@@ -247,12 +247,18 @@ def test_each_service_gets_the_settings_it_needs() -> None:
         assert urlsplit(env["DINOSEEK_BROKER_URL"]).hostname == "redis", name
         # the API and the workers must share the catalog, the broker, the vectors and the model
         for key in ("DINOSEEK_DATABASE_URL", "DINOSEEK_BROKER_URL", "DINOSEEK_QDRANT_URL", "DINOSEEK_MODEL",
-                    "DINOSEEK_CHUNK_SIZE", "DINOSEEK_VISIBILITY_TIMEOUT", "DINOSEEK_MAX_IMAGE_PIXELS"):
+                    "DINOSEEK_CHUNK_SIZE", "DINOSEEK_VISIBILITY_TIMEOUT", "DINOSEEK_MAX_IMAGE_PIXELS",
+                    # any of them may create a collection: one key, one layout
+                    "DINOSEEK_QDRANT_API_KEY", "DINOSEEK_QDRANT_HNSW_M", "DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT",
+                    "DINOSEEK_QDRANT_QUANTIZATION", "DINOSEEK_QDRANT_ON_DISK"):
             assert env[key] == envs["api"][key], f"{name}: {key} differs from the API's"
     assert envs["worker-gpu"]["DINOSEEK_DEVICE"] == "cuda"
     assert envs["worker-cpu"]["DINOSEEK_DEVICE"] == "cpu" and envs["api"]["DINOSEEK_DEVICE"] == "cpu"
     assert envs["api"]["DINOSEEK_API_KEYS"] and envs["api"]["DINOSEEK_ALLOWED_ROOTS"]
     assert environment(svcs["flower"])["CELERY_BROKER_URL"] == envs["api"]["DINOSEEK_BROKER_URL"]
+    # Qdrant requires the key the API and the workers send
+    assert envs["api"]["DINOSEEK_QDRANT_API_KEY"]
+    assert environment(svcs["qdrant"])["QDRANT__SERVICE__API_KEY"] == envs["api"]["DINOSEEK_QDRANT_API_KEY"]
     assert envs["migrate"]["DINOSEEK_DATABASE_URL"] == envs["api"]["DINOSEEK_DATABASE_URL"]
 
 
@@ -281,8 +287,13 @@ def test_env_example_values_load_as_settings() -> None:
     assert [str(r) for r in api.allowed_roots] == ["/srv/photos"]
     gpu = load_settings(env=service_env("worker-gpu", env_file))
     assert gpu.device == "cuda" and gpu.vector_backend == "qdrant" and gpu.broker_url == api.broker_url
+    assert (api.qdrant_hnsw_m, api.qdrant_hnsw_ef_construct, api.qdrant_quantization, api.qdrant_on_disk) == \
+        (16, 100, "int8", False)  # the example spells out the defaults
+    assert api.qdrant_api_key == env_file["DINOSEEK_QDRANT_API_KEY"]
     # the alternative values the example documents load too
-    for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4")):
+    for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4"),
+                       ("DINOSEEK_QDRANT_QUANTIZATION", "none"), ("DINOSEEK_QDRANT_ON_DISK", "true"),
+                       ("DINOSEEK_QDRANT_HNSW_M", "0")):
         load_settings(env=service_env("api", {**env_file, key: value}))
 
 
@@ -335,6 +346,43 @@ def test_gpu_worker_reserves_an_nvidia_gpu_and_uses_the_cuda_image() -> None:
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
     assert worker["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+    pinned = services({**read_env_file(ENV_EXAMPLE), "WORKER_GPU_DEVICE": "GPU-6f2a"})["worker-gpu"]
+    assert pinned["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["GPU-6f2a"]
+
+
+def deploy_gpu_services_snippet() -> str:
+    """The per-GPU services docs/DEPLOY.md tells a multi-GPU host to add (its first yaml block
+    after the "#### One worker per GPU" heading)."""
+    text = (ROOT / "docs" / "DEPLOY.md").read_text()
+    section = text[text.index("#### One worker per GPU"):]
+    return section[section.index("```yaml\n") + len("```yaml\n"):section.index("```", section.index("```yaml\n") + 7)]
+
+
+def test_documented_per_gpu_services_pin_one_gpu_each(tmp_path: Path) -> None:
+    """The recipe in docs/DEPLOY.md, pasted into docker-compose.yml as it says, gives services that
+    are worker-gpu on GPUs of their own, and Compose accepts the result."""
+    snippet = deploy_gpu_services_snippet()
+    text = COMPOSE.read_text()
+    combined = text.replace("\nvolumes:\n", "\n" + snippet + "\nvolumes:\n", 1)
+    doc = interpolate(yaml.safe_load(combined), read_env_file(ENV_EXAMPLE))
+    added = sorted(set(doc["services"]) - SERVICES)
+    assert len(added) >= 1, "the snippet adds no service"
+    base = doc["services"]["worker-gpu"]
+    gpus = {"worker-gpu": base["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]}
+    for name in added:
+        service = doc["services"][name]
+        for key in ("command", "environment", "volumes", "depends_on", "healthcheck", "build", "image"):
+            assert service[key] == base[key], f"{name}: {key} is not worker-gpu's"
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and "count" not in device
+        gpus[name] = device["device_ids"]
+    assert all(len(ids) == 1 for ids in gpus.values()) and len({ids[0] for ids in gpus.values()}) == len(gpus)
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(combined)
+    cmd = compose_command() + ["--env-file", str(ENV_EXAMPLE), "-f", str(path), "--project-directory", str(ROOT)]
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run(cmd + ["config", "-q"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_migrate_runs_first() -> None:
