@@ -159,9 +159,25 @@ class Results(Schema):
     results = fields.List(fields.Nested(Result), required=True)
 
 
+class Evidence(Schema):
+    descriptor = fields.Float(required=True)
+    normalised = fields.Float(allow_none=True, required=True)
+    hash = fields.Float(allow_none=True, required=True)
+    geometry = fields.Dict(allow_none=True, required=True)
+    copy_probability = fields.Float(allow_none=True, required=True)
+    verdict = fields.String()
+    pair = fields.List(fields.Integer())
+
+
+class Match(Result):
+    verdict = fields.String(required=True, validate=validate.OneOf(["exact", "near", "similar"]))
+    evidence = fields.Nested(Evidence, required=True)
+
+
 class Matches(Schema):
-    threshold = fields.Float(required=True)
-    matches = fields.List(fields.Nested(Result), required=True)
+    threshold = fields.Float(allow_none=True, required=True)
+    verdict_model = fields.String(required=True)
+    matches = fields.List(fields.Nested(Match), required=True)
 
 
 class DuplicateScan(Schema):
@@ -174,6 +190,7 @@ class GroupOut(Schema):
     score = fields.Float(required=True)
     image_ids = fields.List(fields.Integer(), required=True)
     paths = fields.List(fields.String(), required=True)
+    evidence = fields.Nested(Evidence, allow_none=True, required=True)
 
 
 class GroupPage(Schema):

@@ -168,3 +168,53 @@ FAMILIES = {
 # Meme captions across the top and bottom are the strong text overlay.
 MILD = ("reencode", "resize", "crop_mild", "flip", "colour", "blur", "noise", "text")
 STRONG = ("crop_strong", "rotate", "meme", "emoji", "padding", "perspective", "screenshot", "combo")
+
+
+def reframed(img, rng, zoom: tuple[float, float], tilt: float, resample=Image.Resampling.BICUBIC):
+    """A camera pointed a little differently: tilted by up to ``tilt`` degrees, zoomed in to a share
+    of the width drawn from ``zoom``, at a random place."""
+    w, h = img.size
+    share = rng.uniform(*zoom)
+    cw, ch = int(w * share), int(h * share)
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return img.rotate(rng.uniform(-tilt, tilt), resample=resample).crop((x, y, x + cw, y + ch))
+
+
+def reshoot(img, rng):
+    """Another shot of the same scene, not a copy: the camera moved (new framing, zoom, a slight
+    tilt), the subject moved (a smooth random displacement of 3-6% of the picture), and the exposure
+    changed. The "similar" tier of bench/quality.py; scikit-image's stereo pair is the real case."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(reframed(img, rng, (0.75, 0.9), 3), np.float32)
+    rows, cols = arr.shape[:2]
+    amplitude = rng.uniform(0.03, 0.06) * max(rows, cols)
+    coarse = torch.tensor(np.random.default_rng(rng.getrandbits(32)).normal(0, 1, (1, 2, 4, 4)), dtype=torch.float32)
+    shift = F.interpolate(coarse, size=(rows, cols), mode="bicubic", align_corners=True)[0].numpy() * amplitude
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    sy = np.clip(yy + shift[0], 0, rows - 1).astype(int)
+    sx = np.clip(xx + shift[1], 0, cols - 1).astype(int)
+    out = Image.fromarray(arr[sy, sx].astype(np.uint8))
+    return ImageEnhance.Brightness(out).enhance(rng.uniform(0.8, 1.2))
+
+
+def reshoot_parallax(img, rng):
+    """Another shot from a camera moved sideways: near parts of the scene shift more than far ones
+    (disparity from a smooth random depth map, up to 2-5% of the width), a slightly new framing and
+    exposure. Closer to a copy than ``reshoot``: the hard case of the "similar" tier."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(img, np.float32)
+    rows, cols = arr.shape[:2]
+    g = np.random.default_rng(rng.getrandbits(32))
+    coarse = torch.tensor(g.uniform(0, 1, (1, 1, 3, 3)), dtype=torch.float32)
+    depth = F.interpolate(coarse, size=(rows, cols), mode="bicubic", align_corners=True)[0, 0].numpy().clip(0, 1)
+    baseline = rng.uniform(0.02, 0.05) * cols
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    sx = np.clip(xx + baseline * depth, 0, cols - 1).astype(int)
+    out = Image.fromarray(arr[yy, sx].astype(np.uint8))
+    m = rng.uniform(0.02, 0.06)
+    out = out.crop((int(cols * m), int(rows * m / 2), cols - int(cols * m / 2), rows - int(rows * m)))
+    return ImageEnhance.Brightness(out).enhance(rng.uniform(0.85, 1.15))

@@ -24,8 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edits import FAMILIES, MILD, STRONG  # noqa: E402
+from edits import FAMILIES, MILD, STRONG, reshoot, reshoot_parallax  # noqa: E402
+from pairs import Pair, nearest_refs, pair_evidence  # noqa: E402
 
+from indexer.verdicts import calibration_for  # noqa: E402
 from model import Embedder, arch_by_name, build_vit, load_backbone, load_image  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 
@@ -123,6 +125,118 @@ def operating_points(scores: np.ndarray, correct: np.ndarray, n_positive: int,
     return out
 
 
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Average precision of ranking the pairs by ``scores`` with ``positive`` the relevant ones."""
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order].astype(np.float64)
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / max(1, hits.sum()))
+
+
+def fused_report(vit, refs_imgs, queries, sim: np.ndarray) -> None:
+    """Copy-detection µAP of the queries' top-1 matches (found by the descriptor) re-scored by each
+    piece of duplicate evidence and by the fused copy probability."""
+    from model import Embedder
+
+    embedder = Embedder(vit, device="cpu")
+    cal = calibration_for(vit, float(vit.embed_defaults.get("near_threshold", 0.9)))
+    sources = np.array([q[2] for q in queries])
+    top = np.argmax(sim, axis=1)
+    correct = top == sources
+    positive = int((sources >= 0).sum())
+    pairs = [Pair("query", q[0], q[1], int(r)) for q, r in zip(queries, top)]
+    evidence = pair_evidence(embedder, refs_imgs, pairs, beta=cal.beta)
+    scores = {"descriptor": [e.descriptor for e in evidence], "normalised descriptor": [e.normalised for e in evidence],
+              "pHash": [e.hash for e in evidence], "geometry (inlier share)": [e.geometry.inlier_share for e in evidence],
+              "geometry (photometric agreement)": [e.geometry.agreement for e in evidence]}
+    geometry = [e.geometry for e in evidence]
+    for e in evidence:
+        e.geometry = None
+    scores["fusion without geometry"] = [cal.judge(e).copy_probability for e in evidence]
+    for e, g in zip(evidence, geometry):
+        e.geometry = g
+    scores["fusion with geometry"] = [cal.judge(e).copy_probability for e in evidence]
+    print(f"\ncopy detection µAP of the {len(queries)} queries' top-1 matches, re-scored ({cal.source}):\n")
+    print("| score | µAP | precision / recall at its default |")
+    print("|---|---|---|")
+    defaults = {"descriptor": float(vit.embed_defaults.get("near_threshold", 0.9)), "fusion without geometry": 0.5,
+                "fusion with geometry": 0.5}
+    for name, values in scores.items():
+        values = np.array(values, dtype=float)
+        at = ""
+        if name in defaults:
+            above = values >= defaults[name]
+            at = (f"{(correct & (sources >= 0))[above].mean():.3f} / {(above & correct & (sources >= 0)).sum() / positive:.3f}"
+                  f" at {defaults[name]:.2f}")
+        print(f"| {name} | {micro_ap(values, correct & (sources >= 0), positive):.3f} | {at} |")
+
+
+def tier_report(vit, refs_imgs, distractor_imgs, n: int) -> None:
+    """Duplicate tiers on held-out pairs: each edit family's copy of ``n`` photos (near), a re-shot
+    of each (similar), and the distractors' copies with their nearest indexed photo (neither)."""
+    from model import Embedder
+
+    embedder = Embedder(vit, device="cpu")
+    cal = calibration_for(vit, float(vit.embed_defaults.get("near_threshold", 0.9)))
+    pairs = [Pair("copy", fam, fn(refs_imgs[i], random.Random(f"tier-{fam}-{i}")), i)
+             for fam, fn in FAMILIES.items() for i in range(n)]
+    pairs += [Pair("other shot", "reshoot", reshoot(refs_imgs[i], random.Random(f"tier-shot-{i}")), i) for i in range(n)]
+    pairs += [Pair("other shot", "reshoot-parallax", reshoot_parallax(refs_imgs[i], random.Random(f"tier-shot2-{i}")), i)
+              for i in range(n)]
+    unrelated = [FAMILIES[f](img, random.Random(f"tier-u-{f}-{j}")) for j, img in enumerate(distractor_imgs)
+                 for f in ("reencode", "crop_mild")]
+    ref_vectors = embedder.embed(refs_imgs).vectors
+    pairs += [Pair("unrelated", "nearest photo", q, r) for q, r in zip(unrelated, nearest_refs(embedder, ref_vectors, unrelated))]
+    evidence = pair_evidence(embedder, refs_imgs, pairs, beta=cal.beta)
+    labels = np.array([p.label for p in pairs])
+    copy = labels == "copy"
+    scores = {"descriptor": [e.descriptor for e in evidence], "normalised descriptor": [e.normalised for e in evidence],
+              "pHash": [e.hash for e in evidence], "geometry (inlier share)": [e.geometry.inlier_share for e in evidence],
+              "geometry (coverage)": [e.geometry.coverage for e in evidence],
+              "geometry (photometric agreement)": [e.geometry.agreement for e in evidence]}
+    geometry = [e.geometry for e in evidence]
+    cheap = []
+    for e in evidence:
+        e.geometry = None
+        cheap.append(cal.cheap_probability(e))
+    scores["fusion without geometry"] = cheap
+    verdicts = []
+    for e, g in zip(evidence, geometry):
+        e.geometry = g
+        scores.setdefault("fusion with geometry (all pairs)", []).append(cal.judge(e).copy_probability)
+        e.geometry = g if cal.wants_geometry(_cheap_evidence(e)) else None  # as the product verifies
+        verdicts.append(cal.judge(e).verdict)
+    verdicts = np.array([v or "none" for v in verdicts])
+    print(f"\nduplicate tiers ({cal.source}; {copy.sum()} edited copies of {n} held-out photos, "
+          f"{(labels == 'other shot').sum()} re-shots, {(labels == 'unrelated').sum()} unrelated nearest pairs):\n")
+    print("| tier | precision | recall | same-scene precision |")
+    print("|---|---|---|---|")
+    for tier, label in (("near", "copy"), ("similar", "other shot")):
+        called = verdicts == tier
+        print(f"| {tier} | {(labels[called] == label).mean() if called.any() else 0:.3f} | "
+              f"{(verdicts[labels == label] == tier).mean():.3f} | "
+              f"{(labels[called] != 'unrelated').mean() if called.any() else 0:.3f} |")
+    print(f"| neither (unrelated) | {(labels[verdicts == 'none'] == 'unrelated').mean():.3f} | "
+          f"{(verdicts[labels == 'unrelated'] == 'none').mean():.3f} | |")
+    old = float(vit.embed_defaults.get("near_threshold", 0.9))
+    above = np.array(scores["descriptor"]) >= old
+    print(f"\nthe descriptor threshold alone ({old:.2f}): near precision {copy[above].mean():.3f}, recall {above[copy].mean():.3f}")
+    print("\nper edit family, share of copies judged near:", ", ".join(
+        f"{fam} {(verdicts[(labels == 'copy') & (np.array([p.family for p in pairs]) == fam)] == 'near').mean():.2f}"
+        for fam in FAMILIES))
+    print("\ncopy detection average precision over these pairs (copies against re-shots and unrelated):\n")
+    print("| evidence | AP |")
+    print("|---|---|")
+    for name, values in scores.items():
+        print(f"| {name} | {average_precision(np.array(values, dtype=float), copy):.3f} |")
+
+
+def _cheap_evidence(e):
+    from indexer.verdicts import PairEvidence
+
+    return PairEvidence(e.descriptor, e.normalised, e.hash)
+
+
 def phash_similarity(refs_imgs, query_imgs) -> np.ndarray:
     import imagehash
 
@@ -150,7 +264,15 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--poolings", default="cls+gem", help="comma-separated: cls,gem,cls+gem")
     parser.add_argument("--mirror", action="store_true", help="also evaluate mirror-invariant descriptors")
+    parser.add_argument("--tiers", type=int, default=40,
+                        help="held-out photos whose copies and re-shots measure the duplicate tiers (0: skip)")
+    parser.add_argument("--tiers-only", action="store_true", help="measure the duplicate tiers only")
     args = parser.parse_args()
+    if args.tiers_only:
+        split = held_out(args.photos)
+        vit = load_backbone(args.model[0] if args.model else None)
+        tier_report(vit, [load_image(p) for p in split[:150]], [load_image(p) for p in split[150:]], args.tiers)
+        return
 
     split = held_out(args.photos)
     if len(split) < 200:
@@ -218,6 +340,13 @@ def main() -> None:
     for name, sim in methods.items():
         print(f"| {name} | {results[name]['uAP']:.3f} | {normalized_ap(sim, queries, beta=0.5):.3f} | "
               f"{normalized_ap(sim, queries, beta=1.0):.3f} |")
+    shipped = [name for name in thresholds if name in methods]
+    if shipped:  # the model's own setting: re-score its top-1 matches with each piece of evidence
+        fused_report(load_backbone(models[0]), refs_imgs, queries, methods[shipped[0]])
+    if args.tiers:
+        vit = load_backbone(models[0]) if models else None
+        if vit is not None:
+            tier_report(vit, refs_imgs, [load_image(p) for p in distractors], args.tiers)
     for name, r in results.items():
         if "at_threshold" in r:
             t, precision, recall = r["at_threshold"]

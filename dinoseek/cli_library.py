@@ -159,24 +159,37 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    """Groups of identical files and of edited copies."""
-    from indexer.duplicates import find_duplicates, near_threshold
+    """Groups of identical files (exact), edited copies (near) and other shots of a scene (similar)."""
+    from indexer.duplicates import calibration, find_duplicates
 
     library = _open_library()
     try:
         groups = find_duplicates(library, args.collection, threshold=args.threshold)
-        threshold = near_threshold(library) if args.threshold is None else args.threshold
+        model = calibration(library, args.threshold).source
     finally:
         library.close()
     if args.json:
-        _emit({"groups": [g.to_json() for g in groups]})
+        _emit({"verdict_model": model, "groups": [g.to_json() for g in groups]})
         return 0
-    print(f"{len(groups)} duplicate groups in {args.collection} (near threshold {threshold:.2f})")
+    print(f"{len(groups)} duplicate groups in {args.collection} (verdicts: {model})")
     for g in groups:
-        print(f"{g.kind} ({g.score:.3f}):")
+        print(f"{g.kind} ({g.score:.3f}){_evidence_line(g.evidence)}:")
         for path in g.paths:
             print(f"  {path}")
     return 0
+
+
+def _evidence_line(evidence: dict | None) -> str:
+    """The weakest link's evidence in one line: descriptor, hash, geometry."""
+    if not evidence:
+        return ""
+    parts = [f"descriptor {evidence['descriptor']:.3f}"]
+    if evidence.get("hash") is not None:
+        parts.append(f"hash {evidence['hash']:.2f}")
+    geometry = evidence.get("geometry")
+    if geometry:
+        parts.append(f"{geometry['inliers']}/{geometry['matches']} keypoint matches agree")
+    return "  [" + ", ".join(parts) + "]"
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
@@ -270,9 +283,10 @@ def add_library_commands(sub) -> None:
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=cmd_search)
 
-    dup = sub.add_parser("duplicates", help="groups of identical files and edited copies")
+    dup = sub.add_parser("duplicates", help="groups of identical files, edited copies and other shots of a scene")
     dup.add_argument("--collection", required=True)
-    dup.add_argument("--threshold", type=float, help="near-duplicate similarity threshold")
+    dup.add_argument("--threshold", type=float,
+                     help="descriptor cosine that alone decides near copies (default: the calibrated verdict)")
     dup.add_argument("--json", action="store_true")
     dup.set_defaults(func=cmd_duplicates)
 

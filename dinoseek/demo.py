@@ -113,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"after indexing the copies too: {len(groups)} duplicate groups")
         for g in groups:
             names = ", ".join(sorted(Path(p).name for p in g.paths))
-            print(f"  {g.kind} ({g.score:.3f}, {len(g.paths)} images): {names}")
+            ev = g.evidence or {}
+            why = ""
+            if ev:
+                geometry = ev.get("geometry") or {}
+                why = (f" [descriptor {ev['descriptor']:.2f}, hash {ev['hash'] if ev['hash'] is None else round(ev['hash'], 2)}"
+                       + (f", {geometry['inliers']} keypoints agree" if geometry else "") + "]")
+            print(f"  {g.kind} ({g.score:.3f}, {len(g.paths)} images): {names}{why}")
         library.close()
     return 0
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select, update
 
 from indexer.catalog.models import DuplicateGroup, DuplicateMember, Image, Job
-from indexer.duplicates import find_duplicates
+from indexer.duplicates import check_threshold, find_duplicates
 from indexer.errors import InvalidRequest, NotFound
 from indexer.library import Library
 
@@ -20,8 +20,7 @@ def _now() -> datetime:
 
 def create_duplicates_job(library: Library, collection_name: str, threshold: float | None = None) -> int:
     """Record a duplicate scan of the collection (``queued``); returns the job id."""
-    if threshold is not None and not -1.0 <= threshold <= 1.0:
-        raise InvalidRequest(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    check_threshold(threshold)
     with library.catalog.session() as s:
         collection = library.get_collection(s, collection_name)
         job = Job(collection_id=collection.id, kind="duplicates", status="queued", params={"threshold": threshold})
@@ -85,5 +84,5 @@ def list_groups(library: Library, collection_name: str, *, after: int | None = N
                     .where(DuplicateMember.group_id.in_(ids)).order_by(Image.id)):
                 members[group_id].append((image_id, path))
         page = [{"id": g.id, "kind": g.kind, "score": round(g.score, 6), "image_ids": [i for i, _ in members[g.id]],
-                 "paths": [p for _, p in members[g.id]]} for g in groups]
+                 "paths": [p for _, p in members[g.id]], "evidence": g.evidence} for g in groups]
     return page, (ids[-1] if more else None)

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, update_images
 from indexer.errors import NotFound
+from indexer.ingest.phash import perceptual_hash
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, read_bytes, sha256_bytes
 from indexer.library import CollectionStores, Library
 from indexer.patches import all_patch_ids, patch_ids, pool_grid
@@ -104,6 +105,7 @@ class _Item:
     tensor: object = None
     stat: FileStat | None = None
     sha256: str | None = None
+    phash: int | None = None
     error: str | None = None
     unchanged: bool = False  # same bytes as when last indexed: only the file stamp moved
     copy_of: _Known | None = None
@@ -166,6 +168,7 @@ class ChunkRun:
                 item.copy_of = known
             max_pixels = self.library.settings.max_image_pixels
             item.loaded = decode_bytes(item.path, data, item.stat, max_pixels, target_long_side=self.embedder.image_size)
+            item.phash = perceptual_hash(item.loaded.image)
             if item.copy_of is None:
                 item.tensor = self.embedder.preprocess(item.loaded.image)
             item.loaded.image = None  # the pixels are no longer needed; keep memory flat
@@ -252,7 +255,7 @@ class ChunkRun:
 
     def _finish(self, it: _Item, rows: int, cols: int) -> None:
         info = it.loaded.info
-        row = {"id": it.image_id, "sha256": it.sha256, "size_bytes": it.stat.size_bytes,
+        row = {"id": it.image_id, "sha256": it.sha256, "phash": it.phash, "size_bytes": it.stat.size_bytes,
                "mtime_ns": it.stat.mtime_ns, "format": info.format, "width": info.width, "height": info.height,
                "orientation": info.orientation, "taken_at": info.taken_at, "camera": info.camera,
                "patch_rows": rows, "patch_cols": cols}

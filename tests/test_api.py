@@ -151,10 +151,15 @@ def test_upload_index_search_check_scan_and_delete(client) -> None:
     assert "broken.jpg" in _error(response, 422)
     assert client.get("/api/v1/collections", headers=RO).get_json()["collections"][0]["images"] == 5
 
-    # duplicate check: the edited copy matches its original above the threshold given
+    # duplicate check: with a cosine threshold given, the edited copy is the one near match of its
+    # original, with the evidence; anything else it returns is a similar match below that threshold
     check = client.post("/api/v1/collections/lib/duplicates/check", headers=RO, content_type="multipart/form-data",
                         data={"image": (io.BytesIO(copy), "query.jpg"), "threshold": "0.8"}).get_json()
-    assert check["threshold"] == 0.8 and [m["image_id"] for m in check["matches"]] == [rocket_id]
+    assert check["threshold"] == 0.8 and check["verdict_model"].startswith("descriptor threshold")
+    near = [m for m in check["matches"] if m["verdict"] == "near"]
+    assert [m["image_id"] for m in near] == [rocket_id] and near[0]["evidence"]["descriptor"] >= 0.8
+    assert 0 <= near[0]["evidence"]["hash"] <= 1 and check["matches"][0]["verdict"] == "near"
+    assert all(m["verdict"] == "similar" and m["score"] < 0.8 for m in check["matches"][1:])
 
     # uploading the copy (and bytes already stored: one file, one row), then scanning; groups page by page
     _upload(client, "lib", {"rocket_copy.jpg": copy, "coffee_again.jpg": photos["coffee.jpg"]})
@@ -173,8 +178,8 @@ def test_upload_index_search_check_scan_and_delete(client) -> None:
         if cursor is None:
             break
     assert pages == len(groups) == scan["total"] and len({g["id"] for g in groups}) == len(groups)
-    near = [g for g in groups if rocket_id in g["image_ids"]]
-    assert len(near) == 1 and near[0]["kind"] == "near" and len(near[0]["image_ids"]) == 2
+    near = [g for g in groups if rocket_id in g["image_ids"] and g["kind"] == "near"]
+    assert len(near) == 1 and len(near[0]["image_ids"]) == 2 and near[0]["evidence"]["descriptor"] >= 0.8
     assert _error(client.get("/api/v1/collections/lib/duplicates?cursor=abc", headers=RO), 400)
 
     # image: describe, thumbnail, delete (gone from results)

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from api.auth import reads
 from api.context import ctx
 from api.errors import ApiError
-from api.routes.search import filters_of, parse_query, query_vector
+from api.routes.search import embed_upload, filters_of, parse_query
 from api.schemas import DuplicateScan, ErrorResponse, GroupPage, GroupQuery, JobAccepted, Matches, SearchUpload
 
 blp = Blueprint("duplicates", __name__, description="Near-duplicate detection")
@@ -21,10 +21,13 @@ blp = Blueprint("duplicates", __name__, description="Near-duplicate detection")
 @blp.alt_response(422, schema=ErrorResponse)
 @reads
 def check(name: str):
-    """Indexed images that are copies of the picture: similarity at or above the threshold
-    (default: the model's measured near-duplicate threshold)."""
-    from indexer.duplicates import near_threshold
-    from indexer.search import search_vectors
+    """Indexed images that duplicate the picture, each with its tier (``exact``, ``near``: an
+    edited copy, ``similar``: another shot of the scene) and the evidence. ``threshold``, when
+    given, is a descriptor cosine that alone decides ``near`` instead of the calibrated verdict."""
+    from indexer.duplicate_check import check_picture
+    from indexer.ingest.phash import perceptual_hash
+    from indexer.uploads import Upload, decode_upload
+    from indexer.verification import VERIFY_SIDE
 
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "send the picture as multipart/form-data field 'image'")
@@ -32,9 +35,14 @@ def check(name: str):
     library = ctx().library
     with library.catalog.session() as s:
         library.get_collection(s, name)
-    threshold = near_threshold(library) if params["threshold"] is None else params["threshold"]
-    hits = search_vectors(library, name, query_vector(picture), params["k"], threshold, filters=filters_of(params))[0]
-    return {"threshold": threshold, "matches": [h.to_json(with_metadata=True) for h in hits]}
+    upload = Upload(picture.filename or "image", picture.read())
+    # decoded as indexing decodes for the descriptor and the hash, and larger for the keypoints
+    as_indexed = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
+    larger = decode_upload(upload, library.settings.max_image_pixels, target_long_side=VERIFY_SIDE)
+    model, matches = check_picture(library, name, larger.image, embed_upload(upload, as_indexed),
+                                   perceptual_hash(as_indexed.image), as_indexed.sha256, params["k"],
+                                   params["threshold"], filters_of(params))
+    return {"threshold": params["threshold"], "verdict_model": model, "matches": [m.to_json() for m in matches]}
 
 
 @blp.route("/collections/<string:name>/duplicates/scan", methods=["POST"])

@@ -46,15 +46,22 @@ def parse_query() -> tuple[dict, object]:
 def query_vector(picture) -> object:
     """Decode an uploaded picture exactly as indexing decodes files, and embed it in this process
     (or on a gpu worker, with ``DINOSEEK_QUERY_EMBEDDING=gpu``)."""
+    from indexer.uploads import Upload
+
+    return embed_upload(Upload(picture.filename or "image", picture.read()))
+
+
+def embed_upload(upload, loaded=None) -> object:
+    """The descriptor of an upload (``loaded``: its decoded picture, when the caller has it)."""
     from indexer.search import embed_pictures
-    from indexer.uploads import Upload, decode_upload
+    from indexer.uploads import decode_upload
 
     context = ctx()
     library = context.library
-    upload = Upload(picture.filename or "image", picture.read())
     if context.settings.query_embedding == "gpu" and upload.data:
         return context.embed_on_worker(upload.data, upload.filename)
-    loaded = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
+    if loaded is None:
+        loaded = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
     return embed_pictures(library, [loaded.image])
 
 

@@ -65,6 +65,7 @@ class Image(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    phash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # 64-bit pHash, signed (ingest/phash.py)
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     format: Mapped[str | None] = mapped_column(String(16), nullable=True)
@@ -142,6 +143,7 @@ class DuplicateGroup(Base):
     kind: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # the weakest link's evidence scores
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     members: Mapped[list[DuplicateMember]] = relationship(order_by="DuplicateMember.image_id",
                                                           cascade="all, delete-orphan")

@@ -1,0 +1,185 @@
+"""Duplicate verdicts: is a pair of pictures an edited copy (``near``), another shot of the same
+scene or object (``similar``), or neither, and on what evidence.
+
+Evidence per pair: the learned descriptors' cosine, that cosine normalised against each picture's
+background (its mean similarity to its 2nd-11th nearest images in the collection, so a picture
+that resembles everything does not pass on resemblance alone), the perceptual hashes' agreement,
+and geometric verification (indexer/verification.py). A logistic model fitted on labelled pairs
+(bench/fit_verdicts.py, photos the benchmarks never use) turns them into one calibrated
+probability that the pair is a copy; ``near`` is a probability of at least one half. A second
+one, fitted on the cheap evidence, gives the probability that the two show the same scene or
+object at all; a pair that is not a copy but is at least even odds related is ``similar``.
+
+The fit is per backbone (stored by checkpoint digest in model/weights/verdicts.json): a model with
+none falls back to its descriptor threshold alone (``near_threshold`` of the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from indexer.verification import Geometry
+
+CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "model" / "weights" / "verdicts.json"
+BACKGROUND_RANKS = (1, 11)  # neighbours 2..11 (0 is the picture itself or its closest match)
+FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near threshold))
+FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, x))))
+
+
+def _logistic(weights: list[float], values: list[float]) -> float:
+    return _sigmoid(weights[0] + sum(w * x for w, x in zip(weights[1:], values)))
+
+
+@dataclass
+class PairEvidence:
+    """Everything known about one pair; ``copy_probability`` and ``verdict`` are filled by a Calibration."""
+
+    descriptor: float
+    normalised: float | None = None
+    hash: float | None = None
+    geometry: Geometry | None = None
+    copy_probability: float | None = None
+    verdict: str | None = None
+
+    def to_json(self) -> dict:
+        out = {"descriptor": round(self.descriptor, 6),
+               "normalised": None if self.normalised is None else round(self.normalised, 6),
+               "hash": None if self.hash is None else round(self.hash, 6),
+               "geometry": None if self.geometry is None else self.geometry.to_json(),
+               "copy_probability": None if self.copy_probability is None else round(self.copy_probability, 6)}
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
+        return out
+
+
+FEATURES_CHEAP = ("descriptor", "normalised", "hash")
+FEATURES_FULL = FEATURES_CHEAP + ("inlier_share", "coverage", "agreement")
+
+
+def features(evidence: PairEvidence, names: tuple[str, ...]) -> list[float]:
+    """The model inputs of a pair; a missing hash counts as unrelated pictures' typical 0.5, a
+    missing normalisation as the raw cosine."""
+    values = {
+        "descriptor": evidence.descriptor,
+        "normalised": evidence.descriptor if evidence.normalised is None else evidence.normalised,
+        "hash": 0.5 if evidence.hash is None else evidence.hash,
+        "inlier_share": evidence.geometry.inlier_share if evidence.geometry else 0.0,
+        "coverage": evidence.geometry.coverage if evidence.geometry else 0.0,
+        "agreement": evidence.geometry.agreement if evidence.geometry else 0.0,
+    }
+    return [values[n] for n in names]
+
+
+@dataclass
+class Calibration:
+    """Fitted verdict model of one backbone, logistic weights (bias first) for two questions, each
+    on the full evidence (geometry included) and on the cheap evidence alone: is the pair a copy
+    (``full``, ``cheap``), and do the pictures show the same scene at all (``related_full``,
+    ``related``: copies and other shots against unrelated pairs; without them the cosine's
+    ``similar_threshold`` decides). Geometry is computed where either cheap probability falls in
+    ``verify_band``: there it can change the verdict."""
+
+    cheap: list[float]  # P(copy) on the cheap evidence
+    full: list[float] | None  # P(copy) on the full evidence, geometry included
+    similar_threshold: float
+    candidate_floor: float
+    related: list[float] | None = None  # P(same scene: a copy or another shot) on the cheap evidence
+    related_full: list[float] | None = None  # the same on the full evidence
+    verify_band: tuple[float, float] = (0.02, 0.98)
+    beta: float = 1.0
+    source: str = "fitted"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def fallback(cls, near_threshold: float) -> Calibration:
+        """No fit for this backbone: the descriptor threshold decides, geometry is reported only."""
+        slope = FALLBACK_SLOPE
+        return cls(cheap=[-slope * near_threshold, slope, 0.0, 0.0], full=None,
+                   similar_threshold=near_threshold - FALLBACK_SIMILAR_MARGIN,
+                   candidate_floor=near_threshold - FALLBACK_SIMILAR_MARGIN, verify_band=(0.0, 0.0),
+                   beta=0.0, source="descriptor threshold (no verdict calibration for this model)")
+
+    def to_json(self) -> dict:
+        return {"cheap": self.cheap, "full": self.full, "related": self.related, "related_full": self.related_full,
+                "similar_threshold": self.similar_threshold,
+                "candidate_floor": self.candidate_floor, "verify_band": list(self.verify_band), "beta": self.beta,
+                **self.extra}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Calibration:
+        known = {"cheap", "full", "related", "related_full", "similar_threshold", "candidate_floor", "verify_band", "beta"}
+        return cls(cheap=list(doc["cheap"]), full=list(doc["full"]) if doc.get("full") else None,
+                   related=list(doc["related"]) if doc.get("related") else None,
+                   related_full=list(doc["related_full"]) if doc.get("related_full") else None,
+                   similar_threshold=float(doc["similar_threshold"]), candidate_floor=float(doc["candidate_floor"]),
+                   verify_band=tuple(doc.get("verify_band", (0.02, 0.98))), beta=float(doc.get("beta", 1.0)),
+                   extra={k: v for k, v in doc.items() if k not in known})
+
+    # ------------------------------------------------------------------ scoring
+    def cheap_probability(self, evidence: PairEvidence) -> float:
+        return _logistic(self.cheap, features(evidence, FEATURES_CHEAP))
+
+    def related_probability(self, evidence: PairEvidence) -> float | None:
+        """How likely the two pictures show one scene or object (copies included); None unfitted."""
+        if evidence.geometry is not None and self.related_full is not None:
+            return _logistic(self.related_full, features(evidence, FEATURES_FULL))
+        return None if self.related is None else _logistic(self.related, features(evidence, FEATURES_CHEAP))
+
+    def wants_geometry(self, evidence: PairEvidence) -> bool:
+        """Whether verification could change this pair's verdict (a cheap probability in the band)."""
+        low, high = self.verify_band
+        if self.full is None:
+            return False
+        cheap_related = None if self.related is None else _logistic(self.related, features(evidence, FEATURES_CHEAP))
+        return low <= self.cheap_probability(evidence) <= high or (
+            cheap_related is not None and low <= cheap_related <= high)
+
+    def judge(self, evidence: PairEvidence) -> PairEvidence:
+        """Fill the pair's copy probability and verdict (``near``, ``similar`` or None)."""
+        if evidence.geometry is not None and self.full is not None:
+            p = _logistic(self.full, features(evidence, FEATURES_FULL))
+        else:
+            p = self.cheap_probability(evidence)
+        evidence.copy_probability = p
+        related = self.related_probability(evidence)
+        if p >= 0.5:
+            evidence.verdict = "near"
+        elif related >= 0.5 if related is not None else evidence.descriptor >= self.similar_threshold:
+            evidence.verdict = "similar"
+        else:
+            evidence.verdict = None
+        return evidence
+
+
+def load_calibrations(path: Path = CALIBRATION_FILE) -> dict[str, dict]:
+    """Every fitted calibration, by checkpoint digest (empty when the file is absent)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def calibration_for(vit, near_threshold: float) -> Calibration:
+    """The fitted calibration of the backbone, else the fallback on its descriptor threshold."""
+    digest = getattr(vit, "checkpoint_digest", None)
+    doc = load_calibrations().get(digest or "")
+    return Calibration.from_json(doc) if doc else Calibration.fallback(near_threshold)
+
+
+def background_mean(sorted_scores, ranks: tuple[int, int] = BACKGROUND_RANKS) -> float | None:
+    """Mean similarity to the neighbours at ``ranks`` of a best-first score list (None if too short)."""
+    window = [float(s) for s in list(sorted_scores)[ranks[0]:ranks[1]]]
+    return sum(window) / len(window) if window else None
+
+
+def normalise(descriptor: float, backgrounds: list[float | None], beta: float) -> float | None:
+    """The cosine minus beta times the mean background of the pair's pictures that have one."""
+    known = [b for b in backgrounds if b is not None]
+    return descriptor - beta * sum(known) / len(known) if known else None

@@ -1,0 +1,192 @@
+"""Geometric verification of a candidate pair: is one picture an edited copy of the other?
+
+Each picture gives ORB keypoints (oriented FAST corners with binary descriptors of the 31 x 31
+pixel patch around them, OpenCV's, ~10 ms a picture) on its grey levels at VERIFY_SIDE pixels.
+Patches of the two pictures are matched mutual-nearest-neighbour (each is the other's closest by
+Hamming distance), and RANSAC fits one homography to the matched positions. A copy (re-encoded, cropped,
+rotated, padded, screenshotted, overlaid) keeps its pixels, so most matches agree with one
+homography to within a few pixels; two shots of one scene differ by parallax and motion, so
+fewer do. The answer is the inlier count and the share of matches that are inliers.
+
+The ViT's own patch tokens were measured for this first (docs/BENCHMARKS.md, "Duplicate verdicts"):
+at 8 x 8 stored cells, and even re-embedded at 16 x 16, a crop of a photo matched fewer of its
+patches consistently than a second shot of the scene did, so they cannot separate the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
+KEYPOINTS = 400
+MIN_MATCHES = 8
+RESIDUAL_PIXELS = 2.0  # a match is an inlier when the homography puts it this close (at VERIFY_SIDE)
+RANSAC_TRIALS = 500
+LOWE_RATIO = 0.9
+BLOCK = 16  # pixels (at VERIFY_SIDE) of the photometric check's blocks
+AGREEMENT_ZNCC = 0.7
+AGREEMENT_SIGMA = 1.0  # pixels of Gaussian blur applied to both before correlating
+FLAT_ENERGY = 25.0  # grey-level variance below which a block is flat: no evidence either way
+
+
+@dataclass
+class Keypoints:
+    """A picture's ORB keypoints (x, y in pixels of the scaled picture, ``width`` x ``height``)
+    and their 256-bit descriptors."""
+
+    points: np.ndarray  # (n, 2) float32
+    descriptors: np.ndarray  # (n, 32) uint8
+    width: int = 0
+    height: int = 0
+    grey: np.ndarray | None = None  # the grey levels they were found on, for the photometric check
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What geometric verification found: cross-checked matches, homography inliers among them,
+    ``inlier_share`` = inliers / matches, ``coverage`` = inliers / the smaller keypoint count, and
+    ``agreement``: the share of textured blocks of the overlap whose grey levels still correlate
+    (ZNCC >= 0.7) once the homography aligns the pictures (a copy keeps its pixels; another shot
+    moves, occludes and re-lights them)."""
+
+    matches: int
+    inliers: int
+    inlier_share: float
+    coverage: float
+    mirrored: bool = False
+    agreement: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"matches": self.matches, "inliers": self.inliers, "inlier_share": round(self.inlier_share, 4),
+                "coverage": round(self.coverage, 4), "agreement": round(self.agreement, 4), "mirrored": self.mirrored}
+
+
+NO_GEOMETRY = Geometry(0, 0, 0.0, 0.0)
+
+
+def grey_levels(picture: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
+    """The picture in grey, long side at most ``side``, as uint8."""
+    grey = picture.convert("L")
+    scale = side / max(grey.size)
+    if scale < 1.0:
+        grey = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))),
+                           Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.uint8)
+
+
+def keypoints(picture: Image.Image, mirrored: bool = False, side: int = VERIFY_SIDE) -> Keypoints:
+    """ORB keypoints of the picture (of its mirror image with ``mirrored``) in pixels of the picture
+    scaled to ``side``; none on a flat or tiny picture."""
+    import cv2
+
+    grey = grey_levels(ImageOps.mirror(picture) if mirrored else picture, side)
+    found, descriptors = cv2.ORB_create(nfeatures=KEYPOINTS).detectAndCompute(grey, None)
+    if descriptors is None or not found:
+        return Keypoints(np.zeros((0, 2)), np.zeros((0, 32), dtype=np.uint8), grey.shape[1], grey.shape[0], grey)
+    points = np.array([k.pt for k in found], dtype=np.float32)
+    return Keypoints(points, descriptors, grey.shape[1], grey.shape[0], grey)
+
+
+def match(a: Keypoints, b: Keypoints) -> np.ndarray:
+    """(n, 2) indices of mutual nearest neighbours (Hamming distance) between a's and b's patches
+    whose nearest is clearly nearer than the second (Lowe's ratio test)."""
+    import cv2
+
+    if len(a.points) < 2 or len(b.points) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    back = {m[0].queryIdx: m[0].trainIdx for m in matcher.knnMatch(b.descriptors, a.descriptors, k=1) if m}
+    pairs = [(m[0].queryIdx, m[0].trainIdx) for m in matcher.knnMatch(a.descriptors, b.descriptors, k=2)
+             if len(m) == 2 and m[0].distance < LOWE_RATIO * m[1].distance and back.get(m[0].trainIdx) == m[0].queryIdx]
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def homography(a: Keypoints, b: Keypoints, pairs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The homography from a to b most matches agree with (RANSAC) and the inlier mask."""
+    import cv2
+
+    if len(pairs) < MIN_MATCHES:
+        return None, np.zeros(len(pairs), dtype=bool)
+    h, mask = cv2.findHomography(a.points[pairs[:, 0]], b.points[pairs[:, 1]], cv2.RANSAC, RESIDUAL_PIXELS,
+                                 maxIters=RANSAC_TRIALS, confidence=0.995)
+    if h is None or mask is None:
+        return None, np.zeros(len(pairs), dtype=bool)
+    return h, mask.reshape(-1).astype(bool)
+
+
+def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
+    """Mutual-nearest-neighbour matches of a's and b's patches and the homography most agree with."""
+    fewest = min(len(a.points), len(b.points))
+    if fewest < MIN_MATCHES:
+        return Geometry(0, 0, 0.0, 0.0, mirrored)
+    pairs = match(a, b)
+    if len(pairs) < MIN_MATCHES:
+        return Geometry(len(pairs), 0, 0.0, 0.0, mirrored)
+    h, inliers = homography(a, b, pairs)
+    count = int(inliers.sum())
+    agreement = aligned_agreement(a.grey, b.grey, h) if h is not None and a.grey is not None and b.grey is not None else 0.0
+    return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement)
+
+
+def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
+    """Share of a's textured BLOCK x BLOCK blocks inside the overlap whose grey levels correlate
+    (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b). Where b is the smaller
+    picture, a is first taken down to b's resolution, so a resized copy is not blamed for its blur."""
+    import cv2
+
+    scale = _local_scale(h, a.shape[1] / 2, a.shape[0] / 2)
+    ref = a.astype(np.float32)
+    if 0.1 < scale < 0.95:
+        small = cv2.resize(ref, (max(8, int(a.shape[1] * scale)), max(8, int(a.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+        ref = cv2.resize(small, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
+    # compared below the finest detail, which blur, noise and re-encoding take from a copy too
+    ref = cv2.GaussianBlur(ref, (0, 0), AGREEMENT_SIGMA)
+    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), AGREEMENT_SIGMA)
+    try:
+        inverse = np.linalg.inv(h)
+    except np.linalg.LinAlgError:
+        return 0.0
+    size = (a.shape[1], a.shape[0])
+    warped = cv2.warpPerspective(b.astype(np.float32), inverse, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.ones_like(b, dtype=np.float32), inverse, size, flags=cv2.INTER_NEAREST)
+    rows, cols = a.shape[0] // BLOCK, a.shape[1] // BLOCK
+    if rows == 0 or cols == 0:
+        return 0.0
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        return x[:rows * BLOCK, :cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
+
+    ra, rb, valid = blocks(ref), blocks(warped), blocks(inside).min(axis=1) >= 1
+    ra = ra - ra.mean(axis=1, keepdims=True)
+    rb = rb - rb.mean(axis=1, keepdims=True)
+    energy_a, energy_b = (ra * ra).sum(axis=1), (rb * rb).sum(axis=1)
+    textured = valid & (energy_a > FLAT_ENERGY * BLOCK * BLOCK) & (energy_b > FLAT_ENERGY * BLOCK * BLOCK)
+    if not textured.any():
+        return 0.0
+    zncc = (ra * rb).sum(axis=1)[textured] / np.sqrt(energy_a[textured] * energy_b[textured])
+    return float((zncc >= AGREEMENT_ZNCC).mean())
+
+
+def _local_scale(h: np.ndarray, x: float, y: float) -> float:
+    """How many of b's pixels one of a's pixels spans around (x, y) under ``h``."""
+    def mapped(px: float, py: float) -> np.ndarray:
+        p = h @ np.array([px, py, 1.0])
+        return p[:2] / p[2] if abs(p[2]) > 1e-12 else np.array([np.inf, np.inf])
+
+    centre = mapped(x, y)
+    jacobian = np.stack([mapped(x + 1, y) - centre, mapped(x, y + 1) - centre], axis=1)
+    det = abs(np.linalg.det(jacobian)) if np.all(np.isfinite(jacobian)) else 0.0
+    return float(np.sqrt(det))
+
+
+def verify_pictures(a: Keypoints, b_picture: Image.Image, b: Keypoints | None = None) -> Geometry:
+    """The better of b as it is and b mirrored (a mirrored copy keeps no ORB descriptor)."""
+    direct = verify(a, b if b is not None else keypoints(b_picture))
+    if direct.inlier_share >= 0.8:
+        return direct
+    flipped = verify(a, keypoints(b_picture, mirrored=True), mirrored=True)
+    return flipped if flipped.inliers > direct.inliers else direct

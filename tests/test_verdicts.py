@@ -1,0 +1,203 @@
+"""Duplicate verdicts on real photos: perceptual hashes, geometric verification, the calibrated
+tiers of a scan and of a check, and the k-NN graph a scan is built on."""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from dinoseek.settings import load_settings
+from indexer.duplicate_check import check_picture
+from indexer.duplicates import find_duplicates
+from indexer.indexing import index_paths
+from indexer.ingest.phash import hash_similarity, perceptual_hash
+from indexer.knn_graph import knn_graph
+from indexer.library import Library
+from indexer.verdicts import calibration_for
+from indexer.verification import keypoints, verify_pictures
+from tests.conftest import skimage_photo
+
+
+def _stereo() -> tuple[Image.Image, Image.Image]:
+    """Two shots of one scene: scikit-image's stereo pair (left and right cameras)."""
+    import skimage.data
+
+    left, right, _ = skimage.data.stereo_motorcycle()
+    return Image.fromarray(left), Image.fromarray(right)
+
+
+def _jpeg(picture: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    picture.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _captioned(picture: Image.Image) -> Image.Image:
+    out = picture.copy()
+    ImageDraw.Draw(out).text((10, out.height - 40), "when the weekend arrives", fill=(255, 255, 255))
+    return out
+
+
+def _another_shot(picture: Image.Image, seed: int) -> Image.Image:
+    """The same scene a moment later from a hand-held camera: a new framing, the subject moved
+    (a smooth displacement of about 4% of the picture), another exposure."""
+    rng = np.random.default_rng(seed)
+    w, h = picture.size
+    framed = picture.crop((int(w * rng.uniform(0, 0.12)), int(h * rng.uniform(0, 0.12)),
+                           int(w * rng.uniform(0.88, 1.0)), int(h * rng.uniform(0.88, 1.0))))
+    arr = np.asarray(framed, dtype=np.float32)
+    rows, cols = arr.shape[:2]
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
+    amplitude = 0.04 * max(rows, cols)
+    dy = amplitude * np.sin(2 * np.pi * (xx / cols * rng.uniform(0.7, 1.5) + rng.uniform(0, 1)))
+    dx = amplitude * np.sin(2 * np.pi * (yy / rows * rng.uniform(0.7, 1.5) + rng.uniform(0, 1)))
+    moved = arr[np.clip(yy + dy, 0, rows - 1).astype(int), np.clip(xx + dx, 0, cols - 1).astype(int)]
+    return Image.fromarray(np.clip(moved * rng.uniform(0.85, 1.15), 0, 255).astype(np.uint8))
+
+
+def _crop(picture: Image.Image, share: float) -> Image.Image:
+    w, h = picture.size
+    cw, ch = int(w * share), int(h * share)
+    return picture.crop(((w - cw) // 3, (h - ch) // 2, (w - cw) // 3 + cw, (h - ch) // 2 + ch))
+
+
+def test_perceptual_hash_is_imagehash_phash(photos) -> None:
+    imagehash = pytest.importorskip("imagehash")
+    for picture in list(photos.values()) + list(_stereo()):
+        bits = "".join("1" if b else "0" for b in imagehash.phash(picture).hash.flatten())
+        value = int(bits, 2)
+        assert perceptual_hash(picture) == (value - (1 << 64) if value >= 1 << 63 else value)
+    astronaut = photos["astronaut"]
+    assert hash_similarity(perceptual_hash(astronaut), perceptual_hash(_jpeg(astronaut, 30))) >= 0.9
+    assert hash_similarity(perceptual_hash(astronaut), perceptual_hash(photos["coffee"])) < 0.75
+
+
+def test_geometric_verification_tells_copies_from_other_shots(photos) -> None:
+    astronaut = photos["astronaut"]
+    original = keypoints(astronaut)
+    copies = {"re-encoded": _jpeg(astronaut, 25), "cropped": _crop(astronaut, 0.7),
+              "mirrored": ImageOps.mirror(astronaut), "captioned": _captioned(astronaut),
+              "rotated": astronaut.rotate(15, expand=True)}
+    for name, copy in copies.items():
+        g = verify_pictures(original, copy)
+        assert g.inlier_share >= 0.75 and g.inliers >= 40, (name, g)
+    assert verify_pictures(original, copies["mirrored"]).mirrored
+    left, right = _stereo()
+    shots = verify_pictures(keypoints(left), right)
+    unrelated = verify_pictures(original, photos["coffee"])
+    assert shots.inlier_share < 0.75, shots  # parallax: no one homography explains two viewpoints
+    assert unrelated.inliers < 15 and unrelated.inlier_share < 0.5, unrelated
+    assert verify_pictures(keypoints(Image.new("RGB", (200, 200), (90, 90, 90))), astronaut).inliers == 0
+
+
+@pytest.fixture(scope="module")
+def shipped_library(tmp_path_factory):
+    """The shipped model (whose verdicts are calibrated) over originals, edited copies, identical
+    bytes and a second shot of a scene."""
+    root = tmp_path_factory.mktemp("verdicts")
+    lib = root / "lib"
+    lib.mkdir()
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins")
+    pictures = {n: skimage_photo(n) for n in names}
+    left, right = _stereo()
+    pictures["motorcycle_left"], pictures["motorcycle_right"] = left, right
+    pictures["astronaut_meme"] = _captioned(_jpeg(pictures["astronaut"], 35))
+    pictures["chelsea_crop"] = _crop(pictures["chelsea"], 0.75)
+    pictures["coffee_small"] = pictures["coffee"].resize((300, 200))
+    pictures["camera_shot1"] = _another_shot(pictures["camera"], 1)
+    pictures["camera_shot2"] = _another_shot(pictures["camera"], 2)
+    for name, picture in pictures.items():
+        picture.save(lib / f"{name}.png")
+    (lib / "rocket_again.png").write_bytes((lib / "rocket.png").read_bytes())
+    settings = replace(load_settings({}), home=root / "home", database_url=f"sqlite:///{root}/c.db",
+                       vector_backend="faiss", model=None)
+    library = Library(settings)
+    report = index_paths(library, "lib", [lib])
+    assert report.indexed == len(pictures) + 1 and report.failed == 0
+    yield library, lib, pictures
+    library.close()
+
+
+def test_scan_tiers_copies_near_and_other_shots_similar(shipped_library) -> None:
+    library, lib, _ = shipped_library
+    assert calibration_for(library.embedder.vit, 0.5).source == "fitted"
+    groups = find_duplicates(library, "lib")
+    by_kind = {kind: [{Path(p).stem for p in g.paths} for g in groups if g.kind == kind] for kind in ("exact", "near", "similar")}
+    assert by_kind["exact"] == [{"rocket", "rocket_again"}]
+    for copy in ({"astronaut", "astronaut_meme"}, {"chelsea", "chelsea_crop"}, {"coffee", "coffee_small"}):
+        assert any(copy <= g for g in by_kind["near"]), (copy, by_kind)
+    # a burst of shots of one scene: one similar group, and never a copy of each other
+    burst = {"camera", "camera_shot1", "camera_shot2"}
+    assert any(burst <= g for g in by_kind["similar"]), by_kind
+    assert not any(len(g & burst) > 1 for g in by_kind["near"]), by_kind
+    for g in by_kind["near"] + by_kind["similar"]:  # no group mixes two different photos
+        assert len({name.split("_")[0] for name in g}) == 1, g
+    # the stereo pair (two cameras, a static scene, a small baseline) is the hard case: its pixels
+    # agree almost as a copy's do, so it is at least grouped, and less surely a copy than real copies
+    stereo = {"motorcycle_left", "motorcycle_right"}
+    assert any(stereo <= g for g in by_kind["near"] + by_kind["similar"]), by_kind
+    weakest_copy = min(g.score for g in groups if g.kind == "near" and not {Path(p).stem for p in g.paths} & stereo)
+    stereo_score = [g.evidence["copy_probability"] for g in groups if stereo <= {Path(p).stem for p in g.paths}][0]
+    assert stereo_score < weakest_copy - 0.2, (stereo_score, weakest_copy)
+    for g in groups:
+        if g.kind == "near":
+            assert g.score >= 0.5 and g.evidence["copy_probability"] == pytest.approx(g.score, abs=1e-6)
+            assert set(g.evidence) >= {"descriptor", "normalised", "hash", "geometry", "pair"}
+    saved = find_duplicates(library, "lib", save=False)
+    assert [(g.kind, g.image_ids) for g in saved] == [(g.kind, g.image_ids) for g in groups]  # deterministic
+
+
+def test_check_answers_each_match_with_its_tier(shipped_library) -> None:
+    library, lib, pictures = shipped_library
+    query = _crop(_captioned(pictures["chelsea"]), 0.8)
+    vector = library.embedder.embed([query]).vectors[0]
+    _, matches = check_picture(library, "lib", query, vector, perceptual_hash(query))
+    assert matches and Path(matches[0].hit.path).stem in ("chelsea", "chelsea_crop")
+    assert matches[0].evidence.verdict == "near" and matches[0].evidence.copy_probability >= 0.5
+    shot = _another_shot(pictures["camera"], 3)
+    _, matches = check_picture(library, "lib", shot, library.embedder.embed([shot]).vectors[0], perceptual_hash(shot))
+    tiers = {Path(m.hit.path).stem: m.evidence.verdict for m in matches}
+    assert tiers.get("camera") == "similar" and "near" not in tiers.values(), tiers
+    camera = next(m for m in matches if Path(m.hit.path).stem == "camera")
+    assert camera.evidence.hash is not None and camera.evidence.copy_probability < 0.5
+    data = (lib / "rocket.png").read_bytes()
+    from indexer.ingest.reading import sha256_bytes
+
+    rocket = pictures["rocket"]
+    _, matches = check_picture(library, "lib", rocket, library.embedder.embed([rocket]).vectors[0],
+                               perceptual_hash(rocket), sha256=sha256_bytes(data))
+    assert {Path(m.hit.path).stem for m in matches if m.evidence.verdict == "exact"} == {"rocket", "rocket_again"}
+
+
+def test_knn_graph_inverted_file_finds_the_exact_graphs_edges() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(600, 64)).astype(np.float32)
+    copies = base[:150] + 0.15 * rng.normal(size=(150, 64)).astype(np.float32)
+    vectors = np.vstack([base, copies])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1000, 1000 + len(vectors))
+    table = dict(zip(ids.tolist(), vectors))
+
+    def fetch(wanted):
+        found = np.array([i for i in np.asarray(wanted).tolist() if i in table], dtype=np.int64)
+        return found, np.stack([table[i] for i in found.tolist()]) if len(found) else np.empty((0, 64), np.float32)
+
+    exact = knn_graph(fetch, ids.tolist(), 64, k=12, floor=0.8)
+    approx = knn_graph(fetch, ids.tolist(), 64, k=12, floor=0.8, exact_limit=100)
+    assert not exact.approximate and approx.approximate
+    pairs = set(zip(exact.a.tolist(), exact.b.tolist()))
+    assert {(1000 + i, 1600 + i) for i in range(150)} <= pairs  # every copy found by the exact graph
+    found = set(zip(approx.a.tolist(), approx.b.tolist()))
+    assert len(found & pairs) >= 0.95 * len(pairs) and found <= pairs
+    scores = dict(zip(zip(approx.a.tolist(), approx.b.tolist()), approx.score.tolist()))
+    exact_scores = dict(zip(zip(exact.a.tolist(), exact.b.tolist()), exact.score.tolist()))
+    assert all(abs(scores[p] - exact_scores[p]) < 1e-5 for p in found)  # rescored from the stored vectors
+    assert all(a < b for a, b in found) and len(found) == len(approx.a)
+    sample = random.Random(0).sample(ids.tolist(), 20)
+    assert all(abs(exact.background[i] - approx.background[i]) < 0.05 for i in sample)
