@@ -51,8 +51,8 @@ def _iou(a, b) -> float:
 
 def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypatch, capsys) -> None:
     """The shipped model: a quarter of the rocket photo, resized and pasted onto the cat, is found
-    in the rocket photo first, with a matched box that covers the part that was cut and is not the
-    whole photo. (Issue 7 asks IoU >= 0.5; the 8 x 8 stored cells give 0.42 here: see BENCHMARKS.)"""
+    in the rocket photo first, verified in its file (score above 1), with a matched box that
+    overlaps the part that was cut (IoU >= 0.5, the issue's bar)."""
     import os
 
     from dinoseek.cli import main
@@ -84,7 +84,8 @@ def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypat
     covered = max(0, min(hit[2], truth[2]) - max(hit[0], truth[0])) * max(0, min(hit[3], truth[3]) - max(hit[1], truth[1]))
     truth_area, hit_area = (truth[2] - truth[0]) * (truth[3] - truth[1]), (hit[2] - hit[0]) * (hit[3] - hit[1])
     assert covered / truth_area >= 0.75 and hit_area <= 3 * truth_area, (hit, truth)
-    assert _iou(hit, truth) >= 0.35, (hit, truth)
+    assert _iou(hit, truth) >= 0.5, (hit, truth)
+    assert top["score"] > 1.0 and all(r["score"] < 1.0 for r in query["results"][1:]), query["results"]
     assert all(r["box"] is not None and len(r["box"]) == 4 for r in query["results"])
     scores = [r["score"] for r in query["results"]]
     assert scores == sorted(scores, reverse=True)
