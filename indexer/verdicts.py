@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.verification import Geometry
+from model.checkpoint import DEFAULT_CHECKPOINT
 
-CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "model" / "weights" / "verdicts.json"
+CALIBRATION_FILE = DEFAULT_CHECKPOINT.parent / "verdicts.json"  # beside the shipped model, package data of `model`
 BACKGROUND_RANKS = (1, 11)  # neighbours 2..11 (0 is the picture itself or its closest match)
 FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near threshold))
 FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
