@@ -15,6 +15,7 @@ from pathlib import Path
 _BACKENDS = ("faiss", "qdrant")
 _DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
 _QUANTIZATIONS = ("int8", "none")
+_PATCH_LAYOUTS = ("points", "multivector")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -47,6 +48,7 @@ class Settings:
     qdrant_hnsw_ef_construct: int = 100  # HNSW build-time beam width
     qdrant_quantization: str = "int8"  # "int8": scalar int8 copy kept in RAM, searches rescore; "none"
     qdrant_on_disk: bool = False  # original vectors on disk (memory-mapped), only the int8 copy in RAM
+    qdrant_patch_layout: str = "points"  # "points": one point per patch cell; "multivector": one per image (MAX_SIM)
 
     @property
     def models_dir(self) -> Path:
@@ -101,6 +103,14 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
     if quantization not in _QUANTIZATIONS:
         raise SettingsError(f"DINOSEEK_QDRANT_QUANTIZATION must be one of {', '.join(_QUANTIZATIONS)}, "
                             f"got {quantization!r}")
+    patch_layout = str(raw.get("qdrant_patch_layout", "points")).lower()
+    if patch_layout not in _PATCH_LAYOUTS:
+        raise SettingsError(f"DINOSEEK_QDRANT_PATCH_LAYOUT must be one of {', '.join(_PATCH_LAYOUTS)}, "
+                            f"got {patch_layout!r}")
+    if patch_layout == "multivector" and (backend != "qdrant" or not raw.get("qdrant_url")):
+        raise SettingsError("DINOSEEK_QDRANT_PATCH_LAYOUT=multivector needs a Qdrant server "
+                            "(DINOSEEK_VECTOR_BACKEND=qdrant and DINOSEEK_QDRANT_URL): FAISS and Qdrant Edge "
+                            "keep patch cells as points")
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -122,6 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         qdrant_hnsw_ef_construct=_int_at_least(raw, "qdrant_hnsw_ef_construct", 100, 4),
         qdrant_quantization=quantization,
         qdrant_on_disk=_bool(raw, "qdrant_on_disk", False),
+        qdrant_patch_layout=patch_layout,
     )
 
 

@@ -101,10 +101,12 @@ class Library:
 
     @property
     def qdrant_config(self) -> QdrantConfig:
-        """The Qdrant server's API key and collection layout, from the ``DINOSEEK_QDRANT_*`` settings."""
+        """The Qdrant server's API key and collection layout (the patch store's too: cells as points or
+        one multivector per image), from the ``DINOSEEK_QDRANT_*`` settings."""
         s = self.settings
         return QdrantConfig(api_key=s.qdrant_api_key, hnsw_m=s.qdrant_hnsw_m, hnsw_ef_construct=s.qdrant_hnsw_ef_construct,
-                            quantization=s.qdrant_quantization, on_disk=s.qdrant_on_disk)
+                            quantization=s.qdrant_quantization, on_disk=s.qdrant_on_disk,
+                            patch_layout=s.qdrant_patch_layout)
 
     # ------------------------------------------------------------------ model
     @property

@@ -3,7 +3,8 @@
 The box is cut from the query and embedded on its own at the model's input size, so even a small
 box covers a full patch grid. Its patch grid is pooled to a few cells (2 to 6 on the long side: a
 region seen at the scale of the stored 8 x 8 cells). Candidates come from two places: votes of the
-query's cells in the collection's patch store (each cell's nearest stored cells, best per image),
+query's cells in the collection's patch store (each cell's nearest stored cells, best per image;
+with a Qdrant server's multivector patch layout, the images nearest to the query cells by MAX_SIM),
 and the nearest images to the crop's global descriptor. Each candidate is then re-ranked exactly:
 every scale of the query grid slides over the candidate's stored grid, a window scoring the mean
 cosine of aligned cells; the best window is the hit's box, in the hit's own pixels. The first
@@ -125,6 +126,27 @@ def cells_to_box(cells: tuple[int, int, int, int], grid_rows: int, grid_cols: in
             round((j + w) * width / grid_cols), round((i + h) * height / grid_rows)]
 
 
+def _patch_candidates(patches, cells: np.ndarray, want: int) -> dict[int, float]:
+    """Image id → patch score of the images the query cells point at. Patch cells stored as points:
+    each cell's CELL_NEIGHBOURS nearest stored cells vote, an image scoring the sum over query cells
+    of its best vote. In Qdrant's multivector layout the server ranks images by MAX_SIM of all the
+    query cells (the same sum, over every cell of each image) and the best ``want`` come back."""
+    search_images = getattr(patches, "search_images", None)
+    if search_images is not None:
+        ids, scores = search_images(cells, want)
+        return dict(zip(ids.tolist(), scores.tolist()))
+    votes: dict[int, dict[int, float]] = {}
+    found = patches.search(cells, CELL_NEIGHBOURS)
+    for q in range(len(cells)):
+        for cell_id, score in zip(found.ids[q].tolist(), found.scores[q].tolist()):
+            if cell_id < 0:
+                continue
+            image_id = int(image_of_patch(np.array([cell_id]))[0])
+            best = votes.setdefault(image_id, {})
+            best[q] = max(best.get(q, -1.0), float(score))
+    return {image_id: sum(best.values()) for image_id, best in votes.items()}
+
+
 def search_region(library: Library, collection_name: str, query: RegionQuery, k: int = 10,
                   exclude_ids: set[int] | None = None, exclude_path: str | None = None) -> list[SearchHit]:
     """The images of the collection that contain the query's box, best first, each with the box
@@ -142,17 +164,9 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
         collection, stores = _searchable(library, s, collection_name)
         if stores is None:
             return []
-        votes: dict[int, dict[int, float]] = {}
-        cells = voters.reshape(-1, voters.shape[-1])
-        found = stores.patches.search(cells.astype(np.float32), CELL_NEIGHBOURS)
-        for q in range(len(cells)):
-            for cell_id, score in zip(found.ids[q].tolist(), found.scores[q].tolist()):
-                if cell_id < 0:
-                    continue
-                image_id = int(image_of_patch(np.array([cell_id]))[0])
-                best = votes.setdefault(image_id, {})
-                best[q] = max(best.get(q, -1.0), float(score))
-        ranked = sorted(votes, key=lambda i: -sum(votes[i].values()))
+        cells = voters.reshape(-1, voters.shape[-1]).astype(np.float32)
+        patch_scores = _patch_candidates(stores.patches, cells, CANDIDATES + len(exclude))
+        ranked = sorted(patch_scores, key=lambda i: -patch_scores[i])
         candidates = [i for i in ranked if i not in exclude][:CANDIDATES]
         near = stores.global_.search(crop_vector.astype(np.float32), CANDIDATES)
         candidates += [int(i) for i in near.ids[0].tolist() if i >= 0 and int(i) not in exclude]
@@ -163,7 +177,7 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
         got_ids, global_vectors = stores.global_.fetch(np.array(candidates, dtype=np.int64))
         global_sim = dict(zip(got_ids.tolist(), (np.asarray(global_vectors, dtype=np.float32) @ crop_vector[0]).tolist()))
         by_descriptor = sorted(candidates, key=lambda i: -global_sim.get(i, -2.0))
-        by_votes = sorted(candidates, key=lambda i: -sum(votes.get(i, {}).values()))
+        by_votes = sorted(candidates, key=lambda i: -patch_scores.get(i, 0.0))
         fused = {i: 0.0 for i in candidates}
         for order in (by_descriptor, by_votes):
             for rank, image_id in enumerate(order):

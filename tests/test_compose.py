@@ -250,7 +250,7 @@ def test_each_service_gets_the_settings_it_needs() -> None:
                     "DINOSEEK_CHUNK_SIZE", "DINOSEEK_VISIBILITY_TIMEOUT", "DINOSEEK_MAX_IMAGE_PIXELS",
                     # any of them may create a collection: one key, one layout
                     "DINOSEEK_QDRANT_API_KEY", "DINOSEEK_QDRANT_HNSW_M", "DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT",
-                    "DINOSEEK_QDRANT_QUANTIZATION", "DINOSEEK_QDRANT_ON_DISK"):
+                    "DINOSEEK_QDRANT_QUANTIZATION", "DINOSEEK_QDRANT_ON_DISK", "DINOSEEK_QDRANT_PATCH_LAYOUT"):
             assert env[key] == envs["api"][key], f"{name}: {key} differs from the API's"
     assert envs["worker-gpu"]["DINOSEEK_DEVICE"] == "cuda"
     assert envs["worker-cpu"]["DINOSEEK_DEVICE"] == "cpu" and envs["api"]["DINOSEEK_DEVICE"] == "cpu"
@@ -287,13 +287,13 @@ def test_env_example_values_load_as_settings() -> None:
     assert [str(r) for r in api.allowed_roots] == ["/srv/photos"]
     gpu = load_settings(env=service_env("worker-gpu", env_file))
     assert gpu.device == "cuda" and gpu.vector_backend == "qdrant" and gpu.broker_url == api.broker_url
-    assert (api.qdrant_hnsw_m, api.qdrant_hnsw_ef_construct, api.qdrant_quantization, api.qdrant_on_disk) == \
-        (16, 100, "int8", False)  # the example spells out the defaults
+    assert (api.qdrant_hnsw_m, api.qdrant_hnsw_ef_construct, api.qdrant_quantization, api.qdrant_on_disk,
+            api.qdrant_patch_layout) == (16, 100, "int8", False, "points")  # the example spells out the defaults
     assert api.qdrant_api_key == env_file["DINOSEEK_QDRANT_API_KEY"]
     # the alternative values the example documents load too
     for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4"),
                        ("DINOSEEK_QDRANT_QUANTIZATION", "none"), ("DINOSEEK_QDRANT_ON_DISK", "true"),
-                       ("DINOSEEK_QDRANT_HNSW_M", "0")):
+                       ("DINOSEEK_QDRANT_HNSW_M", "0"), ("DINOSEEK_QDRANT_PATCH_LAYOUT", "multivector")):
         load_settings(env=service_env("api", {**env_file, key: value}))
 
 

@@ -50,6 +50,7 @@ def _vector_params(client: QdrantClient, name: str):
      dict(m=32, ef=256, int8=True, on_disk=True)),
     ({"qdrant_hnsw_m": "0", "qdrant_hnsw_ef_construct": "4", "qdrant_quantization": "none", "qdrant_on_disk": "no"},
      dict(m=0, ef=4, int8=False, on_disk=False)),
+    ({"qdrant_patch_layout": "multivector", "qdrant_hnsw_m": "24"}, dict(m=24, ef=100, int8=True, on_disk=False)),
 ])
 def test_collections_are_created_with_the_configured_layout(tmp_path: Path, monkeypatch, env, expected) -> None:
     clients: list[tuple[str, QdrantConfig]] = []
@@ -75,9 +76,18 @@ def test_collections_are_created_with_the_configured_layout(tmp_path: Path, monk
                 assert scalar.type.value == "int8" and scalar.always_ram is True
             else:
                 assert params.quantization_config is None
+        multivector = env.get("qdrant_patch_layout") == "multivector"
+        patch_params = _vector_params(stores.patches._open_client(), "photos.patches")
+        assert _vector_params(stores.global_._open_client(), "photos.global").multivector_config is None
+        if multivector:  # one point per image, its cells compared by MAX_SIM
+            assert patch_params.multivector_config.comparator.value == "max_sim"
+            assert isinstance(stores.patches, qss.QdrantMultivectorStore)
+        else:
+            assert patch_params.multivector_config is None and type(stores.patches) is qss.QdrantServerStore
         # the patch cells record their stride; the global descriptors are keyed by image id alone
         meta = stores.patches._open_client().get_collection("photos.patches").config.metadata
-        assert meta == {qss.STRIDE_METADATA: 64}
+        assert meta == ({qss.STRIDE_METADATA: 64, qss.LAYOUT_METADATA: "multivector"} if multivector
+                        else {qss.STRIDE_METADATA: 64})
         assert not stores.global_._open_client().get_collection("photos.global").config.metadata
         # and the stores work under every layout
         x = np.random.default_rng(0).standard_normal((3, 48)).astype(np.float32)
@@ -105,6 +115,49 @@ def test_an_existing_collection_keeps_its_layout_and_its_stride(tmp_path: Path) 
         assert again.delete(np.arange(64, 128)) == 2 and again.count() == 2
         with pytest.raises(qss.StoreError, match="strides of 64"):
             qss.QdrantServerStore(StoreSpec("lib.patches", 8, "float16", id_stride=16), client)
+    finally:
+        client.close()
+
+
+def test_a_patch_collection_keeps_the_layout_it_was_created_with(tmp_path: Path, monkeypatch) -> None:
+    """The layout setting applies when a collection is created: opened with the other setting, a
+    patch collection is served in its own layout, and a store of the wrong layout is refused."""
+    client = QdrantClient(path=str(tmp_path / "local"))
+
+    class Shared:  # one local client behind every connect(); the stores must not close it
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(qss, "connect", lambda url, config=None, **kw: Shared())
+    spec = StoreSpec("lib.patches", 8, "float16", id_stride=64)
+    cells = np.eye(3, 8, dtype=np.float32)
+    try:
+        first = open_store(spec, "qdrant", tmp_path, "http://q.invalid", QdrantConfig(patch_layout="multivector"))
+        assert isinstance(first, qss.QdrantMultivectorStore)
+        first.upsert(np.array([64, 65, 130]), cells)
+        first.close()
+        again = open_store(spec, "qdrant", tmp_path, "http://q.invalid", QdrantConfig())
+        assert isinstance(again, qss.QdrantMultivectorStore) and again.count() == 3
+        assert client.count("lib.patches").count == 2  # images 1 and 2: one point each
+        record = client.retrieve("lib.patches", ids=[1], with_payload=True)[0]
+        assert record.payload == {qss.SLOTS: [0, 1]}
+        np.testing.assert_array_equal(again.search_images(cells[:2], 5)[0], [1, 2])
+        with pytest.raises(qss.StoreError, match="multivector layout"):
+            qss.QdrantServerStore(spec, client)
+        points = open_store(StoreSpec("other.patches", 8, "float16", id_stride=64), "qdrant", tmp_path,
+                            "http://q.invalid", QdrantConfig())
+        assert type(points) is qss.QdrantServerStore
+        with pytest.raises(qss.StoreError, match="points layout"):
+            qss.QdrantMultivectorStore(StoreSpec("other.patches", 8, "float16", id_stride=64), client)
+        with pytest.raises(qss.StoreError, match="id stride"):
+            qss.QdrantMultivectorStore(StoreSpec("lib.global", 8), client)
+        # the global descriptors are never multivectors, whatever the setting
+        plain = open_store(StoreSpec("lib.global", 8), "qdrant", tmp_path, "http://q.invalid",
+                           QdrantConfig(patch_layout="multivector"))
+        assert type(plain) is qss.QdrantServerStore
     finally:
         client.close()
 

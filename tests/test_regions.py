@@ -49,10 +49,35 @@ def _iou(a, b) -> float:
     return ix * iy / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy)
 
 
-def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypatch, capsys) -> None:
+@pytest.fixture
+def local_qdrant_server(monkeypatch):
+    """A Qdrant "server" for the product's settings: every connect() gets one qdrant-client local
+    mode instance (in memory), which the stores must not close, so it outlives each CLI command."""
+    from qdrant_client import QdrantClient
+
+    import indexer.stores.qdrant_server_store as qss
+
+    client = QdrantClient(location=":memory:")
+
+    class Shared:
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(qss, "connect", lambda url, config=None, **kwargs: Shared())
+    yield client
+    client.close()
+
+
+@pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
+@pytest.mark.parametrize("vectors", ["faiss", "qdrant-multivector"])
+def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypatch, capsys, request, vectors) -> None:
     """The shipped model: a quarter of the rocket photo, resized and pasted onto the cat, is found
     in the rocket photo first, verified in its file (score above 1), with a matched box that
-    overlaps the part that was cut (IoU >= 0.5, the issue's bar)."""
+    overlaps the part that was cut (IoU >= 0.5, the issue's bar). The same with the patch cells in
+    a Qdrant server's multivector layout (candidates by MAX_SIM instead of votes)."""
     import os
 
     from dinoseek.cli import main
@@ -72,8 +97,22 @@ def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypat
     for key in [k for k in os.environ if k.startswith("DINOSEEK_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("DINOSEEK_HOME", str(tmp_path / "home"))
+    if vectors == "qdrant-multivector":
+        server = request.getfixturevalue("local_qdrant_server")
+        monkeypatch.setenv("DINOSEEK_VECTOR_BACKEND", "qdrant")
+        monkeypatch.setenv("DINOSEEK_QDRANT_URL", "http://qdrant.invalid:6333")
+        monkeypatch.setenv("DINOSEEK_QDRANT_PATCH_LAYOUT", "multivector")
     assert main(["index", str(library), "--collection", "c", "--json"]) == 0
     capsys.readouterr()
+    if vectors == "qdrant-multivector":  # one point per image, holding its cells
+        assert server.get_collection("c.patches").config.params.vectors.multivector_config is not None
+        assert server.count("c.patches").count == len(NAMES)
+        from indexer.stores.qdrant_server_store import QdrantMultivectorStore
+
+        def no_votes(*args, **kwargs):
+            raise AssertionError("region candidates must come from MAX_SIM, not per-cell votes")
+
+        monkeypatch.setattr(QdrantMultivectorStore, "search", no_votes)
     assert main(["search", str(tmp_path / "query.jpg"), "--box", ",".join(map(str, box)), "--collection", "c",
                  "-k", "3", "--json"]) == 0
     (query,) = json.loads(capsys.readouterr().out)["queries"]

@@ -76,6 +76,15 @@ def test_qdrant_server_settings(tmp_path) -> None:
     cfg.write_text('qdrant_on_disk = "sometimes"\n')
     with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_ON_DISK"):
         load_settings(env={"DINOSEEK_CONFIG": str(cfg)})
+    assert s.qdrant_patch_layout == "points"
+    server = {"DINOSEEK_VECTOR_BACKEND": "qdrant", "DINOSEEK_QDRANT_URL": "http://qdrant:6333"}
+    s = load_settings(env={**server, "DINOSEEK_QDRANT_PATCH_LAYOUT": "MultiVector"})
+    assert s.qdrant_patch_layout == "multivector"
+    with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_PATCH_LAYOUT must be one of points, multivector"):
+        load_settings(env={**server, "DINOSEEK_QDRANT_PATCH_LAYOUT": "grid"})
+    for other in ({"DINOSEEK_VECTOR_BACKEND": "qdrant"}, {"DINOSEEK_QDRANT_URL": "http://qdrant:6333"}):
+        with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_PATCH_LAYOUT=multivector needs a Qdrant server"):
+            load_settings(env={**other, "DINOSEEK_QDRANT_PATCH_LAYOUT": "multivector"})
 
 
 @pytest.mark.parametrize("value,device", [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda:0"),

@@ -1,4 +1,6 @@
-"""One behaviour contract, every vector-store backend: FAISS, Qdrant Edge, Qdrant (local mode).
+"""One behaviour contract, every vector-store backend: FAISS, Qdrant Edge, Qdrant (local mode), and
+Qdrant's multivector patch layout (local mode; ids keyed by image in strides of 64 where a case's
+spec has none, so sparse ids are one cell each of many images and small ids several cells of one).
 
 Each case checks results against numpy brute force or against what was just written, so a backend
 that drops, duplicates, misorders or misremembers vectors fails here.
@@ -9,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ import pytest
 from indexer.stores.base import StoreError, StoreSpec, VectorStore
 
 DIM = 32
-BACKENDS = ("faiss", "qdrant-edge", "qdrant-local")
+BACKENDS = ("faiss", "qdrant-edge", "qdrant-local", "qdrant-local-multivector")
 
 # qdrant-client's local mode searches by brute force and says once that it ignores search params.
 pytestmark = pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
@@ -40,13 +43,16 @@ def _open(backend: str, spec: StoreSpec, path: Path, scratch: dict[Path, Path]) 
         return QdrantEdgeStore(spec, path)
     from qdrant_client import QdrantClient
 
-    from indexer.stores.qdrant_server_store import QdrantServerStore
+    from indexer.stores.qdrant_server_store import QdrantMultivectorStore, QdrantServerStore
 
     # Local mode commits one SQLite transaction per point (~15 ms each on a busy disk), so its files
     # go to tmpfs when there is one; the same ``path`` maps to the same folder, so reopening is real.
     if path not in scratch:
         shm = Path("/dev/shm")
         scratch[path] = Path(tempfile.mkdtemp(prefix="qdrant-local-", dir=shm)) if shm.is_dir() else path / "qdrant-local"
+    if backend == "qdrant-local-multivector":
+        spec = spec if spec.id_stride else replace(spec, id_stride=64)
+        return QdrantMultivectorStore(spec, QdrantClient(path=str(scratch[path])), owns_client=True)
     return QdrantServerStore(spec, QdrantClient(path=str(scratch[path])), owns_client=True)
 
 

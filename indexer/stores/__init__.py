@@ -21,9 +21,9 @@ def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str |
         return FaissStore(spec, directory)
     if backend == "qdrant":
         if qdrant_url:
-            from indexer.stores.qdrant_server_store import QdrantServerStore
+            from indexer.stores.qdrant_server_store import open_server_store
 
-            return QdrantServerStore.from_url(spec, qdrant_url, qdrant)
+            return open_server_store(spec, qdrant_url, qdrant)
         from indexer.stores.qdrant_edge_store import QdrantEdgeStore
 
         return QdrantEdgeStore(spec, directory)
