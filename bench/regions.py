@@ -8,6 +8,12 @@ region's true place in the source. The baseline embeds the pasted region as a wh
 searches the global index (no box comes back, so no IoU).
 
     .venv/bin/python bench/regions.py --library 300 --queries 120
+    .venv/bin/python bench/regions.py --backend qdrant-local-multivector   # patch candidates by MAX_SIM
+
+``--backend`` picks where the vectors live: FAISS files (default), or the Qdrant server store run in
+qdrant-client's local mode (in memory, brute force: no HNSW, no quantisation) with the patch cells as
+points (``qdrant-local``: candidates by votes, as with FAISS) or as one multivector per image
+(``qdrant-local-multivector``: candidates by MAX_SIM). Local-mode times are not a server's.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ def main() -> None:
     parser.add_argument("--library", type=int, default=300)
     parser.add_argument("--queries", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=("faiss", "qdrant-local", "qdrant-local-multivector"), default="faiss")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     files = sorted(iter_image_paths([args.photos]))
@@ -79,8 +86,15 @@ def main() -> None:
             (folder / f.name).symlink_to(f.resolve())
         settings = replace(load_settings(), home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/c.db",
                            vector_backend="faiss", model=args.model or load_settings().model)
+        if args.backend != "faiss":
+            _local_qdrant()
+            settings = replace(settings, vector_backend="qdrant", qdrant_url="http://local.invalid:6333",
+                               qdrant_patch_layout="multivector" if args.backend.endswith("multivector") else "points")
         library = Library(settings)
+        candidate_times = _time_patch_candidates()
+        started = time.perf_counter()
         index_paths(library, "bench", [folder], follow_symlinks=True)
+        index_seconds = time.perf_counter() - started
         ids = {Path(p).name: i for i, p in _paths(library)}
         ranks, ious, base_ranks, times = [], [], [], []
         for _ in range(args.queries):
@@ -106,11 +120,52 @@ def main() -> None:
         return sum(1 for r in rs if r is not None and r <= k) / len(rs)
 
     print(f"{args.queries} region queries (10-25% of a photo, resized 0.7-1.3x, pasted on an unindexed photo), "
-          f"{args.library} indexed photos:")
+          f"{args.library} indexed photos, vectors in {args.backend} (indexed in {index_seconds:.1f} s):")
     print(f"  patch re-ranking     recall@1 {recall(ranks, 1):.3f}  recall@10 {recall(ranks, 10):.3f}  "
           f"mean IoU of the matched box {np.mean(ious) if ious else 0:.3f} (IoU>=0.5: "
-          f"{np.mean([i >= 0.5 for i in ious]) if ious else 0:.2f} of found)  median {1000 * np.median(times):.0f} ms/query")
+          f"{np.mean([i >= 0.5 for i in ious]) if ious else 0:.2f} of found)  median {1000 * np.median(times):.0f} ms/query "
+          f"(patch candidates: median {1000 * np.median(candidate_times):.1f} ms)")
     print(f"  whole-crop baseline  recall@1 {recall(base_ranks, 1):.3f}  recall@10 {recall(base_ranks, 10):.3f}")
+
+
+def _time_patch_candidates() -> list[float]:
+    """Seconds each region query spent getting its patch candidates (votes, or MAX_SIM)."""
+    import indexer.regions as regions
+
+    spent: list[float] = []
+    inner = regions._patch_candidates
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    regions._patch_candidates = timed
+    return spent
+
+
+def _local_qdrant() -> None:
+    """Every Qdrant client the product makes becomes one qdrant-client local-mode instance in memory
+    (the stores' own code and collection settings, without a server)."""
+    import warnings
+
+    from qdrant_client import QdrantClient
+
+    import indexer.stores.qdrant_server_store as qss
+
+    warnings.filterwarnings("ignore", message="Local mode performs exact", category=UserWarning)
+    client = QdrantClient(location=":memory:")
+
+    class Shared:  # the stores close their client; this one serves them all
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def close(self) -> None:
+            pass
+
+    qss.connect = lambda url, config=None, **kwargs: Shared()
 
 
 def _paths(library: Library):
