@@ -398,6 +398,55 @@ def test_export_import_gives_the_same_answers_under_new_ids(source, tmp_path, ti
         target.close()
 
 
+@pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning")
+def test_import_into_the_qdrant_multivector_patch_layout(source, tmp_path, tiny_model, monkeypatch) -> None:
+    """A collection imported into a Qdrant server (qdrant-client local mode) whose patch store is
+    one multivector per image: every cell arrives in its image's point, searches answer as on the
+    source, and it exports again with the same vectors (the store scrolls its cells back out)."""
+    from qdrant_client import QdrantClient
+
+    import indexer.stores.qdrant_server_store as qss
+
+    client = QdrantClient(location=":memory:")
+
+    class Shared:  # one local "server" behind every connect(); the stores must not close it
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(qss, "connect", lambda url, config=None, **kwargs: Shared())
+    exported = export_collection(source.library, "lib", tmp_path / "lib-export.tar")
+    target = Library(_settings(tmp_path / "target", tiny_model, vector_backend="qdrant",
+                               qdrant_url="http://qdrant.invalid:6333", qdrant_patch_layout="multivector"))
+    try:
+        report = import_collection(target, tmp_path / "lib-export.tar")
+        assert report.vectors == exported.vectors
+        assert client.get_collection("lib.patches").config.params.vectors.multivector_config is not None
+        grids = _grids(source.library, "lib")
+        assert client.count("lib.patches").count == len(grids)  # one point per image
+        with source.library.catalog.session() as s:
+            old = {r.path: r.id for r in s.scalars(select(Image))}
+        with target.catalog.session() as s:
+            new = {r.path: r.id for r in s.scalars(select(Image))}
+        mapping = {old[p]: new[p] for p in old}
+        _, old_cells = _vectors(source.library, "lib", sorted(grids), grids)
+        _, cells = _vectors(target, "lib", [mapping[i] for i in sorted(grids)],
+                            {mapping[i]: g for i, g in grids.items()})
+        for i in grids:
+            np.testing.assert_allclose(cells[mapping[i]], old_cells[i], atol=1e-3)
+        found = search_files(target, "lib", source.queries, k=20)
+        assert [[_content(h.path) for h in r.results] for r in found] == \
+            [[_content(p) for _, p, _ in hits] for hits in source.state["search"]]
+        assert all(r.results for r in search_region_files(target, "lib", source.queries[:2], BOX, k=5))
+        again = export_collection(target, "lib", tmp_path / "again.tar")
+        assert again.vectors == exported.vectors
+    finally:
+        target.close()
+        client.close()
+
+
 def test_backup_refuses_while_a_collection_is_being_indexed_or_written(tmp_path, tiny_model, monkeypatch) -> None:
     import indexer.backup
     from indexer.locks import collection_writer_lock
