@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
 KEYPOINTS = 400
 MIN_MATCHES = 8
+MIN_ALIGNING_INLIERS = 12  # inliers a homography needs before the pictures are compared through it
 RESIDUAL_PIXELS = 2.0  # a match is an inlier when the homography puts it this close (at VERIFY_SIDE)
 RANSAC_TRIALS = 500
 LOWE_RATIO = 0.9
@@ -127,7 +128,9 @@ def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
         return Geometry(len(pairs), 0, 0.0, 0.0, mirrored)
     h, inliers = homography(a, b, pairs)
     count = int(inliers.sum())
-    agreement = aligned_agreement(a.grey, b.grey, h) if h is not None and a.grey is not None and b.grey is not None else 0.0
+    # a homography on a handful of chance matches aligns nothing: no photometric evidence then
+    aligned = h is not None and count >= MIN_ALIGNING_INLIERS and a.grey is not None and b.grey is not None
+    agreement = aligned_agreement(a.grey, b.grey, h) if aligned else 0.0
     return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement)
 
 
