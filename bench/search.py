@@ -63,6 +63,39 @@ def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return index.search(queries, k)[1]
 
 
+def patch_votes(n: int, dim: int) -> None:
+    """A region query's candidate step at scale: 9 pooled query cells, 200 nearest stored cells
+    each, in a float16 patch store of ``n`` cells (64 per image: n / 64 images) of the default
+    model's 192 dimensions, HNSW as the product builds it."""
+    from indexer.stores.faiss_store import FaissStore
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20_000, dim)).astype(np.float32)
+
+    def cells(count: int) -> np.ndarray:
+        x = centres[rng.integers(0, len(centres), count)] + 0.7 * rng.standard_normal((count, dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = FaissStore(StoreSpec("cells", dim, "float16", id_stride=64), Path(tmp))
+        t = time.perf_counter()
+        for start in range(0, n, 100_000):
+            count = min(100_000, n - start)
+            store.upsert(np.arange(start, start + count), cells(count))
+        store.persist()
+        build = time.perf_counter() - t
+        queries = cells(9)
+        store.search(queries, 200)
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            store.search(queries, 200)
+            times.append(time.perf_counter() - t)
+        print(f"patch store n={n:,} cells ({n // 64:,} images) build {build:.0f}s: 9 cells x 200 neighbours "
+              f"median {1000 * np.median(times):.1f} ms", flush=True)
+        store.close()
+
+
 def scan_only(n: int, dim: int, threshold: float) -> None:
     """The duplicate scan's graph over ``n`` stored vectors (a flat store: nothing to build first)."""
     from indexer.stores.faiss_store import FaissStore
@@ -157,9 +190,13 @@ def main() -> None:
     parser.add_argument("--ef-sweep", type=int, nargs="*", help="also time the raw HNSW graph at these efSearch values")
     parser.add_argument("--scan-only", action="store_true",
                         help="only the duplicate scan's graph, over a flat FAISS store (no HNSW build)")
+    parser.add_argument("--patch-votes", action="store_true",
+                        help="only a region query's vote search: 9 cells x 200 neighbours in a float16 cell store of N")
     args = parser.parse_args()
     for n in args.sizes:
-        if args.scan_only:
+        if args.patch_votes:
+            patch_votes(n, 192)
+        elif args.scan_only:
             scan_only(n, args.dim, args.threshold)
         else:
             run(n, args.dim, args.backend, args.queries, args.threshold, args.ef_sweep)
