@@ -113,6 +113,13 @@ def as_vectors(vectors: np.ndarray, spec: StoreSpec, rows: int | None = None) ->
     return arr
 
 
+def check_batch_size(spec: StoreSpec, batch_size: int) -> int:
+    """A scroll's page size, refused unless positive."""
+    if batch_size < 1:
+        raise StoreError(f"store {spec.name!r}: batch size must be positive, got {batch_size}")
+    return batch_size
+
+
 def widening_range(query_page: Callable[[int], Sequence], total: int, threshold: float,
                    first_limit: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Range search on engines that only answer top-k: ask ``query_page(limit)`` for hits (objects

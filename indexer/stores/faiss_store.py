@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.stores.base import SearchResult, StoreError, StoreSpec, as_ids, as_vectors
+from indexer.stores.base import SearchResult, StoreError, StoreSpec, as_ids, as_vectors, check_batch_size
 
 DEFAULT_ANN_THRESHOLD = 50_000
 HNSW_M = 32
@@ -201,8 +201,7 @@ class FaissStore:
             return np.array([i for i, _ in found], dtype=np.int64), vectors
 
     def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if batch_size < 1:
-            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        check_batch_size(self.spec, batch_size)
         with self._lock:
             self._check_open()
             ids = np.sort(np.fromiter(self._pos.keys(), dtype=np.int64, count=len(self._pos)))

@@ -26,6 +26,7 @@ from indexer.stores.base import (
     StoreSpec,
     as_ids,
     as_vectors,
+    check_batch_size,
     empty_result,
     in_request_order,
     widening_range,
@@ -193,8 +194,7 @@ class QdrantEdgeStore:
 
     def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored vector in id order, a page of ``batch_size`` points at a time."""
-        if batch_size < 1:
-            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        check_batch_size(self.spec, batch_size)
         offset = None
         while True:
             with self._lock, self._engine("scroll"):

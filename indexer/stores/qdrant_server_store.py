@@ -37,6 +37,7 @@ from indexer.stores.base import (
     StoreSpec,
     as_ids,
     as_vectors,
+    check_batch_size,
     empty_result,
     in_request_order,
     widening_range,
@@ -363,8 +364,7 @@ class QdrantServerStore:
 
     def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored vector in id order, a page of ``batch_size`` points at a time."""
-        if batch_size < 1:
-            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        check_batch_size(self.spec, batch_size)
         offset = None
         while True:
             with self._lock, self._server("scroll"):
@@ -568,8 +568,7 @@ class QdrantMultivectorStore(QdrantServerStore):
 
     def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored cell in id order (images ascending, slots ascending), at most ``batch_size`` a batch."""
-        if batch_size < 1:
-            raise StoreError(f"store {self.spec.name!r}: batch size must be positive, got {batch_size}")
+        check_batch_size(self.spec, batch_size)
         offset = None
         while True:
             with self._lock, self._server("scroll"):
