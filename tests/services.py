@@ -17,6 +17,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(base: str, log: Path, timeout: float = 120) -> None:
+    """Wait until the API at ``base`` answers 200 on /health; fail with the end of its log."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.3)
+
+
 class PrivateRedis:
     """A ``redis-server`` of the test's own, persisting every write (append-only file, fsync
     always), so a restart keeps queued tasks as a production Redis configured for a fleet does."""

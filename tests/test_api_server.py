@@ -14,7 +14,7 @@ import time
 import httpx
 
 from tests.conftest import skimage_photo
-from tests.services import free_port
+from tests.services import free_port, wait_healthy
 from tests.test_workers import _cli_plain, _env, _stop, _wait_until_ready
 
 KEY = {"Authorization": "Bearer e2e-key"}
@@ -45,15 +45,7 @@ def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tin
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         _wait_until_ready([tmp_path / "worker.log"])
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
-            time.sleep(0.3)
+        wait_healthy(base, tmp_path / "server.log")
         health = httpx.get(f"{base}/health").json()
         assert set(health["checks"]) == {"database", "broker", "vector_store"} and health["status"] == "ok"
         http = httpx.Client(base_url=base, headers=KEY, timeout=60)

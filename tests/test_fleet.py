@@ -25,7 +25,7 @@ import pytest
 
 from tests.conftest import _service_or_skip
 from tests.databases import scratch_databases
-from tests.services import free_port
+from tests.services import free_port, wait_healthy
 from tests.test_api_server import _serve
 from tests.test_workers import (
     _chunks_done,
@@ -74,18 +74,6 @@ def _chunk_tasks(log: Path) -> tuple[int, int]:
     return received, finished
 
 
-def _wait_healthy(base: str, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.3)
-
-
 QUERIED = ("p0090.jpg", "p0093.jpg", "p0049.jpg")
 
 
@@ -120,7 +108,7 @@ def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, ti
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         _wait_until_ready(logs)
-        _wait_healthy(base, tmp_path / "server.log")
+        wait_healthy(base, tmp_path / "server.log")
         http = httpx.Client(base_url=base, headers=KEY, timeout=120)
         assert http.post("/collections", json={"name": "lib"}).status_code == 201
         accepted = http.post("/collections/lib/index-jobs", json={"paths": [str(folder)]})
