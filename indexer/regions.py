@@ -209,16 +209,12 @@ def region_keypoints(picture: PILImage.Image, side: int, features: int = REGION_
     """ORB keypoints of the picture scaled (up or down) to ``side`` pixels on its long side."""
     import cv2
 
-    from indexer.verification import grey_levels
+    from indexer.verification import grey_levels, orb_keypoints
 
     scale = side / max(picture.size)
     sized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                            PILImage.Resampling.BILINEAR) if scale > 1 else picture
-    grey = grey_levels(sized, side)
-    found, descriptors = cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15).detectAndCompute(grey, None)
-    if descriptors is None or not found:
-        return Keypoints(np.zeros((0, 2), dtype=np.float32), np.zeros((0, 32), dtype=np.uint8), grey.shape[1], grey.shape[0])
-    return Keypoints(np.array([k.pt for k in found], dtype=np.float32), descriptors, grey.shape[1], grey.shape[0])
+    return orb_keypoints(grey_levels(sized, side), cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15))
 
 
 def verify_hits(library: Library, crop: PILImage.Image, hits: list[SearchHit]) -> None:

@@ -84,9 +84,15 @@ def keypoints(picture: Image.Image, mirrored: bool = False, side: int = VERIFY_S
     import cv2
 
     grey = grey_levels(ImageOps.mirror(picture) if mirrored else picture, side)
-    found, descriptors = cv2.ORB_create(nfeatures=KEYPOINTS).detectAndCompute(grey, None)
+    return orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS))
+
+
+def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
+    """What the OpenCV ORB detector ``orb`` finds on the grey levels (no keypoints on a flat picture)."""
+    found, descriptors = orb.detectAndCompute(grey, None)
     if descriptors is None or not found:
-        return Keypoints(np.zeros((0, 2)), np.zeros((0, 32), dtype=np.uint8), grey.shape[1], grey.shape[0], grey)
+        return Keypoints(np.zeros((0, 2), dtype=np.float32), np.zeros((0, 32), dtype=np.uint8), grey.shape[1],
+                         grey.shape[0], grey)
     points = np.array([k.pt for k in found], dtype=np.float32)
     return Keypoints(points, descriptors, grey.shape[1], grey.shape[0], grey)
 
