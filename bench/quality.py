@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -149,12 +150,7 @@ def fused_report(vit, refs_imgs, queries, sim: np.ndarray) -> None:
     scores = {"descriptor": [e.descriptor for e in evidence], "normalised descriptor": [e.normalised for e in evidence],
               "pHash": [e.hash for e in evidence], "geometry (inlier share)": [e.geometry.inlier_share for e in evidence],
               "geometry (photometric agreement)": [e.geometry.agreement for e in evidence]}
-    geometry = [e.geometry for e in evidence]
-    for e in evidence:
-        e.geometry = None
-    scores["fusion without geometry"] = [cal.judge(e).copy_probability for e in evidence]
-    for e, g in zip(evidence, geometry):
-        e.geometry = g
+    scores["fusion without geometry"] = [cal.cheap_probability(replace(e, geometry=None)) for e in evidence]
     scores["fusion with geometry"] = [cal.judge(e).copy_probability for e in evidence]
     print(f"\ncopy detection µAP of the {len(queries)} queries' top-1 matches, re-scored ({cal.source}):\n")
     print("| score | µAP | precision / recall at its default |")
@@ -194,19 +190,12 @@ def tier_report(vit, refs_imgs, distractor_imgs, n: int) -> None:
               "pHash": [e.hash for e in evidence], "geometry (inlier share)": [e.geometry.inlier_share for e in evidence],
               "geometry (coverage)": [e.geometry.coverage for e in evidence],
               "geometry (photometric agreement)": [e.geometry.agreement for e in evidence]}
-    geometry = [e.geometry for e in evidence]
-    cheap = []
-    for e in evidence:
-        e.geometry = None
-        cheap.append(cal.cheap_probability(e))
-    scores["fusion without geometry"] = cheap
-    verdicts = []
-    for e, g in zip(evidence, geometry):
-        e.geometry = g
-        scores.setdefault("fusion with geometry (all pairs)", []).append(cal.judge(e).copy_probability)
-        e.geometry = g if cal.wants_geometry(_cheap_evidence(e)) else None  # as the product verifies
-        verdicts.append(cal.judge(e).verdict)
-    verdicts = np.array([v or "none" for v in verdicts])
+    unverified = [replace(e, geometry=None) for e in evidence]
+    scores["fusion without geometry"] = [cal.cheap_probability(u) for u in unverified]
+    scores["fusion with geometry (all pairs)"] = [cal.judge(replace(e)).copy_probability for e in evidence]
+    # the verdicts as the product reaches them: geometry only where the cheap evidence leaves them open
+    served = [e if cal.wants_geometry(u) else u for e, u in zip(evidence, unverified)]
+    verdicts = np.array([cal.judge(e).verdict or "none" for e in served])
     print(f"\nduplicate tiers ({cal.source}; {copy.sum()} edited copies of {n} held-out photos, "
           f"{(labels == 'other shot').sum()} re-shots, {(labels == 'unrelated').sum()} unrelated nearest pairs):\n")
     print("| tier | precision | recall | same-scene precision |")
@@ -229,12 +218,6 @@ def tier_report(vit, refs_imgs, distractor_imgs, n: int) -> None:
     print("|---|---|")
     for name, values in scores.items():
         print(f"| {name} | {average_precision(np.array(values, dtype=float), copy):.3f} |")
-
-
-def _cheap_evidence(e):
-    from indexer.verdicts import PairEvidence
-
-    return PairEvidence(e.descriptor, e.normalised, e.hash)
 
 
 def phash_similarity(refs_imgs, query_imgs) -> np.ndarray:
