@@ -16,6 +16,7 @@ none falls back to its descriptor threshold alone (``near_threshold`` of the che
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -159,8 +160,10 @@ class Calibration:
         return evidence
 
 
+@functools.lru_cache(maxsize=4)
 def load_calibrations(path: Path = CALIBRATION_FILE) -> dict[str, dict]:
-    """Every fitted calibration, by checkpoint digest (empty when the file is absent)."""
+    """Every fitted calibration, by checkpoint digest (empty when the file is absent); read once a
+    process, not on every duplicate check. Callers must not change the answer."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
