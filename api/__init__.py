@@ -7,44 +7,30 @@ every route but ``/health`` needs an API key (``api/auth.py``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from flask import Flask
+from flask_smorest import Api
 
-if TYPE_CHECKING:
-    from flask import Flask
-
-    from dinoseek.settings import Settings
-    from indexer.library import Library
+from api import auth, metrics
+from api.context import ApiContext
+from api.errors import register_error_handlers
+from api.routes import collections, duplicates, images, jobs, search, system
+from api.schemas import ErrorResponse
+from dinoseek.settings import Settings, SettingsError, load_settings
+from indexer.library import Library
 
 PREFIX = "/api/v1"
 
 
-def _api_class():
-    from flask_smorest import Api
+class DinoseekApi(Api):
+    """flask-smorest, documenting errors in dinoseek's shape."""
 
-    from api.schemas import ErrorResponse
-
-    class DinoseekApi(Api):
-        """flask-smorest, documenting errors in dinoseek's shape."""
-
-        ERROR_SCHEMA = ErrorResponse
-
-    return DinoseekApi
+    ERROR_SCHEMA = ErrorResponse
 
 
 def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = False,
                library: Library | None = None) -> Flask:
     """The API for ``settings`` (default: read from the environment). Refuses to build without API
     keys unless ``insecure_no_auth`` (a development server on a trusted machine)."""
-    from flask import Flask
-
-    from api import auth, metrics
-    from api.context import ApiContext
-    from api.errors import register_error_handlers
-    from api.routes import collections, duplicates, images, jobs, search, system
-    from dinoseek.settings import SettingsError, load_settings
-    from indexer.library import Library
-
-    DinoseekApi = _api_class()
     settings = settings or load_settings()
     if not settings.api_keys and not insecure_no_auth:
         raise SettingsError("DINOSEEK_API_KEYS is not set: the API refuses to start without keys "

@@ -5,10 +5,23 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
+from kombu.exceptions import OperationalError as BrokerError
 from werkzeug.exceptions import HTTPException
 
-from indexer.catalog.database import CatalogError
-from indexer.errors import Busy, Forbidden, IndexerError, InvalidRequest, ModelMismatch, NotFound, UnusableImage
+from indexer.catalog.database import CONCURRENT_CHANGE, DATABASE_UNAVAILABLE, VALUE_REFUSED, CatalogError
+from indexer.errors import (
+    AlreadyExists,
+    Busy,
+    Forbidden,
+    IndexerError,
+    InvalidRequest,
+    InvalidValue,
+    ModelMismatch,
+    NotFound,
+    Unavailable,
+    UnusableImage,
+)
+from indexer.stores import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +49,15 @@ def error_response(status: int, message: str, details: dict | None = None, code:
 
 
 def _status_of(exc: IndexerError) -> int:
+    if isinstance(exc, Unavailable):
+        return 503
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Forbidden):
         return 403
-    if isinstance(exc, UnusableImage):
+    if isinstance(exc, (UnusableImage, InvalidValue)):
         return 422
-    if isinstance(exc, (Busy, ModelMismatch)):
+    if isinstance(exc, (Busy, ModelMismatch, AlreadyExists)):
         return 409
     if isinstance(exc, InvalidRequest):
         return 400
@@ -79,18 +94,16 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(503, f"a backing service is unavailable: {type(exc).__name__}")
 
     app.register_error_handler(CatalogError, unavailable)
-    from kombu.exceptions import OperationalError as BrokerError
-    from sqlalchemy.exc import DataError, IntegrityError, OperationalError
-
-    from indexer.stores import StoreError
-
-    app.register_error_handler(OperationalError, unavailable)
+    for error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error, unavailable)
     app.register_error_handler(BrokerError, unavailable)
     app.register_error_handler(StoreError, unavailable)
-    app.register_error_handler(DataError, lambda e: error_response(
-        400, "a value in the request cannot be stored or compared (a NUL byte, a number out of range)"))
-    app.register_error_handler(IntegrityError, lambda e: error_response(
-        409, "a concurrent request changed the same rows; try again"))
+    for error in VALUE_REFUSED:
+        app.register_error_handler(error, lambda e: error_response(
+            400, "a value in the request cannot be stored or compared (a NUL byte, a number out of range)"))
+    for error in CONCURRENT_CHANGE:
+        app.register_error_handler(error, lambda e: error_response(
+            409, "a concurrent request changed the same rows; try again"))
 
     def internal(exc: Exception):
         log.exception("unhandled error")

@@ -8,29 +8,27 @@ from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from indexer.collections import collection_counts
+from indexer.jobs import job_counts
+from indexer.library import Library
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class CatalogCollector:
     """Read at scrape time from the catalog and the stores: jobs by kind/status, images and vectors per collection."""
 
-    def __init__(self, library) -> None:
+    def __init__(self, library: Library) -> None:
         self.library = library
 
     def collect(self):
-        from sqlalchemy import func, select
-
-        from indexer.catalog.models import Job
-        from indexer.collections import collection_counts
-
         jobs = GaugeMetricFamily("dinoseek_jobs", "Jobs by kind and status", labels=["kind", "status"])
         images = GaugeMetricFamily("dinoseek_collection_images", "Images per collection and status",
                                    labels=["collection", "status"])
         vectors = GaugeMetricFamily("dinoseek_collection_vectors", "Global vectors stored per collection",
                                     labels=["collection"])
-        with self.library.catalog.session() as s:
-            for kind, status, n in s.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)):
-                jobs.add_metric([kind, status], n)
+        for (kind, status), n in job_counts(self.library).items():
+            jobs.add_metric([kind, status], n)
         for c in collection_counts(self.library):
             images.add_metric([c["name"], "indexed"], c["indexed"])
             images.add_metric([c["name"], "failed"], c["failed"])
@@ -39,7 +37,7 @@ class CatalogCollector:
         yield from (jobs, images, vectors)
 
 
-def install(app: Flask, library) -> CollectorRegistry:
+def install(app: Flask, library: Library) -> CollectorRegistry:
     registry = CollectorRegistry()
     latency = Histogram("dinoseek_http_request_duration_seconds", "Time to answer a request, by route",
                         ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=registry)

@@ -6,7 +6,8 @@ from datetime import timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from indexer.search import MAX_K
+from indexer.catalog.names import COLLECTION_NAME_PATTERN
+from indexer.query import MAX_K
 
 
 def _no_nul(value: str) -> None:
@@ -33,7 +34,7 @@ class ErrorResponse(Schema):
 
 
 class CollectionCreate(Schema):
-    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
+    name = fields.String(required=True, validate=validate.Regexp(COLLECTION_NAME_PATTERN),
                          metadata={"description": "1-128 letters, digits, '_', '-' or '.'", "example": "photos"})
 
 

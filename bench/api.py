@@ -98,7 +98,7 @@ def load(base: str, requests: int, clients: int, make_request) -> tuple[list[flo
 def upload_split(settings, photo: bytes, repeats: int) -> dict[str, float]:
     """Median milliseconds of decode, forward pass, and index + catalog for one search by upload."""
     from indexer.ingest.reading import FileStat, decode_bytes
-    from indexer.search import embed_pictures, search_vectors
+    from indexer.query.search import embed_pictures, search_vectors
 
     library = Library(settings)
     parts: dict[str, list[float]] = {"decode": [], "forward": [], "index + catalog": []}

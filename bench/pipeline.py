@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dinoseek.settings import load_settings  # noqa: E402
-from indexer.indexing import index_paths  # noqa: E402
 from indexer.ingest.reading import read_image  # noqa: E402
-from indexer.ingest.scan import iter_image_paths  # noqa: E402
+from indexer.jobs import index_paths  # noqa: E402
 from indexer.library import Library  # noqa: E402
+from model.files import iter_image_paths  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import FAMILIES, MILD, STRONG, reshoot, reshoot_parallax  # noqa: E402
 from pairs import Pair, nearest_refs, pair_evidence  # noqa: E402
 
-from indexer.verdicts import calibration_for  # noqa: E402
+from indexer.duplicates.verdicts import calibration_for  # noqa: E402
 from model import Embedder, arch_by_name, build_vit, load_backbone, load_image  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 

@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dinoseek.settings import load_settings  # noqa: E402
-from indexer.indexing import index_paths  # noqa: E402
-from indexer.ingest.scan import iter_image_paths  # noqa: E402
+from indexer.jobs import index_paths  # noqa: E402
 from indexer.library import Library  # noqa: E402
-from indexer.regions import RegionQuery, search_region  # noqa: E402
-from indexer.search import search_vectors  # noqa: E402
+from indexer.query.regions import RegionQuery, search_region  # noqa: E402
+from indexer.query.search import search_vectors  # noqa: E402
+from model.files import iter_image_paths  # noqa: E402
 
 
 def iou(a: list[int], b: list[int]) -> float:
@@ -91,7 +91,7 @@ def main() -> None:
             settings = replace(settings, vector_backend="qdrant", qdrant_url="http://local.invalid:6333",
                                qdrant_patch_layout="multivector" if args.backend.endswith("multivector") else "points")
         library = Library(settings)
-        candidate_times = _time_patch_candidates()
+        candidate_times = _timepatch_candidates()
         started = time.perf_counter()
         index_paths(library, "bench", [folder], follow_symlinks=True)
         index_seconds = time.perf_counter() - started
@@ -128,12 +128,12 @@ def main() -> None:
     print(f"  whole-crop baseline  recall@1 {recall(base_ranks, 1):.3f}  recall@10 {recall(base_ranks, 10):.3f}")
 
 
-def _time_patch_candidates() -> list[float]:
+def _timepatch_candidates() -> list[float]:
     """Seconds each region query spent getting its patch candidates (votes, or MAX_SIM)."""
-    import indexer.regions as regions
+    import indexer.query.regions as regions
 
     spent: list[float] = []
-    inner = regions._patch_candidates
+    inner = regions.patch_candidates
 
     def timed(*args, **kwargs):
         started = time.perf_counter()
@@ -142,7 +142,7 @@ def _time_patch_candidates() -> list[float]:
         finally:
             spent.append(time.perf_counter() - started)
 
-    regions._patch_candidates = timed
+    regions.patch_candidates = timed
     return spent
 
 

@@ -113,13 +113,13 @@ def scan_only(n: int, dim: int, threshold: float) -> None:
 
 def scan(store, n: int, dim: int, threshold: float, sources: np.ndarray) -> None:
     """Time the duplicate scan's candidate graph and count the planted copies it links."""
-    from indexer.duplicates import NEIGHBOURS, _UnionFind
-    from indexer.knn_graph import knn_graph
+    from indexer.duplicates.knn_graph import knn_graph
+    from indexer.duplicates.scan import NEIGHBOURS, UnionFind
 
     planted = len(sources)
     t = time.perf_counter()
     graph = knn_graph(store.fetch, list(range(n)), dim, NEIGHBOURS, threshold)
-    uf = _UnionFind()
+    uf = UnionFind()
     for a, b in zip(graph.a.tolist(), graph.b.tolist()):
         uf.union(a, b)
     elapsed = time.perf_counter() - t

@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     import redis
 
-    from indexer.ingest.scan import iter_image_paths
+    from model.files import iter_image_paths
 
     files = list(iter_image_paths([args.photos]))[: args.limit]
     rates: dict[str, list[float]] = {"embedded": [], "1 worker process": [], "2 worker processes": []}

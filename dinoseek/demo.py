@@ -11,9 +11,19 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw, ImageOps
+
+from dinoseek.settings import load_settings
+from indexer.duplicates import find_duplicates
+from indexer.jobs import index_paths
+from indexer.library import Library
+from indexer.query import search_files
+from model import CheckpointError, arch_by_name, build_vit, save_checkpoint
+from model.checkpoint import DEFAULT_CHECKPOINT
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
 
@@ -34,7 +44,7 @@ def _edits(img: Image.Image) -> dict[str, Image.Image]:
 
 def build_library(folder: Path) -> tuple[list[Path], list[tuple[Path, Path]]]:
     """Write originals and edited copies; return the originals and (copy, its source) pairs."""
-    import skimage.data
+    import skimage.data  # lazy: the demo extra, needed by this command alone
 
     originals, copies = [], []
     for name in PHOTOS:
@@ -58,16 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--library", type=Path, help="folder to write the demo library to (default: a temp dir)")
     args = parser.parse_args(argv)
 
-    from dataclasses import replace
-
-    from dinoseek.settings import load_settings
-    from indexer.duplicates import find_duplicates
-    from indexer.indexing import index_paths
-    from indexer.library import Library
-    from indexer.search import search_files
-    from model import CheckpointError
-    from model.checkpoint import DEFAULT_CHECKPOINT
-
     with tempfile.TemporaryDirectory() as tmp:
         # a throwaway catalog and index: the demo never touches the user's own DINOSEEK_HOME
         settings = replace(load_settings(), home=Path(tmp) / "home",
@@ -75,10 +75,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.model:
             settings = replace(settings, model=args.model)
         elif not settings.model and not DEFAULT_CHECKPOINT.exists():
-            import torch
-
-            from model import arch_by_name, build_vit, save_checkpoint
-
             torch.manual_seed(0)
             random_model = Path(tmp) / "random-vits14.pt"
             save_checkpoint(build_vit(arch_by_name("vits14")), random_model)

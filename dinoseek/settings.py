@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-_BACKENDS = ("faiss", "qdrant")
+VECTOR_BACKENDS = ("faiss", "qdrant")
 _DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
-_QUANTIZATIONS = ("int8", "none")
-_PATCH_LAYOUTS = ("points", "multivector")
+QDRANT_QUANTIZATIONS = ("int8", "none")
+QDRANT_PATCH_LAYOUTS = ("points", "multivector")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -83,8 +83,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
 
     home = Path(str(raw.get("home", "~/.dinoseek"))).expanduser()
     backend = str(raw.get("vector_backend", "faiss")).lower()
-    if backend not in _BACKENDS:
-        raise SettingsError(f"DINOSEEK_VECTOR_BACKEND must be one of {', '.join(_BACKENDS)}, got {backend!r}")
+    if backend not in VECTOR_BACKENDS:
+        raise SettingsError(f"DINOSEEK_VECTOR_BACKEND must be one of {', '.join(VECTOR_BACKENDS)}, got {backend!r}")
     device = parse_device(raw.get("device", "auto"))
     keys = raw.get("api_keys", ())
     keys = _split(keys, ",") if isinstance(keys, str) else [str(k) for k in keys]
@@ -100,12 +100,12 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
     if query_embedding == "gpu" and not raw.get("broker_url"):
         raise SettingsError("DINOSEEK_QUERY_EMBEDDING=gpu needs DINOSEEK_BROKER_URL (queries go to the gpu queue)")
     quantization = str(raw.get("qdrant_quantization", "int8")).lower()
-    if quantization not in _QUANTIZATIONS:
-        raise SettingsError(f"DINOSEEK_QDRANT_QUANTIZATION must be one of {', '.join(_QUANTIZATIONS)}, "
+    if quantization not in QDRANT_QUANTIZATIONS:
+        raise SettingsError(f"DINOSEEK_QDRANT_QUANTIZATION must be one of {', '.join(QDRANT_QUANTIZATIONS)}, "
                             f"got {quantization!r}")
     patch_layout = str(raw.get("qdrant_patch_layout", "points")).lower()
-    if patch_layout not in _PATCH_LAYOUTS:
-        raise SettingsError(f"DINOSEEK_QDRANT_PATCH_LAYOUT must be one of {', '.join(_PATCH_LAYOUTS)}, "
+    if patch_layout not in QDRANT_PATCH_LAYOUTS:
+        raise SettingsError(f"DINOSEEK_QDRANT_PATCH_LAYOUT must be one of {', '.join(QDRANT_PATCH_LAYOUTS)}, "
                             f"got {patch_layout!r}")
     if patch_layout == "multivector" and (backend != "qdrant" or not raw.get("qdrant_url")):
         raise SettingsError("DINOSEEK_QDRANT_PATCH_LAYOUT=multivector needs a Qdrant server "

@@ -1,11 +1,27 @@
-"""Listing collections with their counts."""
+"""Collections: creating one, listing them with their counts."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from indexer.catalog.models import Collection, Image, ModelRecord
+from indexer.catalog.names import check_collection_name
+from indexer.errors import AlreadyExists
 from indexer.library import Library
+
+
+def create_collection(library: Library, name: str) -> dict:
+    """A new empty collection, in the listing's shape; ``AlreadyExists`` if the name is taken."""
+    check_collection_name(name)
+    try:
+        with library.catalog.session() as s:
+            if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
+                raise AlreadyExists(f"collection {name!r} exists")
+            s.add(Collection(name=name))
+    except IntegrityError as exc:  # created by a concurrent request between the check and the insert
+        raise AlreadyExists(f"collection {name!r} exists") from exc
+    return {"name": name, "images": 0, "indexed": 0, "failed": 0, "vectors": 0, "model": None}
 
 
 def collection_counts(library: Library, after: str | None = None, limit: int | None = None) -> list[dict]:

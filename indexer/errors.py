@@ -29,3 +29,15 @@ class UnusableImage(InvalidRequest):
 
 class Forbidden(IndexerError):
     """The request names something outside what this server may touch (a path outside the allowed roots)."""
+
+
+class AlreadyExists(IndexerError):
+    """The request would create something that exists already (a collection of that name)."""
+
+
+class InvalidValue(InvalidRequest):
+    """A parameter is not of its form (a box that is not four finite numbers) (HTTP 422)."""
+
+
+class Unavailable(IndexerError):
+    """A service the request needs did not answer in time (no worker serves a queue) (HTTP 503)."""

@@ -12,19 +12,24 @@ from indexer.catalog.models import Collection, Image
 from indexer.errors import InvalidRequest, NotFound
 from indexer.ingest.reading import read_image
 from indexer.library import Library
-from indexer.patches import all_patch_ids
+from indexer.stores.patches import all_patch_ids
 from model.preprocess import ImageDecodeError
 
 MAX_THUMBNAIL = 1024
 
 
+def image_metadata(row: Image) -> dict:
+    """What the catalog knows of an image's file and picture, as results and the API show it."""
+    return {"filename": row.client_name, "format": row.format, "width": row.width, "height": row.height,
+            "sha256": row.sha256, "size_bytes": row.size_bytes,
+            "taken_at": row.taken_at.isoformat() if row.taken_at else None, "camera": row.camera,
+            "indexed_at": row.indexed_at.isoformat() if row.indexed_at else None}
+
+
 def image_json(row: Image, collection: str) -> dict:
     """An image as the API shows it: where it is, its state, and its metadata."""
     return {"id": row.id, "collection": collection, "path": row.path, "status": row.status, "error": row.error,
-            "metadata": {"filename": row.client_name, "format": row.format, "width": row.width, "height": row.height,
-                         "sha256": row.sha256, "size_bytes": row.size_bytes,
-                         "taken_at": row.taken_at.isoformat() if row.taken_at else None, "camera": row.camera,
-                         "indexed_at": row.indexed_at.isoformat() if row.indexed_at else None}}
+            "metadata": image_metadata(row)}
 
 
 def _row(s, image_id: int) -> tuple[Image, Collection]:
@@ -35,6 +40,7 @@ def _row(s, image_id: int) -> tuple[Image, Collection]:
 
 
 def get_image(library: Library, image_id: int) -> dict:
+    """The image as the API shows it (``image_json``); NotFound for an unknown id."""
     with library.catalog.session() as s:
         row, collection = _row(s, image_id)
         return image_json(row, collection.name)
@@ -54,25 +60,37 @@ def delete_image(library: Library, image_id: int) -> dict:
             stores.global_.delete(np.array([image_id]))
             stores.patches.delete(all_patch_ids([image_id]))
             stores.persist()
-            if library.settings.vector_backend == "qdrant" and not library.settings.qdrant_url:
-                library.release_stores(name)  # an Edge shard has one owner: let indexers open it
+            if library.backend.single_owner:
+                library.release_stores(name)  # e.g. an Edge shard: let indexers open it
         with library.catalog.session() as s:
             s.execute(Image.__table__.delete().where(Image.id == image_id))
     return doc
+
+
+def read_picture(library: Library, image_id: int, collection_name: str | None = None,
+                 target_long_side: int | None = None) -> PILImage.Image:
+    """An indexed image's picture, read from its file as indexing reads it (``target_long_side``:
+    JPEGs may decode reduced, never below it). NotFound for an id unknown (in ``collection_name``,
+    when given) or a file no longer readable."""
+    with library.catalog.session() as s:
+        if collection_name is None:
+            row, _ = _row(s, image_id)
+        else:
+            row = s.get(Image, image_id)
+            if row is None or row.collection_id != library.get_collection(s, collection_name).id:
+                raise NotFound(f"no image {image_id} in collection {collection_name!r}")
+        path = row.path
+    try:
+        return read_image(path, library.settings.max_image_pixels, target_long_side=target_long_side).image
+    except ImageDecodeError as exc:
+        raise NotFound(f"image {image_id}: its file is no longer readable ({exc})") from exc
 
 
 def thumbnail(library: Library, image_id: int, size: int = 256) -> bytes:
     """A JPEG of the image, oriented, at most ``size`` pixels on its long side."""
     if not 16 <= size <= MAX_THUMBNAIL:
         raise InvalidRequest(f"size must be from 16 to {MAX_THUMBNAIL} pixels, got {size}")
-    with library.catalog.session() as s:
-        row, _ = _row(s, image_id)
-        path = row.path
-    try:
-        loaded = read_image(path, library.settings.max_image_pixels, target_long_side=size)
-    except ImageDecodeError as exc:
-        raise NotFound(f"image {image_id}: the file is no longer readable ({exc})") from exc
-    picture = loaded.image
+    picture = read_picture(library, image_id, target_long_side=size)
     picture.thumbnail((size, size), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.convert("RGB").save(out, "JPEG", quality=85)

@@ -6,10 +6,8 @@ else in ``indexer`` takes it as its first argument.
 
 from __future__ import annotations
 
-import re
 import threading
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,20 +16,21 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.database import Catalog
 from indexer.catalog.models import Collection, ModelRecord
+from indexer.catalog.names import check_collection_name
+from indexer.catalog.schema import ensure_schema
 from indexer.errors import InvalidRequest, ModelMismatch, NotFound
-from indexer.stores import QdrantConfig, StoreSpec, VectorStore, open_store
+from indexer.stores import CollectionStores, QdrantConfig, StoreBackend, StoreSpec, store_backend
+from indexer.stores.locks import collection_writer_lock
+from indexer.stores.patches import PATCH_SLOTS
+from model import ARCHS, Embedder, load_backbone
+from model.pooling import token_dim
 
 if TYPE_CHECKING:
     from dinoseek.settings import Settings
-    from model import Embedder
-
-COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def arch_name(vit) -> str:
     """The architecture's registry name (``vits14_reg4``), or its shape when it is not a named one."""
-    from model import ARCHS
-
     arch = vit.arch
     return next((name for name, a in ARCHS.items() if a == arch), f"vit-{arch.embed_dim}x{arch.depth}")
 
@@ -41,50 +40,11 @@ def store_prefix(collection_name: str, generation: int) -> str:
     return collection_name if generation == 0 else f"{collection_name}~g{generation}"
 
 
-def check_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not COLLECTION_NAME.match(name) or ".." in name:
-        raise InvalidRequest(f"invalid collection name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-                             "starting with a letter or digit")
-    return name
-
-
-@dataclass
-class CollectionStores:
-    """The two stores of a collection: global descriptors, and pooled patch cells (float16)."""
-
-    global_: VectorStore
-    patches: VectorStore
-
-    def persist(self) -> None:
-        self.global_.persist()
-        self.patches.persist()
-
-    def refresh(self) -> None:
-        """Pick up what another process wrote to file-backed stores since they were opened."""
-        for store in (self.global_, self.patches):
-            if hasattr(store, "reload_if_changed"):
-                store.reload_if_changed()
-
-    def close(self) -> None:
-        self.global_.close()
-        self.patches.close()
-
-    def discard(self) -> None:
-        """Let go of stores whose files were deleted, without writing anything back."""
-        for store in (self.global_, self.patches):
-            if hasattr(store, "discard"):
-                store.discard()
-            else:
-                store.close()
-
-
 class Library:
     """Opened once per process from the settings; thread-safe for concurrent readers."""
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
                  other_embedders: dict[str, Embedder] | None = None) -> None:
-        from migrations.runner import ensure_schema
-
         self.settings = settings
         self.catalog = Catalog(settings.database_url)
         ensure_schema(self.catalog)
@@ -94,6 +54,8 @@ class Library:
         self._model_ids: dict[str, int] = {}  # digest → catalog id, for models already checked
         self._model_dims: dict[int, tuple[int, int]] = {}  # catalog id → (global, patch) dimensions
         self._lock = threading.RLock()
+        self.backend: StoreBackend = store_backend(settings.vector_backend, self.stores_dir, settings.qdrant_url,
+                                                   self.qdrant_config)
 
     @property
     def stores_dir(self) -> Path:
@@ -114,8 +76,6 @@ class Library:
         """The configured model (``DINOSEEK_MODEL`` or the shipped default), loaded on first use."""
         with self._lock:
             if self._embedder is None:
-                from model import Embedder, load_backbone
-
                 vit = load_backbone(self.settings.model, search_dirs=[self.settings.models_dir])
                 self._embedder = Embedder(vit, device=self.settings.device)
             return self._embedder
@@ -124,8 +84,6 @@ class Library:
         """The model of a checkpoint other than the configured one (a re-index), loaded once."""
         with self._lock:
             if checkpoint not in self._other_embedders:
-                from model import Embedder, load_backbone
-
                 vit = load_backbone(checkpoint, search_dirs=[self.settings.models_dir])
                 self._other_embedders[checkpoint] = Embedder(vit, device=self.settings.device)
             return self._other_embedders[checkpoint]
@@ -178,6 +136,12 @@ class Library:
             raise NotFound(f"no collection named {name!r}")
         return collection
 
+    def require_collection(self, name: str) -> None:
+        """Refuse a request naming a collection that does not exist (``NotFound``), before any model
+        loads or any picture is decoded for it."""
+        with self.catalog.session() as s:
+            self.get_collection(s, name)
+
     def get_or_create_collection(self, session: Session, name: str) -> Collection:
         check_collection_name(name)
         collection = session.scalar(select(Collection).where(Collection.name == name))
@@ -191,15 +155,13 @@ class Library:
     @property
     def embedded_stores(self) -> bool:
         """Whether vectors live in files this process owns (FAISS, Qdrant Edge), not in a server."""
-        return self.settings.vector_backend == "faiss" or not self.settings.qdrant_url
+        return self.backend.embedded
 
     def writer_lock(self, collection_name: str, timeout: float | None = None) -> AbstractContextManager:
         """Exclusive right to write the collection's vectors: a file lock for embedded stores
         (one writer at a time, across processes), nothing for a Qdrant server."""
         if not self.embedded_stores:
             return nullcontext()
-        from indexer.locks import collection_writer_lock
-
         return collection_writer_lock(self.stores_dir, check_collection_name(collection_name), timeout)
 
     def stores(self, collection_name: str, global_dim: int, patch_dim: int, generation: int = 0) -> CollectionStores:
@@ -209,16 +171,11 @@ class Library:
             key = (collection_name, generation)
             stores = self._stores.get(key)
             if stores is None:
-                from indexer.patches import PATCH_SLOTS  # patch ids are image id x PATCH_SLOTS + cell
-
-                s = self.settings
-                self.stores_dir.mkdir(parents=True, exist_ok=True)
                 prefix = store_prefix(collection_name, generation)
                 stores = CollectionStores(
-                    open_store(StoreSpec(f"{prefix}.global", global_dim), s.vector_backend,
-                               self.stores_dir, s.qdrant_url, self.qdrant_config),
-                    open_store(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS),
-                               s.vector_backend, self.stores_dir, s.qdrant_url, self.qdrant_config),
+                    self.backend.open(StoreSpec(f"{prefix}.global", global_dim)),
+                    # patch ids are image id x PATCH_SLOTS + cell
+                    self.backend.open(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS)),
                 )
                 self._stores[key] = stores
             return stores
@@ -232,16 +189,13 @@ class Library:
 
     def drop_generation(self, collection_name: str, generation: int) -> None:
         """Delete a collection's stores of one generation (after a swap, or a failed re-index's leftovers)."""
-        from indexer.stores import drop_store
-
         with self._lock:
             stale = self._stores.pop((collection_name, generation), None)
         if stale is not None:
             stale.discard()
         prefix = store_prefix(collection_name, generation)
-        s = self.settings
         for suffix in ("global", "patches"):
-            drop_store(f"{prefix}.{suffix}", s.vector_backend, self.stores_dir, s.qdrant_url, self.qdrant_config)
+            self.backend.drop(f"{prefix}.{suffix}")
 
     def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
         """Stores of a collection that has a model bound (None before its first vectors), up to date
@@ -251,7 +205,7 @@ class Library:
         dims = self._model_dims.get(collection.model_id)
         if dims is None:
             record = session.get(ModelRecord, collection.model_id)
-            dims = (record.dim, record.dim // 2 if record.pooling == "cls+gem" else record.dim)
+            dims = (record.dim, token_dim(record.dim, record.pooling))
             self._model_dims[collection.model_id] = dims
         global_dim, patch_dim = dims
         with self._lock:  # a re-index swapped generations since: let the old files go (never a newer shadow)

@@ -15,9 +15,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from indexer.catalog.models import Image
+from indexer.catalog.names import check_collection_name
 from indexer.errors import InvalidRequest, UnusableImage
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, sha256_bytes
-from indexer.library import Library, check_collection_name
+from indexer.library import Library
 from model.preprocess import ImageDecodeError
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -81,8 +82,6 @@ def grey_levels(picture: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
 def keypoints(picture: Image.Image, mirrored: bool = False, side: int = VERIFY_SIDE) -> Keypoints:
     """ORB keypoints of the picture (of its mirror image with ``mirrored``) in pixels of the picture
     scaled to ``side``; none on a flat or tiny picture."""
-    import cv2
-
     grey = grey_levels(ImageOps.mirror(picture) if mirrored else picture, side)
     return orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS))
 
@@ -100,8 +99,6 @@ def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
 def match(a: Keypoints, b: Keypoints) -> np.ndarray:
     """(n, 2) indices of mutual nearest neighbours (Hamming distance) between a's and b's patches
     whose nearest is clearly nearer than the second (Lowe's ratio test)."""
-    import cv2
-
     if len(a.points) < 2 or len(b.points) < 2:
         return np.zeros((0, 2), dtype=np.int64)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
@@ -113,8 +110,6 @@ def match(a: Keypoints, b: Keypoints) -> np.ndarray:
 
 def homography(a: Keypoints, b: Keypoints, pairs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """The homography from a to b most matches agree with (RANSAC) and the inlier mask."""
-    import cv2
-
     if len(pairs) < MIN_MATCHES:
         return None, np.zeros(len(pairs), dtype=bool)
     h, mask = cv2.findHomography(a.points[pairs[:, 0]], b.points[pairs[:, 1]], cv2.RANSAC, RESIDUAL_PIXELS,
@@ -144,8 +139,6 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     """Share of a's textured BLOCK x BLOCK blocks inside the overlap whose grey levels correlate
     (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b). Where b is the smaller
     picture, a is first taken down to b's resolution, so a resized copy is not blamed for its blur."""
-    import cv2
-
     scale = _local_scale(h, a.shape[1] / 2, a.shape[0] / 2)
     ref = a.astype(np.float32)
     if 0.1 < scale < 0.95:

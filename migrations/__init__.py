@@ -1,1 +1,1 @@
-"""Alembic migrations of the catalog; ``migrations.runner`` applies them (``dinoseek db upgrade``)."""
+"""Alembic migrations of the catalog; ``indexer.catalog.schema`` applies them (``dinoseek db upgrade``)."""

@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the connection or URL that ``migrations.runner`` passes in."""
+"""Alembic environment: runs against the connection or URL that ``indexer.catalog.schema`` passes in."""
 
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from model.arch import ViTArch
 from model.convert import StateDict, infer_arch, to_meta_layout
@@ -89,9 +91,6 @@ def _read_object(path: Path) -> tuple[Any, dict[str, Any], Path]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path)), config, path
         except (SafetensorError, OSError, ValueError) as exc:

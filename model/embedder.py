@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.ao.quantization import quantize_dynamic
 
-from model.pooling import POOLINGS, global_descriptor
+from model.pooling import POOLINGS, descriptor_dim, global_descriptor
 from model.preprocess import ImageDecodeError, load_image, preprocess
 from model.vision_transformer import DinoVisionTransformer
 
@@ -63,8 +64,6 @@ def available_cores() -> int:
 
 def quantize_int8(vit: nn.Module) -> nn.Module:
     """A copy of ``vit`` with its Linear layers dynamically quantised to int8 (CPU fast path)."""
-    from torch.ao.quantization import quantize_dynamic
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch marks the eager quantisation API as deprecated
         return quantize_dynamic(copy.deepcopy(vit).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
@@ -148,7 +147,7 @@ class Embedder:
     @property
     def dim(self) -> int:
         """Length of the global descriptor."""
-        return 2 * self.embed_dim if self.pooling == "cls+gem" else self.embed_dim
+        return descriptor_dim(self.embed_dim, self.pooling)
 
     def preprocess(self, img: Image.Image) -> torch.Tensor:
         return preprocess(img, self.image_size, self.patch_size)

@@ -10,6 +10,16 @@ import torch.nn.functional as F
 POOLINGS = ("cls", "gem", "cls+gem")
 
 
+def descriptor_dim(token_dim: int, pooling: str) -> int:
+    """Length of the global descriptor of tokens of ``token_dim``: ``cls+gem`` concatenates two."""
+    return 2 * token_dim if pooling == "cls+gem" else token_dim
+
+
+def token_dim(descriptor_dim: int, pooling: str) -> int:
+    """Length of the patch tokens behind a global descriptor of ``descriptor_dim`` (the inverse)."""
+    return descriptor_dim // 2 if pooling == "cls+gem" else descriptor_dim
+
+
 def signed_gem(patch_tokens: torch.Tensor, p: float = 3.0) -> torch.Tensor:
     """Generalised mean over tokens (B, N, D) → (B, D), sign-preserving.
 

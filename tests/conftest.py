@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
-
-
-def skimage_photo(name: str) -> Image.Image:
-    """One of scikit-image's bundled photographs as an RGB PIL image."""
-    import skimage.data
-
-    arr = getattr(skimage.data, name)()
-    if arr.ndim == 2:
-        arr = np.stack([arr] * 3, axis=-1)
-    return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+from tests.support.photos import PHOTO_NAMES, skimage_photo
+from tests.support.services import service_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -30,19 +20,6 @@ def photos() -> dict[str, Image.Image]:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
-
-
-def _service_or_skip(name: str, probe) -> None:
-    """Tests that need a real server skip when it is down on a user's machine, but fail under CI."""
-    import os
-
-    try:
-        probe()
-    except Exception as exc:  # noqa: BLE001 - any connection failure
-        message = f"{name} is not reachable ({exc}); start it to run this test (see README)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +39,7 @@ def postgres_url() -> str:
             conn.execute(sqlalchemy.text("select 1"))
         engine.dispose()
 
-    _service_or_skip("PostgreSQL", probe)
+    service_or_skip("PostgreSQL", probe)
     return url
 
 
@@ -99,7 +76,7 @@ def redis_url() -> str:
     def probe() -> None:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
 
-    _service_or_skip("Redis", probe)
+    service_or_skip("Redis", probe)
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image as PILImage
 
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 RW = {"Authorization": "Bearer rw-key"}
 RO = {"X-API-Key": "ro-key"}

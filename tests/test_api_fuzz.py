@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 KEY = {"Authorization": "Bearer fuzz-key"}
 
@@ -33,7 +33,7 @@ def fuzz_app(tmp_path_factory, tiny_model):
     skimage_photo("rocket").save(buf, "JPEG")
     client.post("/api/v1/collections/photos/images", headers=KEY, content_type="multipart/form-data",
                 data={"files": [(io.BytesIO(buf.getvalue()), "rocket.jpg")]})
-    app.extensions["dinoseek"].wait_for_background_jobs(timeout=120)
+    app.extensions["dinoseek"].jobs.wait_for_background_jobs(timeout=120)
     yield app
     app.extensions["dinoseek"].close()
 

@@ -13,9 +13,9 @@ import time
 
 import httpx
 
-from tests.conftest import skimage_photo
-from tests.services import free_port, wait_healthy
-from tests.test_workers import _cli_plain, _env, _stop, _wait_until_ready
+from tests.support.photos import skimage_photo
+from tests.support.processes import cli_text, serve, stop, wait_until_ready, worker_env
+from tests.support.services import free_port, wait_healthy
 
 KEY = {"Authorization": "Bearer e2e-key"}
 NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
@@ -27,24 +27,19 @@ def _jpeg(img, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
-def _serve(env: dict[str, str], port: int, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "serve", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tiny_model, redis_url, fresh_postgres) -> None:
-    env = _env(tmp_path / "home", tiny_model, redis_url)
+    env = worker_env(tmp_path / "home", tiny_model, redis_url)
     env.update(DINOSEEK_DATABASE_URL=fresh_postgres, DINOSEEK_API_KEYS="e2e-key,viewer:ro",
                DINOSEEK_QUERY_EMBEDDING="gpu")  # query pictures are embedded by the worker
-    _cli_plain(env, "db", "upgrade")
+    cli_text(env, "db", "upgrade")
     port = free_port()
     worker = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "worker", "--queues", "gpu,cpu", "--hostname",
                                "w@%h"], env=env, stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
-    server = _serve(env, port, tmp_path / "server.log")
+    server = serve(env, port, tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        _wait_until_ready([tmp_path / "worker.log"])
+        wait_until_ready([tmp_path / "worker.log"])
         wait_healthy(base, tmp_path / "server.log")
         health = httpx.get(f"{base}/health").json()
         assert set(health["checks"]) == {"database", "broker", "vector_store"} and health["status"] == "ok"
@@ -101,5 +96,5 @@ def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tin
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        _stop(worker)
+        stop(worker)
     assert "Booting worker" in (tmp_path / "server.log").read_text()  # gunicorn served it

@@ -26,20 +26,19 @@ from sqlalchemy import select
 
 from dinoseek.cli import main
 from dinoseek.settings import load_settings
-from indexer.archive import ArchiveError, TargetNotEmpty
-from indexer.backup import backup, export_collection, import_collection, prepare_restore_target, restore
+from indexer.archive import backup, export_collection, import_collection, prepare_restore_target, restore
+from indexer.archive.format import ArchiveError, TargetNotEmpty
 from indexer.catalog.models import Base, Image
 from indexer.collections import collection_counts
-from indexer.duplicate_jobs import list_groups
-from indexer.duplicates import find_duplicates
+from indexer.duplicates import find_duplicates, list_groups
 from indexer.errors import Busy, InvalidRequest, NotFound
-from indexer.indexing import create_index_job, fail_job, index_paths
+from indexer.jobs import create_index_job, fail_job, index_paths
 from indexer.library import Library
-from indexer.patches import patch_ids
-from indexer.regions import search_region_files
-from indexer.search import search_by_id, search_files
-from tests.conftest import skimage_photo
-from tests.databases import scratch_databases
+from indexer.query.regions import search_region_files
+from indexer.query.search import search_by_id, search_files
+from indexer.stores.patches import patch_ids
+from tests.support.databases import scratch_databases
+from tests.support.photos import skimage_photo
 
 PHOTOS = ("coffee", "rocket", "astronaut", "chelsea", "camera", "immunohistochemistry")
 BOX = [40, 40, 200, 160]
@@ -448,8 +447,8 @@ def test_import_into_the_qdrant_multivector_patch_layout(source, tmp_path, tiny_
 
 
 def test_backup_refuses_while_a_collection_is_being_indexed_or_written(tmp_path, tiny_model, monkeypatch) -> None:
-    import indexer.backup
-    from indexer.locks import collection_writer_lock
+    import indexer.archive.common
+    from indexer.stores.locks import collection_writer_lock
 
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -463,7 +462,7 @@ def test_backup_refuses_while_a_collection_is_being_indexed_or_written(tmp_path,
             with pytest.raises(Busy, match=f"collection 'lib' is being indexed by job {job} \\(queued\\)"):
                 attempt()
         fail_job(library, job, "given up")
-        monkeypatch.setattr(indexer.backup, "LOCK_TIMEOUT", 0.3)
+        monkeypatch.setattr(indexer.archive.common, "LOCK_TIMEOUT", 0.3)
         with collection_writer_lock(library.stores_dir, "lib"):  # a worker writing its chunk
             with pytest.raises(Busy, match="being written by another process"):
                 backup(library, tmp_path / "b.tar")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from dinoseek.cli import main
 from model import arch_by_name, build_vit, save_checkpoint
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 
 @pytest.fixture
@@ -280,8 +280,8 @@ def test_embedded_qdrant_edge_backend_gives_the_same_answers(env, capsys, monkey
 def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -> None:
     """Interrupt a run in its second batch: what was finished is kept (checkpointed on the way
     out), the rest stays ``pending``, and the next run embeds exactly those."""
-    import indexer.index_run as index_run
-    import indexer.indexing as indexing
+    import indexer.jobs as jobs
+    import indexer.jobs.chunks as index_run
     from dinoseek.settings import load_settings
     from indexer.library import Library
 
@@ -295,7 +295,7 @@ def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        indexing.index_paths(library, "c", [env / "lib"], progress=stop_after_first_batch, chunk_size=4)
+        jobs.index_paths(library, "c", [env / "lib"], progress=stop_after_first_batch, chunk_size=4)
     library.close()
     code, doc, _ = run(capsys, "collections", "--json")
     (row,) = doc["collections"]
@@ -307,7 +307,7 @@ def test_interrupted_run_keeps_what_was_checkpointed(env, capsys, monkeypatch) -
 
 
 def test_checkpoints_stretch_as_persisting_gets_slower() -> None:
-    from indexer.indexing import CHECKPOINT_SECONDS, checkpoint_interval
+    from indexer.jobs import CHECKPOINT_SECONDS, checkpoint_interval
 
     assert checkpoint_interval(0.2) == CHECKPOINT_SECONDS
     assert checkpoint_interval(12.0) == pytest.approx(120.0)  # a 12 s persist waits 2 min: 10% of the run

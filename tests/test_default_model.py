@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from model import Embedder, arch_by_name, build_vit, load_backbone
 from model.checkpoint import DEFAULT_CHECKPOINT, read_train_record
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "camera",
           "coins", "retina", "colorwheel")

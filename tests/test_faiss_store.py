@@ -91,10 +91,10 @@ def test_reader_sees_a_writers_new_vectors(tmp_path) -> None:
     writer.upsert(np.arange(30), data[:30])
     writer.persist()
     reader = FaissStore(StoreSpec("s", 32), tmp_path)
-    assert reader.count() == 30 and not reader.reload_if_changed()
+    assert reader.count() == 30 and not reader.refresh()
     writer.upsert(np.arange(30, 60), data[30:])
     writer.persist()
-    assert reader.reload_if_changed() and reader.count() == 60
+    assert reader.refresh() and reader.count() == 60
     assert reader.search(data[45:46], 1).ids[0, 0] == 45
 
 

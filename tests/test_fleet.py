@@ -23,22 +23,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import _service_or_skip
-from tests.databases import scratch_databases
-from tests.services import free_port, wait_healthy
-from tests.test_api_server import _serve
-from tests.test_workers import (
-    _chunks_done,
-    _cli,
-    _cli_plain,
-    _env,
-    _many_photos,
-    _scalar,
-    _start_worker,
-    _stop,
-    _wait_for,
-    _wait_until_ready,
-)
+from tests.support.catalog import catalog_scalar, chunks_done
+from tests.support.databases import scratch_databases
+from tests.support.photos import many_photos
+from tests.support.processes import cli_json, cli_text, serve, start_worker, stop, wait_for, wait_until_ready, worker_env
+from tests.support.services import free_port, service_or_skip, wait_healthy
 
 KEY = {"Authorization": "Bearer fleet-key"}
 COUNT, CHUNK = 96, 8
@@ -52,7 +41,7 @@ def redis_db11() -> str:
     base = os.environ.get("DINOSEEK_TEST_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
     base = base.rsplit("/", 1)[0] if base.rsplit("/", 1)[-1].isdigit() else base
     url = f"{base}/11"
-    _service_or_skip("Redis", lambda: redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    service_or_skip("Redis", lambda: redis.Redis.from_url(url, socket_connect_timeout=2).ping())
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
@@ -93,21 +82,21 @@ def _queries(root: Path, folder: Path) -> list[Path]:
 
 def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, tiny_model, redis_db11,
                                                                    databases) -> None:
-    folder = _many_photos(tmp_path / "photos", COUNT)
+    folder = many_photos(tmp_path / "photos", COUNT)
     queries = _queries(tmp_path / "queries", folder)
     database = databases.create()
-    env = _env(tmp_path / "home", tiny_model, redis_db11)  # one home: the workers share the FAISS files
+    env = worker_env(tmp_path / "home", tiny_model, redis_db11)  # one home: the workers share the FAISS files
     env.update(DINOSEEK_DATABASE_URL=database, DINOSEEK_API_KEYS="fleet-key", DINOSEEK_ALLOWED_ROOTS=str(folder),
                DINOSEEK_CHUNK_SIZE=str(CHUNK), DINOSEEK_VISIBILITY_TIMEOUT="4")
-    _cli_plain(env, "db", "upgrade")  # the fleet's one-shot migrate service
+    cli_text(env, "db", "upgrade")  # the fleet's one-shot migrate service
 
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
-    workers = [_start_worker(env, f"w{i + 1}", logs[i]) for i in range(2)]
+    workers = [start_worker(env, f"w{i + 1}", logs[i]) for i in range(2)]
     port = free_port()
-    server = _serve(env, port, tmp_path / "server.log")
+    server = serve(env, port, tmp_path / "server.log")
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
-        _wait_until_ready(logs)
+        wait_until_ready(logs)
         wait_healthy(base, tmp_path / "server.log")
         http = httpx.Client(base_url=base, headers=KEY, timeout=120)
         assert http.post("/collections", json={"name": "lib"}).status_code == 201
@@ -116,13 +105,13 @@ def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, ti
         job = accepted.json()["job"]["id"]
 
         # SIGKILL the first worker (main and pool process) while it holds an unfinished chunk
-        _wait_for(lambda: _chunks_done(database, job) >= 1, "the first chunk", timeout=120)
-        _wait_for(lambda: (lambda r, f: r > f)(*_chunk_tasks(logs[0])), "worker 1 to hold a chunk", timeout=120)
+        wait_for(lambda: chunks_done(database, job) >= 1, "the first chunk", timeout=120)
+        wait_for(lambda: (lambda r, f: r > f)(*_chunk_tasks(logs[0])), "worker 1 to hold a chunk", timeout=120)
         os.killpg(workers[0].pid, signal.SIGKILL)
         workers[0].wait()
         received, finished = _chunk_tasks(logs[0])
         assert received > finished, "worker 1 held no chunk when it was killed"
-        assert _chunks_done(database, job) < COUNT // CHUNK, "the job was over before the kill"
+        assert chunks_done(database, job) < COUNT // CHUNK, "the job was over before the kill"
 
         deadline = time.monotonic() + 120
         doc = http.get(f"/jobs/{job}").json()
@@ -133,10 +122,10 @@ def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, ti
         # every image indexed exactly once, the killed worker's chunk included
         assert (doc["status"], doc["total"], doc["done"], doc["indexed"], doc["failed"]) == \
             ("succeeded", COUNT, COUNT, COUNT, 0), doc
-        assert _scalar(database, "select count(*) from images where status = 'indexed'") == COUNT
-        assert _scalar(database, "select count(distinct path) from images") == COUNT
-        assert _scalar(database, "select count(*) from job_chunks where status <> 'done'") == 0
-        assert _scalar(database, "select count(*) from job_errors") == 0
+        assert catalog_scalar(database, "select count(*) from images where status = 'indexed'") == COUNT
+        assert catalog_scalar(database, "select count(distinct path) from images") == COUNT
+        assert catalog_scalar(database, "select count(*) from job_chunks where status <> 'done'") == 0
+        assert catalog_scalar(database, "select count(*) from job_errors") == 0
         (row,) = http.get("/collections").json()["collections"]
         assert (row["images"], row["indexed"], row["vectors"]) == (COUNT, COUNT, COUNT)
         assert "dinoseek.chunk" in logs[1].read_text()  # the survivor took chunks, the stranded one too
@@ -150,19 +139,19 @@ def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, ti
         assert [Path(a[0]["path"]).name for a in answers] == list(QUERIED)  # each copy finds its original
 
         archive = tmp_path / "fleet-backup.tar"
-        backed_up = _cli(env, "backup", str(archive))
+        backed_up = cli_json(env, "backup", str(archive))
         assert backed_up["vectors"]["lib.global"] == COUNT and backed_up["rows"]["images"] == COUNT
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
         for w in workers:
-            _stop(w)
+            stop(w)
 
     # another fresh database, another home: the restored library answers as the fleet did
-    restored_env = _env(tmp_path / "restored-home", tiny_model, None)
+    restored_env = worker_env(tmp_path / "restored-home", tiny_model, None)
     restored_env["DINOSEEK_DATABASE_URL"] = databases.create()
-    restored = _cli(restored_env, "restore", str(archive))
+    restored = cli_json(restored_env, "restore", str(archive))
     assert restored["rows"] == backed_up["rows"] and restored["vectors"] == backed_up["vectors"]
     assert (tmp_path / "restored-home" / "stores" / "lib.global.faiss").is_file()
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "search", *map(str, queries), "--collection", "lib",

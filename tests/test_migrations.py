@@ -7,23 +7,23 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
+from indexer.catalog import schema
 from indexer.catalog.database import Catalog, CatalogError
 from indexer.catalog.models import Base
-from migrations import runner
 
 
 def _check_round_trip(catalog: Catalog) -> None:
-    runner.upgrade(catalog)
-    assert runner.current_revision(catalog) == runner.head_revision()
+    schema.upgrade(catalog)
+    assert schema.current_revision(catalog) == schema.head_revision()
     tables = set(inspect(catalog.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     with catalog.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == [], f"models and migrations disagree: {diff}"
-    runner.downgrade(catalog, "base")
+    schema.downgrade(catalog, "base")
     assert set(inspect(catalog.engine).get_table_names()) <= {"alembic_version"}
-    runner.upgrade(catalog)  # and back up again: downgrade left nothing behind that blocks it
-    assert runner.current_revision(catalog) == runner.head_revision()
+    schema.upgrade(catalog)  # and back up again: downgrade left nothing behind that blocks it
+    assert schema.current_revision(catalog) == schema.head_revision()
 
 
 def test_migrations_round_trip_on_sqlite(tmp_path) -> None:
@@ -42,9 +42,9 @@ def test_migrations_round_trip_on_postgres(fresh_postgres: str) -> None:
 def test_server_database_is_not_upgraded_implicitly(fresh_postgres: str, tmp_path) -> None:
     catalog = Catalog(fresh_postgres)
     with pytest.raises(CatalogError, match="dinoseek db upgrade"):
-        runner.ensure_schema(catalog)
+        schema.ensure_schema(catalog)
     catalog.dispose()
     sqlite = Catalog(f"sqlite:///{tmp_path / 'auto.db'}")
-    runner.ensure_schema(sqlite)  # the embedded catalog upgrades itself
-    assert runner.current_revision(sqlite) == runner.head_revision()
+    schema.ensure_schema(sqlite)  # the embedded catalog upgrades itself
+    assert schema.current_revision(sqlite) == schema.head_revision()
     sqlite.dispose()

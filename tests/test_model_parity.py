@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from model import load_backbone
 from model.checkpoint import backbone_from_object
 from model.convert import hf_to_meta
-from tests.hf_reference import make_hf_model, to_hub_naming
+from tests.support.hf_reference import make_hf_model, to_hub_naming
 
 TOL = 1e-4
 SIZES = [(518, 518), (224, 224), (224, 322)]  # native grid, resampled square, non-square

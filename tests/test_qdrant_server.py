@@ -25,6 +25,7 @@ import indexer.stores.qdrant_server_store as qss
 from dinoseek.settings import load_settings
 from indexer.library import Library
 from indexer.stores import QdrantConfig, StoreSpec, open_store
+from indexer.stores.qdrant_multivector_store import QdrantMultivectorStore
 
 # Local mode searches by brute force and says so; an API key over plain http makes the client warn.
 pytestmark = [pytest.mark.filterwarnings("ignore:Local mode performs exact:UserWarning"),
@@ -81,7 +82,7 @@ def test_collections_are_created_with_the_configured_layout(tmp_path: Path, monk
         assert _vector_params(stores.global_._open_client(), "photos.global").multivector_config is None
         if multivector:  # one point per image, its cells compared by MAX_SIM
             assert patch_params.multivector_config.comparator.value == "max_sim"
-            assert isinstance(stores.patches, qss.QdrantMultivectorStore)
+            assert isinstance(stores.patches, QdrantMultivectorStore)
         else:
             assert patch_params.multivector_config is None and type(stores.patches) is qss.QdrantServerStore
         # the patch cells record their stride; the global descriptors are keyed by image id alone
@@ -136,11 +137,11 @@ def test_a_patch_collection_keeps_the_layout_it_was_created_with(tmp_path: Path,
     cells = np.eye(3, 8, dtype=np.float32)
     try:
         first = open_store(spec, "qdrant", tmp_path, "http://q.invalid", QdrantConfig(patch_layout="multivector"))
-        assert isinstance(first, qss.QdrantMultivectorStore)
+        assert isinstance(first, QdrantMultivectorStore)
         first.upsert(np.array([64, 65, 130]), cells)
         first.close()
         again = open_store(spec, "qdrant", tmp_path, "http://q.invalid", QdrantConfig())
-        assert isinstance(again, qss.QdrantMultivectorStore) and again.count() == 3
+        assert isinstance(again, QdrantMultivectorStore) and again.count() == 3
         assert client.count("lib.patches").count == 2  # images 1 and 2: one point each
         record = client.retrieve("lib.patches", ids=[1], with_payload=True)[0]
         assert record.payload == {qss.SLOTS: [0, 1]}
@@ -151,9 +152,9 @@ def test_a_patch_collection_keeps_the_layout_it_was_created_with(tmp_path: Path,
                             "http://q.invalid", QdrantConfig())
         assert type(points) is qss.QdrantServerStore
         with pytest.raises(qss.StoreError, match="points layout"):
-            qss.QdrantMultivectorStore(StoreSpec("other.patches", 8, "float16", id_stride=64), client)
+            QdrantMultivectorStore(StoreSpec("other.patches", 8, "float16", id_stride=64), client)
         with pytest.raises(qss.StoreError, match="id stride"):
-            qss.QdrantMultivectorStore(StoreSpec("lib.global", 8), client)
+            QdrantMultivectorStore(StoreSpec("lib.global", 8), client)
         # the global descriptors are never multivectors, whatever the setting
         plain = open_store(StoreSpec("lib.global", 8), "qdrant", tmp_path, "http://q.invalid",
                            QdrantConfig(patch_layout="multivector"))

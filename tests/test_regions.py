@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera", "coins")
 
@@ -20,7 +20,7 @@ def _unit(shape, seed: int) -> np.ndarray:
 
 
 def test_a_planted_sub_grid_is_found_where_it_is() -> None:
-    from indexer.regions import match_grid, window_scores
+    from indexer.query.regions import match_grid, window_scores
 
     target = _unit((8, 6, 32), 0)
     query = target[2:5, 1:4]
@@ -34,7 +34,8 @@ def test_a_planted_sub_grid_is_found_where_it_is() -> None:
 
 def test_cells_become_pixel_boxes_and_bad_boxes_are_refused() -> None:
     from indexer.errors import InvalidRequest
-    from indexer.regions import cells_to_box, check_box
+    from indexer.query.boxes import check_box
+    from indexer.query.regions import cells_to_box
 
     assert cells_to_box((2, 1, 3, 3), 8, 6, 600, 800) == [100, 200, 400, 500]
     assert check_box([-10, -5, 50, 40], 100, 100) == [0, 0, 50, 40]  # clipped to the picture
@@ -107,7 +108,7 @@ def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypat
     if vectors == "qdrant-multivector":  # one point per image, holding its cells
         assert server.get_collection("c.patches").config.params.vectors.multivector_config is not None
         assert server.count("c.patches").count == len(NAMES)
-        from indexer.stores.qdrant_server_store import QdrantMultivectorStore
+        from indexer.stores.qdrant_multivector_store import QdrantMultivectorStore
 
         def no_votes(*args, **kwargs):
             raise AssertionError("region candidates must come from MAX_SIM, not per-cell votes")
@@ -138,7 +139,7 @@ def test_region_route(tmp_path, tiny_model) -> None:
 
     from api import create_app
     from dinoseek.settings import load_settings
-    from indexer.indexing import index_paths
+    from indexer.jobs import index_paths
 
     (tmp_path / "lib").mkdir()
     for name in NAMES[:3]:

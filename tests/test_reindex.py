@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
 
@@ -63,9 +63,8 @@ def _serving(home: Path) -> set[str]:
 
 
 def test_reindex_swaps_to_the_new_model_and_drops_the_old_stores(tmp_path, tiny_model, other_tiny_model) -> None:
-    from indexer.indexing import index_paths
-    from indexer.reindex import reindex
-    from indexer.search import search_files
+    from indexer.jobs import index_paths, reindex
+    from indexer.query.search import search_files
 
     folder = _folder(tmp_path / "photos")
     home = tmp_path / "home"
@@ -102,9 +101,8 @@ def test_reindex_swaps_to_the_new_model_and_drops_the_old_stores(tmp_path, tiny_
 def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, other_tiny_model) -> None:
     from indexer.catalog.models import Collection, Job
     from indexer.errors import Busy
-    from indexer.indexing import index_paths
-    from indexer.reindex import create_reindex_job, reindex
-    from indexer.search import search_files
+    from indexer.jobs import create_reindex_job, index_paths, reindex
+    from indexer.query.search import search_files
 
     folder = _folder(tmp_path / "photos")
     home = tmp_path / "home"
@@ -136,7 +134,7 @@ def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, oth
     # while a re-index is queued, indexing the collection is refused (the re-index would miss it)
     create_reindex_job(library, "c", other_tiny_model)
     with pytest.raises(Busy, match="being re-indexed by job"):
-        from indexer.indexing import create_index_job
+        from indexer.jobs import create_index_job
 
         create_index_job(library, "c", [folder])
     # ...and the next attempt (this process now holds the lock, so the queued one is stale) succeeds
@@ -148,7 +146,7 @@ def test_a_failed_reindex_leaves_the_old_index_serving(tmp_path, tiny_model, oth
 
 def test_reindex_refuses_what_it_cannot_do(tmp_path, tiny_model, other_tiny_model) -> None:
     from indexer.errors import InvalidRequest, NotFound
-    from indexer.reindex import create_reindex_job
+    from indexer.jobs import create_reindex_job
 
     library = _library(tmp_path / "home", tiny_model)
     with pytest.raises(NotFound, match="no collection named 'nope'"):
@@ -191,7 +189,7 @@ def test_cli_reindex_and_job(tmp_path, tiny_model, other_tiny_model, monkeypatch
 def test_a_copy_never_takes_the_vectors_of_a_file_re_embedded_in_the_same_run(tmp_path, tiny_model) -> None:
     """b.jpg arrives with the old bytes of a.jpg while a.jpg itself changed: b must be embedded
     from its own bytes, not handed a's new vectors."""
-    from indexer.indexing import index_paths
+    from indexer.jobs import index_paths
 
     folder = tmp_path / "photos"
     folder.mkdir()

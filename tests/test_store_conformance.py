@@ -43,7 +43,8 @@ def _open(backend: str, spec: StoreSpec, path: Path, scratch: dict[Path, Path]) 
         return QdrantEdgeStore(spec, path)
     from qdrant_client import QdrantClient
 
-    from indexer.stores.qdrant_server_store import QdrantMultivectorStore, QdrantServerStore
+    from indexer.stores.qdrant_multivector_store import QdrantMultivectorStore
+    from indexer.stores.qdrant_server_store import QdrantServerStore
 
     # Local mode commits one SQLite transaction per point (~15 ms each on a busy disk), so its files
     # go to tmpfs when there is one; the same ``path`` maps to the same folder, so reopening is real.

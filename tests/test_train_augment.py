@@ -10,7 +10,7 @@ from PIL import ImageChops
 
 from model.train.augment import MultiCrop, MultiCropConfig, random_resized_crop, to_normalized_tensor
 from model.train.copy_augment import CopyViews, crop, pad, perspective, screenshot_frame, sticker_overlay, text_overlay
-from tests.conftest import skimage_photo
+from tests.support.photos import skimage_photo
 
 
 def test_multicrop_shapes_and_determinism() -> None:

@@ -15,7 +15,7 @@ from model.train.config import TrainConfig
 from model.train.copy_augment import CopyViews
 from model.train.copy_objective import collate_copy
 from model.train.trainer import Trainer
-from tests.conftest import PHOTO_NAMES, skimage_photo
+from tests.support.photos import PHOTO_NAMES, skimage_photo
 
 TINY = TrainConfig(
     arch="vitt14", global_size=56, local_size=28, n_local=2, batch_size=4, steps=12, num_workers=0,

@@ -6,7 +6,6 @@ what the embedded mode gives for the same folder: the same rows, the same vector
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import skimage_photo
-
-PHOTOS = ("coffee", "rocket", "astronaut", "chelsea", "camera", "immunohistochemistry")
+from tests.support.catalog import catalog_scalar, chunks_done
+from tests.support.photos import PHOTOS, many_photos, skimage_photo
+from tests.support.processes import (
+    cli_json,
+    cli_text,
+    start_worker,
+    stop,
+    wait_for,
+    wait_until_ready,
+    worker_env,
+)
 
 
 def _folder(root: Path) -> Path:
@@ -30,54 +37,6 @@ def _folder(root: Path) -> Path:
         img.resize((img.width // 2, img.height // 2)).save(root / f"{name}_small.jpg", quality=70)
     (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
-
-
-def _env(home: Path, model: Path, broker: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DINOSEEK_")}
-    env.update(DINOSEEK_HOME=str(home), DINOSEEK_MODEL=str(model), OMP_NUM_THREADS="1")
-    if broker:
-        env["DINOSEEK_BROKER_URL"] = broker
-    return env
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 300) -> dict:
-    out = subprocess.run([sys.executable, "-m", "dinoseek.cli", *args, "--json"], env=env, capture_output=True,
-                         text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
-def _start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "worker", "--queues", "gpu,cpu",
-                             "--concurrency", "1", "--hostname", f"{name}@%h", "--loglevel", "INFO"],
-                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _wait_until_ready(logs: list[Path], timeout: float = 180) -> None:
-    """Block until every worker logged Celery's "ready." line (connected and consuming)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(log.exists() and " ready." in log.read_text() for log in logs):
-            return
-        time.sleep(0.2)
-    raise AssertionError("workers did not start: " + " | ".join(log.read_text()[-2000:] for log in logs))
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _cli_plain(env: dict[str, str], *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "dinoseek.cli", *args], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def _catalog_at(database_url: str) -> dict[str, tuple]:
@@ -121,39 +80,39 @@ def _vectors(home: Path, database_url: str | None = None) -> dict[str, np.ndarra
 
 def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, other_tiny_model, redis_url) -> None:
     folder = _folder(tmp_path / "photos")
-    embedded = _env(tmp_path / "embedded", tiny_model, None)
-    distributed = _env(tmp_path / "distributed", tiny_model, redis_url)
-    local = _cli(embedded, "index", str(folder), "--collection", "lib")
-    _cli(_env(tmp_path / "embedded-reindexed", tiny_model, None), "index", str(folder), "--collection", "lib")
-    local_reindex = _cli(_env(tmp_path / "embedded-reindexed", tiny_model, None), "reindex", "--collection", "lib",
+    embedded = worker_env(tmp_path / "embedded", tiny_model, None)
+    distributed = worker_env(tmp_path / "distributed", tiny_model, redis_url)
+    local = cli_json(embedded, "index", str(folder), "--collection", "lib")
+    cli_json(worker_env(tmp_path / "embedded-reindexed", tiny_model, None), "index", str(folder), "--collection", "lib")
+    local_reindex = cli_json(worker_env(tmp_path / "embedded-reindexed", tiny_model, None), "reindex", "--collection", "lib",
                          "--model", str(other_tiny_model))
 
-    workers = [_start_worker(distributed, f"w{i}", tmp_path / f"worker{i}.log") for i in range(2)]
+    workers = [start_worker(distributed, f"w{i}", tmp_path / f"worker{i}.log") for i in range(2)]
     try:
-        _wait_until_ready([tmp_path / f"worker{i}.log" for i in range(2)])
-        remote = _cli(distributed, "index", str(folder), "--collection", "lib", "--chunk-size", "3")
+        wait_until_ready([tmp_path / f"worker{i}.log" for i in range(2)])
+        remote = cli_json(distributed, "index", str(folder), "--collection", "lib", "--chunk-size", "3")
         assert {k: remote[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
             {k: local[k] for k in ("scanned", "indexed", "skipped", "failed")} == \
             {"scanned": 13, "indexed": 12, "skipped": 0, "failed": 1}
         assert [Path(e["path"]).name for e in remote["errors"]] == ["broken.jpg"]
         # a second submission finds everything unchanged, on whichever worker takes it
-        again = _cli(distributed, "index", str(folder), "--collection", "lib")
+        again = cli_json(distributed, "index", str(folder), "--collection", "lib")
         assert (again["indexed"], again["skipped"]) == (0, 12)
         # an error in the worker reaches the user as the one-line message the embedded mode prints
         missing = subprocess.run([sys.executable, "-m", "dinoseek.cli", "index", str(tmp_path / "nowhere"),
                                   "--collection", "lib"], env=distributed, capture_output=True, text=True, timeout=300)
         assert missing.returncode == 2 and "nowhere" in missing.stderr and "Traceback" not in missing.stderr
         # readers in other processes see the workers' vectors at once, without a broker
-        hits = _cli(_env(tmp_path / "distributed", tiny_model, None), "search", str(folder / "coffee_small.jpg"),
+        hits = cli_json(worker_env(tmp_path / "distributed", tiny_model, None), "search", str(folder / "coffee_small.jpg"),
                     "--collection", "lib", "-k", "1")
         assert Path(hits["queries"][0]["results"][0]["path"]).name == "coffee.jpg"
         distributed_catalog, distributed_vectors = _catalog(tmp_path / "distributed"), _vectors(tmp_path / "distributed")
         # a re-index through the workers: the same outcome as in-process
-        remote_reindex = _cli(distributed, "reindex", "--collection", "lib", "--model", str(other_tiny_model),
+        remote_reindex = cli_json(distributed, "reindex", "--collection", "lib", "--model", str(other_tiny_model),
                               "--chunk-size", "5")
     finally:
         for w in workers:
-            _stop(w)
+            stop(w)
     logs = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(2))
     assert "dinoseek.plan" in logs and "dinoseek.chunk" in logs and "succeeded" in logs
     assert all("dinoseek.chunk" in (tmp_path / f"worker{i}.log").read_text() for i in range(2))  # both took chunks
@@ -177,7 +136,7 @@ def test_workers_index_exactly_like_the_embedded_mode(tmp_path, tiny_model, othe
 def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model, redis_url) -> None:
     import sqlite3
 
-    env = _env(tmp_path / "home", tiny_model, None)
+    env = worker_env(tmp_path / "home", tiny_model, None)
     out = subprocess.run([sys.executable, "-m", "dinoseek.cli", "worker"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "DINOSEEK_BROKER_URL is not set" in out.stderr
@@ -197,10 +156,10 @@ def test_worker_needs_a_broker_and_known_queues(tmp_path, tiny_model, redis_url)
 
 def test_a_second_writer_waits_for_the_collection_lock(tmp_path) -> None:
     from indexer.errors import Busy
-    from indexer.locks import collection_writer_lock
+    from indexer.stores.locks import collection_writer_lock
 
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from indexer.locks import collection_writer_lock\n"
+        "import sys, time; from pathlib import Path; from indexer.stores.locks import collection_writer_lock\n"
         f"with collection_writer_lock(Path({str(tmp_path)!r}), 'lib'):\n"
         "    print('held', flush=True); time.sleep(30)")], stdout=subprocess.PIPE, text=True)
     try:
@@ -217,18 +176,6 @@ def test_a_second_writer_waits_for_the_collection_lock(tmp_path) -> None:
         pass
 
 
-def _many_photos(root: Path, count: int) -> Path:
-    """``count`` distinct JPEGs (crops and sizes of the bundled photos): a job that takes seconds."""
-    root.mkdir(parents=True)
-    sources = [skimage_photo(name) for name in PHOTOS]
-    for i in range(count):
-        img = sources[i % len(sources)]
-        side = 0.5 + 0.5 * (i // len(sources)) / (count // len(sources) + 1)
-        w, h = int(img.width * side), int(img.height * side)
-        img.crop((0, 0, w, h)).save(root / f"p{i:04d}.jpg", quality=85)
-    return root
-
-
 def _pool_children(worker: subprocess.Popen) -> list[int]:
     """Pids of the worker's pool processes (children of its main process), read from /proc."""
     children = []
@@ -242,78 +189,50 @@ def _pool_children(worker: subprocess.Popen) -> list[int]:
     return children
 
 
-def _scalar(database_url: str, sql: str, **params) -> int:
-    import sqlalchemy
-
-    from indexer.catalog.database import make_engine
-
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sqlalchemy.text(sql), params).scalar_one()
-    except sqlalchemy.exc.OperationalError:  # the catalog is not there yet
-        return 0
-    finally:
-        engine.dispose()
-
-
-def _chunks_done(database_url: str, job: int) -> int:
-    return _scalar(database_url, "select count(*) from job_chunks where job_id = :job and status = 'done'", job=job)
-
-
-def _wait_for(condition, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _check_exactly_once(database_url: str, job: dict, count: int) -> None:
     """Every image indexed once: one row per path, all indexed, one job whose counters add up."""
     assert job["status"] == "succeeded", job
     assert (job["total"], job["done"], job["indexed"], job["failed"]) == (count, count, count, 0)
-    assert _scalar(database_url, "select count(*) from images where status = 'indexed'") == count
-    assert _scalar(database_url, "select count(distinct path) from images") == count
-    assert _scalar(database_url, "select count(*) from jobs") == 1
-    assert _scalar(database_url, "select count(*) from job_errors") == 0
-    assert _scalar(database_url, "select count(*) from job_chunks where status <> 'done'") == 0
+    assert catalog_scalar(database_url, "select count(*) from images where status = 'indexed'") == count
+    assert catalog_scalar(database_url, "select count(distinct path) from images") == count
+    assert catalog_scalar(database_url, "select count(*) from jobs") == 1
+    assert catalog_scalar(database_url, "select count(*) from job_errors") == 0
+    assert catalog_scalar(database_url, "select count(*) from job_chunks where status <> 'done'") == 0
 
 
 def test_killed_workers_lose_nothing_and_index_nothing_twice(tmp_path, tiny_model, redis_url) -> None:
     """SIGKILL the pool process mid-chunk (the broker hands the chunk back to the worker's new
     process), then SIGKILL the whole worker mid-chunk and start another (Redis redelivers the
     unacknowledged chunk after the visibility timeout): every image is indexed exactly once."""
-    folder = _many_photos(tmp_path / "photos", 240)
+    folder = many_photos(tmp_path / "photos", 240)
     home = tmp_path / "home"
     db = f"sqlite:///{home / 'dinoseek.db'}"
-    env = _env(home, tiny_model, redis_url)
+    env = worker_env(home, tiny_model, redis_url)
     env["DINOSEEK_VISIBILITY_TIMEOUT"] = "5"
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
-    first = _start_worker(env, "w1", logs[0])
+    first = start_worker(env, "w1", logs[0])
     second = None
     try:
-        _wait_until_ready(logs[:1])
-        job = _cli(env, "index", str(folder), "--collection", "lib", "--chunk-size", "32", "--no-wait")["job_id"]
+        wait_until_ready(logs[:1])
+        job = cli_json(env, "index", str(folder), "--collection", "lib", "--chunk-size", "32", "--no-wait")["job_id"]
         # a chunk is seen done just as the worker turns to the next one: wait a moment, so the kill
         # lands inside that next chunk (it takes several times longer) rather than between two
-        _wait_for(lambda: _chunks_done(db, job) >= 1, "the first chunk")
+        wait_for(lambda: chunks_done(db, job) >= 1, "the first chunk")
         time.sleep(0.15)
         for pid in _pool_children(first):
             os.kill(pid, signal.SIGKILL)  # the process running the second chunk dies
-        done = _chunks_done(db, job)
-        _wait_for(lambda: _chunks_done(db, job) >= done + 2, "chunks after the pool process was replaced")
+        done = chunks_done(db, job)
+        wait_for(lambda: chunks_done(db, job) >= done + 2, "chunks after the pool process was replaced")
         time.sleep(0.15)
         os.killpg(first.pid, signal.SIGKILL)  # the whole worker dies, holding an unacknowledged chunk
         first.wait()
-        assert _chunks_done(db, job) < 8
-        second = _start_worker(env, "w2", logs[1])
-        doc = _cli(env, "job", str(job), "--wait", timeout=300)
+        assert chunks_done(db, job) < 8
+        second = start_worker(env, "w2", logs[1])
+        doc = cli_json(env, "job", str(job), "--wait", timeout=300)
     finally:
         for w in (first, second):
             if w is not None:
-                _stop(w)
+                stop(w)
     assert "WorkerLostError" in logs[0].read_text()
     assert "dinoseek.chunk" in logs[1].read_text()
     _check_exactly_once(db, doc, 240)
@@ -323,7 +242,7 @@ def test_killed_workers_lose_nothing_and_index_nothing_twice(tmp_path, tiny_mode
 def test_a_redis_restart_mid_job_loses_nothing(tmp_path, tiny_model) -> None:
     """Stop the broker in the middle of a job and start it again: the workers reconnect, the
     queued chunks are still there (append-only file), and the job completes exactly once."""
-    from tests.services import PrivateRedis
+    from tests.support.services import PrivateRedis
 
     redis = PrivateRedis(tmp_path / "redis")
     if redis.binary is None:
@@ -331,23 +250,23 @@ def test_a_redis_restart_mid_job_loses_nothing(tmp_path, tiny_model) -> None:
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
     redis.start()
-    folder = _many_photos(tmp_path / "photos", 160)
+    folder = many_photos(tmp_path / "photos", 160)
     home = tmp_path / "home"
     db = f"sqlite:///{home / 'dinoseek.db'}"
-    env = _env(home, tiny_model, redis.url)
+    env = worker_env(home, tiny_model, redis.url)
     env["DINOSEEK_VISIBILITY_TIMEOUT"] = "5"
-    worker = _start_worker(env, "w", tmp_path / "worker.log")
+    worker = start_worker(env, "w", tmp_path / "worker.log")
     try:
-        _wait_until_ready([tmp_path / "worker.log"])
-        job = _cli(env, "index", str(folder), "--collection", "lib", "--chunk-size", "16", "--no-wait")["job_id"]
-        _wait_for(lambda: _chunks_done(db, job) >= 1, "the first chunk")
+        wait_until_ready([tmp_path / "worker.log"])
+        job = cli_json(env, "index", str(folder), "--collection", "lib", "--chunk-size", "16", "--no-wait")["job_id"]
+        wait_for(lambda: chunks_done(db, job) >= 1, "the first chunk")
         redis.stop()
         time.sleep(2)
         redis.start()
-        assert _chunks_done(db, job) < 10
-        doc = _cli(env, "job", str(job), "--wait", timeout=300)
+        assert chunks_done(db, job) < 10
+        doc = cli_json(env, "job", str(job), "--wait", timeout=300)
     finally:
-        _stop(worker)
+        stop(worker)
         redis.stop()
     assert "Connection to broker lost" in (tmp_path / "worker.log").read_text()
     _check_exactly_once(db, doc, 160)
@@ -359,35 +278,35 @@ def test_postgres_outage_is_retried_and_parity_holds(tmp_path, tiny_model, redis
     when the database drops every connection and refuses new ones for a few seconds mid-job."""
     from sqlalchemy.engine import make_url
 
-    from tests.services import TcpProxy
+    from tests.support.services import TcpProxy
 
-    folder = _many_photos(tmp_path / "photos", 96)
+    folder = many_photos(tmp_path / "photos", 96)
     (folder / "copy.jpg").write_bytes((folder / "p0000.jpg").read_bytes())  # identical bytes reuse vectors
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # fails alone, in both modes
-    local = _cli(_env(tmp_path / "embedded", tiny_model, None), "index", str(folder), "--collection", "lib")
+    local = cli_json(worker_env(tmp_path / "embedded", tiny_model, None), "index", str(folder), "--collection", "lib")
 
     direct = make_url(fresh_postgres)
     proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
     through_proxy = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    client_env = _env(tmp_path / "distributed", tiny_model, redis_url)
+    client_env = worker_env(tmp_path / "distributed", tiny_model, redis_url)
     client_env["DINOSEEK_DATABASE_URL"] = fresh_postgres
-    _cli_plain(client_env, "db", "upgrade")
-    worker_env = dict(client_env, DINOSEEK_DATABASE_URL=through_proxy)
-    worker = _start_worker(worker_env, "w", tmp_path / "worker.log")
+    cli_text(client_env, "db", "upgrade")
+    proxied_env = dict(client_env, DINOSEEK_DATABASE_URL=through_proxy)
+    worker = start_worker(proxied_env, "w", tmp_path / "worker.log")
     try:
-        _wait_until_ready([tmp_path / "worker.log"])
-        job = _cli(client_env, "index", str(folder), "--collection", "lib", "--chunk-size", "8",
+        wait_until_ready([tmp_path / "worker.log"])
+        job = cli_json(client_env, "index", str(folder), "--collection", "lib", "--chunk-size", "8",
                    "--no-wait")["job_id"]
-        _wait_for(lambda: _chunks_done(fresh_postgres, job) >= 1, "the first chunk")
+        wait_for(lambda: chunks_done(fresh_postgres, job) >= 1, "the first chunk")
         proxy.cut()
         time.sleep(4)
         proxy.restore()
-        doc = _cli(client_env, "job", str(job), "--wait", timeout=300)
+        doc = cli_json(client_env, "job", str(job), "--wait", timeout=300)
     finally:
-        _stop(worker)
+        stop(worker)
         proxy.close()
     assert "retrying in" in (tmp_path / "worker.log").read_text()
-    assert doc["status"] == "succeeded" and _chunks_done(fresh_postgres, job) == 13
+    assert doc["status"] == "succeeded" and chunks_done(fresh_postgres, job) == 13
     assert (doc["indexed"], doc["failed"]) == (local["indexed"], local["failed"]) == (97, 1)
 
     assert _catalog_at(fresh_postgres) == _catalog_at(f"sqlite:///{tmp_path / 'embedded' / 'dinoseek.db'}")

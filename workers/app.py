@@ -11,29 +11,21 @@ one chunk each, so it can be short, and a chunk that runs twice is committed onc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from celery import Celery
 from kombu import Queue
 
-from dinoseek.settings import SettingsError
-
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from dinoseek.settings import Settings
+from dinoseek.settings import Settings, SettingsError
+from workers import task_names, tasks
 
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
-ROUTES = {"dinoseek.plan": {"queue": CPU_QUEUE}, "dinoseek.chunk": {"queue": GPU_QUEUE},
-          "dinoseek.embed_query": {"queue": GPU_QUEUE},
-          "dinoseek.duplicates": {"queue": CPU_QUEUE}, "dinoseek.duplicates_job": {"queue": CPU_QUEUE}}
+ROUTES = {task_names.PLAN: {"queue": CPU_QUEUE}, task_names.CHUNK: {"queue": GPU_QUEUE},
+          task_names.EMBED_QUERY: {"queue": GPU_QUEUE}, task_names.RUN_JOB: {"queue": CPU_QUEUE}}
 
 
 def create_celery(settings: Settings) -> Celery:
     """A Celery app for these settings, with the dinoseek tasks registered."""
-    from celery import Celery
-
     if not settings.broker_url:
         raise SettingsError("DINOSEEK_BROKER_URL is not set: workers need a Redis broker "
                             "(for example redis://127.0.0.1:6379/0); without one, tasks run in-process")
@@ -60,7 +52,5 @@ def create_celery(settings: Settings) -> Celery:
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )
-    from workers import tasks  # noqa: F401 - registers the tasks on this app
-
-    tasks.bind_settings(settings)
+    tasks.bind_settings(settings)  # the tasks (shared_task) register on this app, the current one
     return app

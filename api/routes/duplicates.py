@@ -8,8 +8,10 @@ from flask_smorest import Blueprint
 from api.auth import reads
 from api.context import ctx
 from api.errors import ApiError
-from api.routes.search import embed_upload, filters_of, parse_query
+from api.query_params import embed_upload, filters_of, parse_query, upload_of
 from api.schemas import DuplicateScan, ErrorResponse, GroupPage, GroupQuery, JobAccepted, Matches, SearchUpload
+from indexer.duplicates import check_upload, list_groups
+from indexer.jobs import create_duplicates_job, job_json
 
 blp = Blueprint("duplicates", __name__, description="Near-duplicate detection")
 
@@ -24,24 +26,11 @@ def check(name: str):
     """Indexed images that duplicate the picture, each with its tier (``exact``, ``near``: an
     edited copy, ``similar``: another shot of the scene) and the evidence. ``threshold``, when
     given, is a descriptor cosine that alone decides ``near`` instead of the calibrated verdict."""
-    from indexer.duplicate_check import check_picture
-    from indexer.ingest.phash import perceptual_hash
-    from indexer.uploads import Upload, decode_upload
-    from indexer.verification import VERIFY_SIDE
-
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "send the picture as multipart/form-data field 'image'")
     params, picture = parse_query()
-    library = ctx().library
-    with library.catalog.session() as s:
-        library.get_collection(s, name)
-    upload = Upload(picture.filename or "image", picture.read())
-    # decoded as indexing decodes for the descriptor and the hash, and larger for the keypoints
-    as_indexed = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
-    larger = decode_upload(upload, library.settings.max_image_pixels, target_long_side=VERIFY_SIDE)
-    model, matches = check_picture(library, name, larger.image, embed_upload(upload, as_indexed),
-                                   perceptual_hash(as_indexed.image), as_indexed.sha256, params["k"],
-                                   params["threshold"], filters_of(params))
+    model, matches = check_upload(ctx().library, name, upload_of(picture), params["k"], params["threshold"],
+                                  filters_of(params), embed=embed_upload)
     return {"threshold": params["threshold"], "verdict_model": model, "matches": [m.to_json() for m in matches]}
 
 
@@ -51,12 +40,9 @@ def check(name: str):
 @blp.alt_response(404, schema=ErrorResponse)
 def scan(body: dict, name: str):
     """Find every exact and near-duplicate group of the collection (a job; the groups replace the last scan's)."""
-    from indexer.duplicate_jobs import create_duplicates_job
-    from indexer.indexing import job_json
-
     context = ctx()
     job_id = create_duplicates_job(context.library, name, (body or {}).get("threshold"))
-    context.start_duplicates_job(job_id)
+    context.jobs.start(job_id)
     return {"job": job_json(context.library, job_id)}
 
 
@@ -66,8 +52,6 @@ def scan(body: dict, name: str):
 @blp.alt_response(404, schema=ErrorResponse)
 def groups(query: dict, name: str):
     """The groups of the last scan, a page at a time (pass ``next_cursor`` back as ``cursor``)."""
-    from indexer.duplicate_jobs import list_groups
-
     cursor = query["cursor"]
     if cursor is not None and not (cursor.isascii() and cursor.isdecimal()):
         raise ApiError(400, f"cursor {cursor!r} is not one this API gave out")

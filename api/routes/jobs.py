@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 
 from api.context import ctx
 from api.schemas import ErrorResponse, JobOut
+from indexer.jobs import job_json
 
 blp = Blueprint("jobs", __name__, description="Jobs started by other routes")
 
@@ -15,6 +16,4 @@ blp = Blueprint("jobs", __name__, description="Jobs started by other routes")
 @blp.alt_response(404, schema=ErrorResponse)
 def get_job(job_id: int):
     """A job's status, counters and per-file errors."""
-    from indexer.indexing import job_json
-
     return job_json(ctx().library, job_id)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import swagger_ui_bundle
 from flask import Response, current_app, send_from_directory
 from flask_smorest import Blueprint
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.context import ctx
 from api.schemas import Health
+from indexer.health import check_health
 
 blp = Blueprint("system", __name__, description="Health and metrics")
 
@@ -16,8 +19,6 @@ blp = Blueprint("system", __name__, description="Health and metrics")
 @blp.alt_response(503, schema=Health, description="a backing service is down")
 def health():
     """Checks the database, the broker (when configured) and the vector store; no key needed."""
-    from indexer.health import check_health
-
     report = check_health(ctx().library)
     return report, 200 if report["status"] == "ok" else 503
 
@@ -26,13 +27,9 @@ def health():
 @blp.response(200, description="Prometheus text format", content_type="text/plain")
 def metrics():
     """Request latency histograms, job counts, index sizes."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     return Response(generate_latest(current_app.extensions["dinoseek_metrics"]), mimetype=CONTENT_TYPE_LATEST)
 
 
 def docs_assets(filename: str):
     """Swagger UI's scripts and styles, from the swagger-ui-bundle package (served to key holders only)."""
-    import swagger_ui_bundle
-
     return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)

@@ -8,11 +8,18 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DataError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
 class CatalogError(RuntimeError):
     """The catalog database is unreachable, outdated, or refuses an operation."""
+
+
+# The database's own errors, grouped by what the fronts make of them (so they need no SQLAlchemy):
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError)  # down or cut off: retry, or 503
+VALUE_REFUSED = (DataError,)  # a value the database cannot store or compare (a NUL byte, a number out of range)
+CONCURRENT_CHANGE = (IntegrityError,)  # a concurrent writer got there first
 
 
 def normalize_url(url: str) -> str:

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    bindparam,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 IMAGE_STATUSES = ("pending", "indexed", "failed")
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+ACTIVE_JOB_STATUSES = ("queued", "running")
 CHUNK_STATUSES = ("pending", "done")
 DUPLICATE_KINDS = ("exact", "near", "similar")
 
 
 def utcnow() -> datetime:
+    """Now, timezone-aware: every timestamp the catalog records."""
     return datetime.now(timezone.utc)
 
 
@@ -155,11 +170,15 @@ class DuplicateMember(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
-def update_images(session, rows: list[dict]) -> None:
+def failed_image(error: str, **values) -> dict:
+    """The column values of an image that failed (``error`` says why): no model, no vectors."""
+    return {"status": "failed", "error": error, "model_id": None, "indexed_at": None, "patch_rows": None,
+            "patch_cols": None, **values}
+
+
+def update_images(session: Session, rows: list[dict]) -> None:
     """Update image rows by id, one executemany per column set; a row deleted meanwhile (an image
     removed through the API while its chunk ran) is skipped rather than failing the whole commit."""
-    from sqlalchemy import bindparam
-
     table = Image.__table__
     for keys in {tuple(sorted(row)) for row in rows}:
         columns = [k for k in keys if k != "id"]

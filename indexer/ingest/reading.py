@@ -28,7 +28,7 @@ def register_optional_plugins() -> list[str]:
     global _plugins_registered
     enabled: list[str] = []
     try:
-        import pillow_heif
+        import pillow_heif  # lazy: an optional package
 
         if not _plugins_registered:
             pillow_heif.register_heif_opener()

@@ -1,4 +1,4 @@
-"""The one interface every vector backend implements, and the small types it speaks.
+"""The one interface every vector backend implements (``VectorStore``), and the small types it speaks.
 
 Vectors are L2-normalised float32 rows; scores are inner products (cosine similarity), higher is
 closer. Ids are non-negative int64 chosen by the caller (image ids for global vectors, composite
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -53,40 +52,71 @@ class SearchResult:
     scores: np.ndarray
 
 
-@runtime_checkable
-class VectorStore(Protocol):
-    """Upsert, delete, fetch, search by k or by threshold, scroll, count, persist, close."""
+class VectorStore:
+    """The base every backend derives from; it declares every operation a store offers. Upsert,
+    delete, fetch, search by k or by threshold, scroll, count, persist and close are each backend's
+    own; ``refresh``, ``discard`` and ``search_images`` have defaults that a backend overrides
+    where it can do better (or at all)."""
 
     spec: StoreSpec
+    # how a store with an id stride keeps its cells: "points" (one point per cell, searched by
+    # cell) or "multivector" (one point per image, ranked by MAX_SIM through ``search_images``)
+    patch_layout: str = "points"
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace the vectors for ``ids`` (int64, unique); ``vectors`` is (n, dim)."""
+        raise NotImplementedError
 
     def delete(self, ids: np.ndarray) -> int:
         """Remove these ids; unknown ids are ignored. Returns how many were removed."""
+        raise NotImplementedError
 
     def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of those ids that exist: (found ids, (found, dim) float32)."""
+        raise NotImplementedError
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         """The ``k`` highest-scoring stored vectors for each query row."""
+        raise NotImplementedError
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, every stored (id, score) with score >= ``threshold``, best first."""
+        raise NotImplementedError
 
     def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored vector, as batches of (ids int64, (n, dim) float32) of at most ``batch_size``
         rows in ascending id order (how a backup reads a store). Writes made while it runs may or
         may not show; hold the collection's writer lock for a consistent read."""
+        raise NotImplementedError
 
     def count(self) -> int:
         """How many vectors are stored."""
+        raise NotImplementedError
 
     def persist(self) -> None:
         """Make every change so far durable (crash-safe: a crash leaves the old or the new state)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Persist and release files and handles; the store is unusable afterwards."""
+        raise NotImplementedError
+
+    def refresh(self) -> bool:
+        """Pick up what another process wrote since this one opened the store; True if anything was
+        re-read. Stores that read the engine on every call have nothing to pick up."""
+        return False
+
+    def discard(self) -> None:
+        """Let go of a store whose files were deleted on purpose (a superseded generation). Stores
+        whose close writes nothing back just close."""
+        self.close()
+
+    def search_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` images nearest to a set of cells by MAX_SIM: (image ids, scores), best first.
+        Only the multivector patch layout ranks images itself; cells kept as points are searched
+        one by one (``search``)."""
+        raise StoreError(f"store {self.spec.name!r}: ranking images by MAX_SIM needs the multivector patch layout "
+                         f"(this store keeps its cells as {self.patch_layout})")
 
 
 def as_ids(ids: np.ndarray | list[int], name: str) -> np.ndarray:

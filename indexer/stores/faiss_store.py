@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.stores.base import SearchResult, StoreError, StoreSpec, as_ids, as_vectors, check_batch_size
+from indexer.stores.base import SearchResult, StoreError, StoreSpec, VectorStore, as_ids, as_vectors, check_batch_size
 
 DEFAULT_ANN_THRESHOLD = 50_000
 HNSW_M = 32
@@ -28,7 +28,8 @@ COMPACT_FRACTION = 0.2
 FILE_FORMAT = "dinoseek-faiss/1"
 
 
-def _faiss():
+def load_faiss():
+    """The ``faiss`` module (faiss-cpu or faiss-gpu), tuned; StoreError naming the extra when absent."""
     try:
         import faiss  # imported lazily: faiss-cpu or faiss-gpu, whichever is installed
     except ImportError as exc:
@@ -41,21 +42,22 @@ def _faiss():
     return faiss
 
 
-def _gpu_count(faiss) -> int:
+def gpu_count(faiss) -> int:
+    """GPUs faiss can use (0 with faiss-cpu or a broken CUDA setup)."""
     try:
         return int(faiss.get_num_gpus()) if hasattr(faiss, "StandardGpuResources") else 0
     except Exception:  # noqa: BLE001 - a broken CUDA setup means: no GPU
         return 0
 
 
-class FaissStore:
+class FaissStore(VectorStore):
     """A FAISS index with caller ids, tombstone deletions and crash-safe single-file persistence."""
 
     def __init__(self, spec: StoreSpec, directory: Path, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
         self.spec = spec
         self.path = Path(directory) / f"{spec.name}.faiss"
         self.ann_threshold = ann_threshold
-        self._faiss = _faiss()
+        self._faiss = load_faiss()
         self._lock = threading.RLock()
         self._closed = False
         self._dirty = False
@@ -217,7 +219,7 @@ class FaissStore:
 
     def _searcher(self):
         """The index to query: a GPU copy of an exact index when faiss-gpu sees a GPU."""
-        if self._kind != "exact" or not _gpu_count(self._faiss):
+        if self._kind != "exact" or not gpu_count(self._faiss):
             return self._index
         if self._gpu_index is None:
             faiss = self._faiss
@@ -345,7 +347,7 @@ class FaissStore:
         if self._index.ntotal != len(self._ids):
             raise StoreError(f"{self.path}: index holds {self._index.ntotal} vectors but {len(self._ids)} ids")
 
-    def reload_if_changed(self) -> bool:
+    def refresh(self) -> bool:
         """Re-read the file if another process rewrote it since we loaded or wrote it."""
         with self._lock:
             self._check_open()

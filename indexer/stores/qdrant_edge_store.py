@@ -24,6 +24,7 @@ from indexer.stores.base import (
     SearchResult,
     StoreError,
     StoreSpec,
+    VectorStore,
     as_ids,
     as_vectors,
     check_batch_size,
@@ -55,7 +56,7 @@ def _dense(vector: object) -> list[float]:
     return vector  # type: ignore[return-value]
 
 
-class QdrantEdgeStore:
+class QdrantEdgeStore(VectorStore):
     """An embedded Qdrant Edge shard holding one named set of vectors."""
 
     def __init__(self, spec: StoreSpec, directory: Path, *, exact_range: bool = True) -> None:

@@ -15,7 +15,7 @@ stride in the collection's metadata. Deleting every cell of some images is then 
 count and one filtered delete instead of retrieving 64 ids per image. Collections created without
 that metadata (by an older dinoseek) keep deleting by id: their older points carry no payload.
 
-The same code serves a real server (``from_url``) and qdrant-client's local mode
+The same code serves a real server (``connect``) and qdrant-client's local mode
 (``QdrantClient(path=...)``), which records but ignores HNSW, quantisation, on-disk and payload
 index settings and searches by brute force.
 """
@@ -31,10 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dinoseek.settings import QDRANT_PATCH_LAYOUTS as PATCH_LAYOUTS
+from dinoseek.settings import QDRANT_QUANTIZATIONS as QUANTIZATIONS
 from indexer.stores.base import (
     SearchResult,
     StoreError,
     StoreSpec,
+    VectorStore,
     as_ids,
     as_vectors,
     check_batch_size,
@@ -54,8 +57,6 @@ THRESHOLD_SLACK = 1e-6  # Qdrant keeps score > threshold; we ask a little lower 
 IMAGE_ID = "image_id"  # the payload key (and payload index) holding id // id_stride
 STRIDE_METADATA = "dinoseek_image_id_stride"  # collection metadata: every point carries IMAGE_ID
 OWNER_BATCH = 1024  # image ids per filtered count/delete request
-QUANTIZATIONS = ("int8", "none")
-PATCH_LAYOUTS = ("points", "multivector")
 LAYOUT_METADATA = "dinoseek_patch_layout"  # collection metadata of a multivector patch store
 SLOTS = "slots"  # multivector layout: payload listing the slot (id % stride) of each row of the multivector
 
@@ -90,7 +91,7 @@ class QdrantConfig:
 def connect(url: str, config: QdrantConfig | None = None, **kwargs: Any) -> QdrantClient:
     """A client for the Qdrant server at ``url``, with the configured API key (every client the
     product makes comes from here: stores, dropping stores, health checks)."""
-    from qdrant_client import QdrantClient
+    from qdrant_client import QdrantClient  # imported lazily: only this backend needs qdrant-client
 
     return QdrantClient(url=url, api_key=(config or QdrantConfig()).api_key, **kwargs)
 
@@ -101,47 +102,16 @@ def _models():
     return models
 
 
-def _dense(vector: Any) -> list[float]:
+def dense_vector(vector: Any) -> list[float]:
     """The default (unnamed) dense vector of a record, whichever shape the client returns."""
     if isinstance(vector, dict):
         vector = vector[""]
     return vector
 
 
-def open_server_store(spec: StoreSpec, url: str, config: QdrantConfig | None = None) -> QdrantServerStore:
-    """The store for ``spec`` on the Qdrant server at ``url``. A store of image slots (an id stride:
-    the patch cells) takes the layout its collection was created with, else the configured one."""
-    config = config or QdrantConfig()
-    client = connect(url, config)
-    try:
-        cls = QdrantServerStore
-        if spec.id_stride:
-            held = _held_layout(client, spec.name)
-            if (held or config.patch_layout) == "multivector":
-                cls = QdrantMultivectorStore
-        return cls(spec, client, owns_client=True, config=config)
-    except BaseException:
-        client.close()
-        raise
-
-
-def _held_layout(client: QdrantClient, name: str) -> str | None:
-    """``points`` or ``multivector`` for an existing collection, None when there is none."""
-    try:
-        if not client.collection_exists(name):
-            return None
-        params = client.get_collection(name).config.params.vectors
-    except Exception as exc:  # noqa: BLE001 - transport, HTTP and local-mode errors alike
-        raise StoreError(f"store {name!r}: Qdrant open failed: {exc}") from exc
-    if isinstance(params, dict):
-        params = params.get("")
-    return "multivector" if getattr(params, "multivector_config", None) is not None else "points"
-
-
-class QdrantServerStore:
+class QdrantServerStore(VectorStore):
     """A Qdrant collection holding one named set of vectors."""
 
-    multivector = False  # QdrantMultivectorStore: one point per image, its cells a MAX_SIM multivector
 
     def __init__(self, spec: StoreSpec, client: QdrantClient, *, owns_client: bool = False, exact_range: bool = True,
                  config: QdrantConfig | None = None) -> None:
@@ -158,16 +128,6 @@ class QdrantServerStore:
         with self._server("open"):
             self._ensure_collection(client)
 
-    @classmethod
-    def from_url(cls, spec: StoreSpec, url: str, config: QdrantConfig | None = None) -> QdrantServerStore:
-        """A store on the Qdrant server at ``url``, with a client of its own (closed by ``close``)."""
-        client = connect(url, config)
-        try:
-            return cls(spec, client, owns_client=True, config=config)
-        except BaseException:
-            client.close()
-            raise
-
     # ------------------------------------------------------------------ collection
     def _vector_params(self):
         m, cfg = self._m, self.config
@@ -183,14 +143,14 @@ class QdrantServerStore:
             hnsw_config=m.HnswConfigDiff(m=cfg.hnsw_m, ef_construct=cfg.hnsw_ef_construct),
             quantization_config=quantization,
             on_disk=cfg.on_disk,
-            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM) if self.multivector else None,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM) if self.patch_layout == "multivector" else None,
         )
 
     def _ensure_collection(self, client: QdrantClient) -> None:
         """Create the collection if missing; otherwise check it holds vectors of this spec."""
         if not client.collection_exists(self.collection):
             metadata = {STRIDE_METADATA: self.spec.id_stride} if self.spec.id_stride else None
-            if self.multivector:
+            if self.patch_layout == "multivector":
                 metadata = {STRIDE_METADATA: self.spec.id_stride, LAYOUT_METADATA: "multivector"}
             try:
                 client.create_collection(self.collection, vectors_config=self._vector_params(), metadata=metadata)
@@ -210,7 +170,7 @@ class QdrantServerStore:
                 f"expected {self.spec.dim}-d {self.spec.precision} Cosine"
             )
         held_multivector = getattr(params, "multivector_config", None) is not None
-        if held_multivector != self.multivector:
+        if held_multivector != (self.patch_layout == "multivector"):
             held_layout = "multivector" if held_multivector else "points"
             raise StoreError(f"store {self.spec.name!r}: collection holds the {held_layout} layout; open it with "
                              f"the store of that layout (indexer.stores.open_store picks it)")
@@ -218,7 +178,7 @@ class QdrantServerStore:
         if stride and self.spec.id_stride and stride != self.spec.id_stride:
             raise StoreError(f"store {self.spec.name!r}: collection keys ids by image in strides of {stride}, "
                              f"expected {self.spec.id_stride}")
-        if self.multivector:
+        if self.patch_layout == "multivector":
             if stride and stride != self._stride:
                 raise StoreError(f"store {self.spec.name!r}: multivector collection keys cells in strides of "
                                  f"{stride}, expected {self._stride}")
@@ -257,6 +217,10 @@ class QdrantServerStore:
             chunk = ids[start : start + ID_BATCH].tolist()
             records += client.retrieve(self.collection, ids=chunk, with_payload=False, with_vectors=with_vectors)
         return records
+
+    def _rescoring(self):
+        """Search parameters of every top-k query: quantised candidates rescored with the stored vectors."""
+        return self._m.SearchParams(quantization=self._m.QuantizationSearchParams(rescore=True))
 
     def _count(self, client: QdrantClient, count_filter: Any = None) -> int:
         return int(client.count(self.collection, count_filter=count_filter, exact=True).count)
@@ -312,7 +276,7 @@ class QdrantServerStore:
         ids = as_ids(ids, self.spec.name)
         with self._lock, self._server("fetch"):
             records = self._retrieve(self._open_client(), ids, with_vectors=True)
-        return in_request_order(self.spec, ids, {int(r.id): _dense(r.vector) for r in records})
+        return in_request_order(self.spec, ids, {int(r.id): dense_vector(r.vector) for r in records})
 
     def search(self, queries: np.ndarray, k: int) -> SearchResult:
         """The ``k`` highest-scoring stored vectors for each query row (quantised, then rescored)."""
@@ -320,7 +284,7 @@ class QdrantServerStore:
         result = empty_result(self.spec, len(queries), k)
         ids, scores = result.ids, result.scores
         m = self._m
-        params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True))
+        params = self._rescoring()
         with self._lock, self._server("search"):
             client = self._open_client()
             limit = min(k, self._count(client))
@@ -354,7 +318,7 @@ class QdrantServerStore:
         if self.exact_range:  # full scan over the stored vectors: quantised scores could drop borderline hits
             params = m.SearchParams(exact=True, quantization=m.QuantizationSearchParams(ignore=True))
         else:
-            params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True))
+            params = self._rescoring()
         vector = query.tolist()
         return widening_range(
             lambda limit: client.query_points(
@@ -372,7 +336,7 @@ class QdrantServerStore:
                     self.collection, limit=batch_size, offset=offset, with_payload=False, with_vectors=True)
             if records:
                 ids = np.array([int(r.id) for r in records], dtype=np.int64)
-                vectors = np.array([_dense(r.vector) for r in records], dtype=np.float32).reshape(len(ids), self.spec.dim)
+                vectors = np.array([dense_vector(r.vector) for r in records], dtype=np.float32).reshape(len(ids), self.spec.dim)
                 yield ids, vectors
             if offset is None:
                 return
@@ -399,217 +363,5 @@ class QdrantServerStore:
                     client.close()
 
 
-class QdrantMultivectorStore(QdrantServerStore):
-    """Patch cells in the multivector layout: one point per image (point id = image id) whose vector
-    is the image's cells, compared with Qdrant's MAX_SIM (a query of several cells scores an image by
-    the sum, over the query cells, of each one's best cell in the image), with the same HNSW and
-    quantisation settings as every other collection. A ``SLOTS`` payload gives each row's slot.
-
-    It still serves the ``VectorStore`` protocol in cell ids (image id x stride + slot), so every
-    caller that writes, reads, backs up or restores patch cells works unchanged: an upsert or delete
-    of some cells rewrites their images' points (read, merge by slot, write back, so a restore that
-    brings an image's cells in two batches keeps both); ``search`` of single cells asks
-    for the k images whose best cell is nearest (the images of the k nearest cells are among them)
-    and ranks their cells; ``count`` reads every point's slot list (a scan of payloads, no vectors).
-    Two processes writing different cells of one image at the same moment could lose one write;
-    the indexer writes an image's cells at once, from the one task that embeds it.
-
-    What the layout is for: ``search_images``, the images nearest to a set of query cells by MAX_SIM
-    in one request (region queries' candidates, instead of votes of each cell's nearest cells).
-    """
-
-    multivector = True
-
-    def __init__(self, spec: StoreSpec, client: QdrantClient, **kwargs: Any) -> None:
-        if not spec.id_stride:
-            raise StoreError(f"store {spec.name!r}: the multivector layout needs ids keyed by image (an id stride)")
-        super().__init__(spec, client, **kwargs)
-
-    # ------------------------------------------------------------------ points <-> cells
-    def _split(self, ids: np.ndarray) -> dict[int, np.ndarray]:
-        """Cell ids → {image id: positions in ``ids``}."""
-        images = ids // self._stride
-        order = np.argsort(images, kind="stable")
-        unique, starts = np.unique(images[order], return_index=True)
-        return dict(zip(unique.tolist(), np.split(order, starts[1:])))
-
-    def _load(self, client: QdrantClient, images: list[int], with_vectors: bool) -> dict[int, dict[int, Any]]:
-        """The stored grids of these images: {image id: {slot: row vector (or None)}}."""
-        grids: dict[int, dict[int, Any]] = {}
-        for start in range(0, len(images), ID_BATCH):
-            for r in client.retrieve(self.collection, ids=images[start : start + ID_BATCH], with_payload=[SLOTS],
-                                     with_vectors=with_vectors):
-                slots = (r.payload or {}).get(SLOTS) or []
-                rows = _dense(r.vector) if with_vectors else [None] * len(slots)
-                grids[int(r.id)] = dict(zip(slots, rows))
-        return grids
-
-    def _write(self, client: QdrantClient, grids: dict[int, dict[int, Any]]) -> None:
-        """Store these grids (an empty one deletes its image's point); rows kept in slot order."""
-        m = self._m
-        empty = [img for img, cells in grids.items() if not cells]
-        if empty:
-            client.delete(self.collection, points_selector=m.PointIdsList(points=empty), wait=True)
-        full = [img for img, cells in grids.items() if cells]
-        per_request = max(1, UPSERT_BATCH // self._stride)
-        for start in range(0, len(full), per_request):
-            chunk = full[start : start + per_request]
-            slots = [sorted(grids[img]) for img in chunk]
-            vectors = [[_as_list(grids[img][s]) for s in order] for img, order in zip(chunk, slots)]
-            client.upsert(self.collection, points=m.Batch(ids=chunk, vectors=vectors,
-                                                          payloads=[{SLOTS: order} for order in slots]), wait=True)
-
-    # ------------------------------------------------------------------ protocol
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Insert or replace these cells; other cells of their images stay as they were."""
-        ids = as_ids(ids, self.spec.name)
-        vectors = as_vectors(vectors, self.spec, rows=len(ids))
-        with self._lock, self._server("upsert"):
-            client = self._open_client()
-            by_image = self._split(ids)
-            grids = self._load(client, list(by_image), with_vectors=True)
-            for img, rows in by_image.items():
-                cells = grids.setdefault(img, {})
-                cells.update(zip((ids[rows] % self._stride).tolist(), vectors[rows]))
-            self._write(client, grids)
-
-    def delete(self, ids: np.ndarray) -> int:
-        """Remove these cells; returns how many existed. Every cell of an image goes with its point."""
-        ids = as_ids(ids, self.spec.name)
-        with self._lock, self._server("delete"):
-            client = self._open_client()
-            by_image = self._split(ids)
-            held = self._load(client, list(by_image), with_vectors=False)
-            removed, whole, partial = 0, [], []
-            for img, cells in held.items():
-                gone = set((ids[by_image[img]] % self._stride).tolist()) & set(cells)
-                removed += len(gone)
-                if len(gone) == len(cells):
-                    whole.append(img)
-                elif gone:
-                    partial.append((img, gone))
-            grids: dict[int, dict[int, Any]] = {img: {} for img in whole}
-            if partial:
-                kept = self._load(client, [img for img, _ in partial], with_vectors=True)
-                for img, gone in partial:
-                    grids[img] = {s: v for s, v in kept.get(img, {}).items() if s not in gone}
-            self._write(client, grids)
-            return removed
-
-    def fetch(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stored vectors of the cells that exist, in the order asked."""
-        ids = as_ids(ids, self.spec.name)
-        with self._lock, self._server("fetch"):
-            grids = self._load(self._open_client(), list(self._split(ids)), with_vectors=True)
-        by_id = {img * self._stride + s: v for img, cells in grids.items() for s, v in cells.items()}
-        return in_request_order(self.spec, ids, by_id)
-
-    def _cells(self, points: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Every cell of some scored/retrieved points: (cell ids, (n, dim) float32)."""
-        ids: list[int] = []
-        rows: list[Any] = []
-        for p in points:
-            slots = (p.payload or {}).get(SLOTS) or []
-            ids += [int(p.id) * self._stride + s for s in slots]
-            rows += _dense(p.vector)
-        return np.array(ids, dtype=np.int64), np.array(rows, dtype=np.float32).reshape(len(ids), self.spec.dim)
-
-    def search(self, queries: np.ndarray, k: int) -> SearchResult:
-        """The ``k`` nearest cells to each query row: the k images whose best cell is nearest (by
-        MAX_SIM of a one-cell query) hold them; their cells are ranked here."""
-        queries = as_vectors(queries, self.spec)
-        result = empty_result(self.spec, len(queries), k)
-        ids, scores = result.ids, result.scores
-        m = self._m
-        params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True))
-        with self._lock, self._server("search"):
-            client = self._open_client()
-            for start in range(0, len(queries), QUERY_BATCH):
-                batch = queries[start : start + QUERY_BATCH]
-                requests = [m.QueryRequest(query=[q.tolist()], limit=k, params=params, with_payload=[SLOTS],
-                                           with_vector=True) for q in batch]
-                for row, response in enumerate(client.query_batch_points(self.collection, requests=requests),
-                                               start=start):
-                    cell_ids, cells = self._cells(response.points)
-                    sims = cells @ queries[row] if len(cell_ids) else np.empty(0, dtype=np.float32)
-                    order = np.argsort(-sims, kind="stable")[:k]
-                    ids[row, : len(order)] = cell_ids[order]
-                    scores[row, : len(order)] = sims[order]
-        return SearchResult(ids, scores)
-
-    def _range_one(self, client: QdrantClient, query: np.ndarray, threshold: float, total: int) -> tuple[np.ndarray, np.ndarray]:
-        """One query's cells at or above ``threshold``: the images whose best cell reaches it (pages
-        widened while full, as for points), their cells filtered here."""
-        empty = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
-        images = total  # range_search counted the points: one per image
-        if not images:
-            return empty
-        m = self._m
-        if self.exact_range:
-            params = m.SearchParams(exact=True, quantization=m.QuantizationSearchParams(ignore=True))
-        else:
-            params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True))
-        limit = min(RANGE_FIRST_LIMIT, images)
-        while True:
-            points = client.query_points(self.collection, query=[query.tolist()], limit=limit,
-                                         score_threshold=threshold - THRESHOLD_SLACK, search_params=params,
-                                         with_payload=[SLOTS], with_vectors=True).points
-            if len(points) < limit or limit >= images:
-                break
-            limit = min(limit * 4, images)
-        cell_ids, cells = self._cells(points)
-        if not len(cell_ids):
-            return empty
-        sims = cells @ query
-        keep = sims >= np.float32(threshold)
-        cell_ids, sims = cell_ids[keep], sims[keep]
-        order = np.argsort(-sims, kind="stable")
-        return cell_ids[order], sims[order].astype(np.float32)
-
-    def scroll(self, batch_size: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every stored cell in id order (images ascending, slots ascending), at most ``batch_size`` a batch."""
-        check_batch_size(self.spec, batch_size)
-        offset = None
-        while True:
-            with self._lock, self._server("scroll"):
-                records, offset = self._open_client().scroll(
-                    self.collection, limit=max(1, batch_size // self._stride), offset=offset, with_payload=[SLOTS],
-                    with_vectors=True)
-            ids, vectors = self._cells(records)
-            for start in range(0, len(ids), batch_size):
-                yield ids[start : start + batch_size], vectors[start : start + batch_size]
-            if offset is None:
-                return
-
-    def count(self) -> int:
-        """How many cells are stored: the lengths of every point's slot list (a payload scan)."""
-        total, offset = 0, None
-        with self._lock, self._server("count"):
-            client = self._open_client()
-            while True:
-                records, offset = client.scroll(self.collection, limit=ID_BATCH * 4, offset=offset,
-                                                with_payload=[SLOTS], with_vectors=False)
-                total += sum(len((r.payload or {}).get(SLOTS) or []) for r in records)
-                if offset is None:
-                    return total
-
-    def search_images(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` images nearest to the set of cells ``queries`` (n, dim), best first, by MAX_SIM:
-        per image, the sum over query rows of the row's best cosine among the image's cells."""
-        queries = as_vectors(queries, self.spec)
-        if k <= 0:
-            raise StoreError(f"store {self.spec.name!r}: k must be positive, got {k}")
-        m = self._m
-        params = m.SearchParams(quantization=m.QuantizationSearchParams(rescore=True))
-        if not len(queries):
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        with self._lock, self._server("search"):
-            points = self._open_client().query_points(self.collection, query=queries.tolist(), limit=k,
-                                                      search_params=params, with_payload=False,
-                                                      with_vectors=False).points
-        return (np.array([int(p.id) for p in points], dtype=np.int64),
-                np.array([p.score for p in points], dtype=np.float32))
-
-
-def _as_list(row: Any) -> list[float]:
+def as_list(row: Any) -> list[float]:
     return row.tolist() if isinstance(row, np.ndarray) else list(row)

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from model.arch import arch_by_name
 from model.checkpoint import atomic_torch_save, load_backbone, save_checkpoint
@@ -219,8 +220,6 @@ class Trainer:
         seen_here = 0
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr)
         try:
             for batch in self._loader():

@@ -1,0 +1,68 @@
+"""CLI commands of the distributed mode: ``dinoseek worker``, jobs submitted through the broker, ``job``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dinoseek.cli.errors import UsageError
+from dinoseek.cli.library import open_library
+from dinoseek.cli.output import emit_json
+from dinoseek.settings import load_settings
+from indexer.jobs import job_json
+from workers.app import QUEUES, create_celery
+from workers.dispatch import JobDispatcher
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Start a Celery worker on the given queues (``gpu``: embedding and vector writes; ``cpu``: scans)."""
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        raise UsageError(f"--queues takes a comma-separated subset of {', '.join(QUEUES)}, got {args.queues!r}")
+    app = create_celery(load_settings())
+    argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={args.concurrency}", f"--pool={args.pool}",
+            f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle"]
+    if args.hostname:
+        argv.append(f"--hostname={args.hostname}")
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Show a job (``--wait``: until it ends)."""
+    library = open_library()
+    try:
+        if args.wait:
+            try:
+                JobDispatcher(library).wait(args.id)
+            except Exception:  # noqa: BLE001 - a failed job is still shown below, with its message
+                pass
+        doc = job_json(library, args.id)
+    finally:
+        library.close()
+    if args.json:
+        emit_json(doc)
+    else:
+        line = f"job {doc['id']} ({doc['kind']}): {doc['status']}, {doc['done']}/{doc['total']} done, {doc['failed']} failed"
+        print(line + (f" — {doc['message']}" if doc.get("message") else ""))
+        for err in doc["errors"]:
+            print(f"failed: {err['error']}", file=sys.stderr)
+    return 0 if doc["status"] != "failed" else 1
+
+
+def add_worker_commands(sub) -> None:
+    worker = sub.add_parser("worker", help="run a Celery worker (needs DINOSEEK_BROKER_URL)")
+    worker.add_argument("--queues", default="gpu,cpu", help="comma-separated: gpu, cpu (default both)")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="processes (default 1: one per GPU; start one worker per GPU with CUDA_VISIBLE_DEVICES)")
+    worker.add_argument("--pool", choices=["prefork", "solo"], default="prefork")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--hostname", help="node name, e.g. gpu1@%%h (default: celery@host)")
+    worker.set_defaults(func=cmd_worker)
+
+    job = sub.add_parser("job", help="show an index or re-index job's progress and errors")
+    job.add_argument("id", type=int)
+    job.add_argument("--wait", action="store_true", help="wait until the job ends")
+    job.add_argument("--json", action="store_true")
+    job.set_defaults(func=cmd_job)

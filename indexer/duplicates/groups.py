@@ -1,0 +1,70 @@
+"""Duplicate groups: what a scan found, saved as the collection's groups, and read back a page at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from indexer.catalog.models import DUPLICATE_KINDS, DuplicateGroup, DuplicateMember, Image
+from indexer.errors import InvalidRequest
+from indexer.library import Library
+
+MAX_PAGE = 500
+
+
+@dataclass
+class Group:
+    """Images of one tier (``exact``, ``near``, ``similar``) with the weakest link's score and evidence."""
+
+    kind: str
+    image_ids: list[int]
+    paths: list[str]
+    score: float
+    evidence: dict | None = None
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "image_ids": self.image_ids, "paths": self.paths, "score": round(self.score, 6),
+                "evidence": self.evidence}
+
+
+def save_groups(library: Library, collection_name: str, groups: list[Group], threshold: float | None) -> None:
+    """Replace the collection's saved groups with ``groups`` (what the last scan found)."""
+    with library.catalog.session() as s:
+        collection = library.get_collection(s, collection_name)
+        s.execute(delete(DuplicateGroup).where(DuplicateGroup.collection_id == collection.id))
+        for g in groups:
+            record = DuplicateGroup(collection_id=collection.id, kind=g.kind, score=g.score,
+                                    threshold=None if g.kind == "exact" else threshold, evidence=g.evidence)
+            record.members = [DuplicateMember(image_id=i) for i in g.image_ids]
+            s.add(record)
+
+
+def list_groups(library: Library, collection_name: str, *, after: int | None = None, limit: int = 100,
+                kind: str | None = None) -> tuple[list[dict], int | None]:
+    """Saved groups in id order, a page at a time: ``after`` is the cursor (the last group id seen).
+    Returns the page and the next cursor (None at the end)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be from 1 to {MAX_PAGE}, got {limit}")
+    if kind is not None and kind not in DUPLICATE_KINDS:
+        raise InvalidRequest(f"kind must be exact, near or similar, got {kind!r}")
+    with library.catalog.session() as s:
+        collection = library.get_collection(s, collection_name)
+        query = select(DuplicateGroup).where(DuplicateGroup.collection_id == collection.id)
+        if after is not None:
+            query = query.where(DuplicateGroup.id > after)
+        if kind is not None:
+            query = query.where(DuplicateGroup.kind == kind)
+        groups = list(s.scalars(query.order_by(DuplicateGroup.id).limit(limit + 1)))
+        more = len(groups) > limit
+        groups = groups[:limit]
+        ids = [g.id for g in groups]
+        members: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
+        if ids:
+            for group_id, image_id, path in s.execute(
+                    select(DuplicateMember.group_id, Image.id, Image.path).join(Image, Image.id == DuplicateMember.image_id)
+                    .where(DuplicateMember.group_id.in_(ids)).order_by(Image.id)):
+                members[group_id].append((image_id, path))
+        page = [{"id": g.id, "kind": g.kind, "score": round(g.score, 6), "image_ids": [i for i, _ in members[g.id]],
+                 "paths": [p for _, p in members[g.id]], "evidence": g.evidence} for g in groups]
+    return page, (ids[-1] if more else None)

@@ -1,0 +1,80 @@
+"""Judging one pair of pictures: the verdict model in force, and geometry where it could change the verdict.
+
+A scan (scan.py) and a check (check.py) judge pairs the same way: cheap evidence first (descriptor,
+normalised descriptor, pHash), keypoint verification only where a cheap probability falls in the
+calibration's band. Keypoints of indexed pictures are read from their files, through a bounded cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from PIL import Image as PILImage
+
+from indexer.duplicates.verdicts import Calibration, PairEvidence, calibration_for
+from indexer.errors import InvalidRequest
+from indexer.ingest.reading import read_image
+from indexer.library import Library
+from indexer.verification import VERIFY_SIDE, Keypoints, grey_levels, keypoints, verify_pictures
+from model.preprocess import ImageDecodeError
+
+# Used when the model records no threshold of its own (``dinoseek convert --near-threshold``); the
+# shipped model records the one measured on bench/quality.py (docs/BENCHMARKS.md).
+DEFAULT_NEAR_THRESHOLD = 0.90
+KEYPOINT_CACHE = 512  # pictures whose keypoints a scan keeps (each ~100 kB with its grey levels)
+
+
+def near_threshold(library: Library) -> float:
+    """The configured model's measured near-duplicate cosine threshold, else DEFAULT_NEAR_THRESHOLD."""
+    return float(getattr(library.embedder.vit, "embed_defaults", {}).get("near_threshold", DEFAULT_NEAR_THRESHOLD))
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """An expert's descriptor threshold when it is a cosine, else InvalidRequest (None stays None)."""
+    if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
+        raise InvalidRequest(f"threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    return None if threshold is None else float(threshold)
+
+
+def calibration(library: Library, threshold: float | None = None) -> Calibration:
+    """The verdict model: the backbone's fitted one, or with ``threshold`` the descriptor cosine
+    alone decides ``near`` (an expert override; evidence is still reported)."""
+    if threshold is not None:
+        return Calibration.fallback(threshold)
+    return calibration_for(library.embedder.vit, near_threshold(library))
+
+
+class PictureCache:
+    """Keypoints of indexed pictures, read from their files on first use (a bounded LRU)."""
+
+    def __init__(self, library: Library, size: int = KEYPOINT_CACHE) -> None:
+        self.library = library
+        self.size = size
+        self.entries: OrderedDict[int, tuple[object, Keypoints] | None] = OrderedDict()
+
+    def get(self, image_id: int, path: str):
+        """(grey picture at verification size, keypoints), or None when the file cannot be read."""
+        if image_id in self.entries:
+            self.entries.move_to_end(image_id)
+            return self.entries[image_id]
+        try:
+            picture = read_image(path, self.library.settings.max_image_pixels, target_long_side=VERIFY_SIDE).image
+            # reduced exactly as a query picture is (verification.grey_levels), so a pair's
+            # evidence does not depend on which side was the query
+            grey = PILImage.fromarray(grey_levels(picture))
+            entry = (grey, keypoints(grey))
+        except (ImageDecodeError, OSError):
+            entry = None  # a file gone or broken since indexing: judged on the other evidence
+        self.entries[image_id] = entry
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
+def judge_pair(cal: Calibration, evidence: PairEvidence, geometry) -> PairEvidence:
+    """Verify geometrically when the cheap evidence leaves the verdict open, then judge."""
+    if cal.wants_geometry(evidence):
+        left, right = geometry()
+        if left is not None and right is not None:
+            evidence.geometry = verify_pictures(left[1], right[0], right[1])
+    return cal.judge(evidence)

@@ -1,0 +1,35 @@
+"""Jobs: index, re-index and duplicate scans, recorded in the catalog and run in-process or by workers."""
+
+from indexer.jobs.chunks import CHECKPOINT_SECONDS, Progress, checkpoint_interval
+from indexer.jobs.duplicates import create_duplicates_job
+from indexer.jobs.index import create_index_job
+from indexer.jobs.kinds import KINDS
+from indexer.jobs.lifecycle import (
+    close_job,
+    finish_job,
+    index_paths,
+    job_kind,
+    plan_job,
+    reindex,
+    run_job_chunk,
+    run_job_here,
+    run_job_locked,
+    run_new_job_here,
+)
+from indexer.jobs.records import (
+    DEFAULT_CHUNK_SIZE,
+    IndexReport,
+    JobProgress,
+    fail_job,
+    job_counts,
+    job_json,
+    job_progress,
+    job_report,
+    job_token,
+)
+from indexer.jobs.reindex import create_reindex_job
+
+__all__ = ["CHECKPOINT_SECONDS", "DEFAULT_CHUNK_SIZE", "KINDS", "IndexReport", "JobProgress", "Progress",
+           "checkpoint_interval", "close_job", "create_duplicates_job", "create_index_job", "create_reindex_job",
+           "fail_job", "finish_job", "index_paths", "job_counts", "job_json", "job_kind", "job_progress", "job_report", "job_token", "plan_job",
+           "reindex", "run_job_chunk", "run_job_here", "run_job_locked", "run_new_job_here"]

@@ -1,0 +1,186 @@
+"""Job records: the row a job is, what a kind of job is, and how jobs are shown, reported and failed.
+
+Every kind of job (``JobKind``) is declared once, in the module that implements it (index.py,
+reindex.py, duplicates.py), and collected in kinds.py; no other code compares kind names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from indexer.catalog.models import ACTIVE_JOB_STATUSES, Collection, Job, JobChunk, JobError, utcnow
+from indexer.errors import Busy, InvalidRequest, NotFound
+from indexer.library import Library
+
+DEFAULT_CHUNK_SIZE = 512  # images per chunk: a multiple of every power-of-two GPU batch up to 512
+ACTIVE = ACTIVE_JOB_STATUSES
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """What one kind of job does at each step of its life.
+
+    A ``chunked`` kind is planned into chunks of image ids (``plan``), each embedded into the
+    stores ``target`` names, and closed by ``finish`` once no chunk is pending; it writes vectors,
+    so it holds the collection's writer lock. Any other kind is one ``run``. ``conflicts``: the
+    kinds that may not be active on the same collection at the same time, each with what such a
+    job is doing to it ("re-indexed")."""
+
+    name: str
+    activity: str  # what a job of this kind is doing to its collection ("indexed"), for messages
+    conflicts: dict[str, str] = field(default_factory=dict)
+    chunked: bool = False
+    plan: Callable[[Library, Session, Job], list[JobChunk]] | None = None
+    target: Callable[[Library, Session, Job, Collection], object] | None = None
+    finish: Callable[[Library, int, dict], dict] | None = None
+    run: Callable[[Library, int], None] | None = None
+
+
+@dataclass
+class IndexReport:
+    """What an index job did; ``to_json`` is the CLI contract's shape."""
+
+    collection: str
+    job_id: int | None = None
+    scanned: int = 0
+    indexed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pruned: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"collection": self.collection, "job_id": self.job_id, "scanned": self.scanned,
+                "indexed": self.indexed, "skipped": self.skipped, "failed": self.failed, "errors": self.errors}
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a job stands, as someone waiting for it polls it."""
+
+    status: str
+    done: int
+    total: int
+    message: str | None
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    """The job's row, or NotFound."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return job
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """A chunk size of at least one image, else InvalidRequest."""
+    if chunk_size < 1:
+        raise InvalidRequest(f"chunk size must be at least 1, got {chunk_size}")
+    return chunk_size
+
+
+def add_job(session: Session, collection: Collection, kind: JobKind, params: dict) -> Job:
+    """A new ``queued`` job of ``kind`` on the collection, refused while a conflicting one is
+    active (an index and a re-index of one collection never overlap: the re-index would miss the
+    new images)."""
+    if kind.conflicts:
+        busy = session.scalar(select(Job).where(Job.collection_id == collection.id, Job.kind.in_(list(kind.conflicts)),
+                                                Job.status.in_(ACTIVE)))
+        if busy is not None:
+            raise Busy(f"collection {collection.name!r} is being {kind.conflicts[busy.kind]} by job {busy.id}; "
+                       "try again when it is done")
+    job = Job(collection_id=collection.id, kind=kind.name, status="queued", params=params)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def chunks_of(job: Job, image_ids: list[int]) -> list[JobChunk]:
+    """The job's image ids in chunks of its chunk size, in order."""
+    size = int(job.params.get("chunk_size", DEFAULT_CHUNK_SIZE))
+    return [JobChunk(job_id=job.id, seq=n, image_ids=image_ids[start:start + size], status="pending")
+            for n, start in enumerate(range(0, len(image_ids), size))]
+
+
+def fail_job(library: Library, job_id: int, message: str) -> None:
+    """Mark a job failed (what its finished chunks did stays done)."""
+    with library.catalog.session() as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(
+            status="failed", message=message, finished_at=utcnow()))
+
+
+def mark_interrupted_jobs(library: Library, collection_name: str, kinds: tuple[str, ...]) -> None:
+    """In-process mode, holding the writer lock: a job of these kinds still active on the
+    collection lost its process (what it committed stays; rows it left ``pending`` are embedded by
+    the next job)."""
+    with library.catalog.session() as s:
+        collection_id = s.scalar(select(Collection.id).where(Collection.name == collection_name))
+        if collection_id is not None:
+            s.execute(update(Job).where(Job.collection_id == collection_id, Job.status.in_(ACTIVE),
+                                        Job.kind.in_(kinds)).values(
+                status="failed", finished_at=utcnow(),
+                message="interrupted: its process died; the next job picks up what it left pending"))
+
+
+def job_collection_name(library: Library, job_id: int) -> str:
+    """The name of the collection a job works on."""
+    with library.catalog.session() as s:
+        return s.get(Collection, get_job(s, job_id).collection_id).name
+
+
+def job_kind_name(library: Library, job_id: int) -> str:
+    """The name of the job's kind (look it up in kinds.KINDS)."""
+    with library.catalog.session() as s:
+        return get_job(s, job_id).kind
+
+
+def job_progress(library: Library, job_id: int) -> JobProgress:
+    """The job's status and counters now."""
+    with library.catalog.session() as s:
+        job = get_job(s, job_id)
+        return JobProgress(job.status, job.done, job.total, job.message)
+
+
+def job_token(library: Library, job_id: int) -> str | None:
+    """The random token a job was created with: a worker checks it to be sure it reads the same
+    catalog as whoever submitted the job (job ids alone repeat across databases)."""
+    with library.catalog.session() as s:
+        job = s.get(Job, job_id)
+        return None if job is None else (job.params or {}).get("token")
+
+
+def _errors(session: Session, job: Job) -> list[dict[str, str]]:
+    return [{"path": e.path, "error": e.error}
+            for e in session.scalars(select(JobError).where(JobError.job_id == job.id).order_by(JobError.id))]
+
+
+def job_report(library: Library, job_id: int) -> IndexReport:
+    """The CLI's report of an index job, from its row and errors."""
+    with library.catalog.session() as s:
+        job = get_job(s, job_id)
+        collection = s.get(Collection, job.collection_id)
+        return IndexReport(collection=collection.name, job_id=job.id, scanned=job.scanned, indexed=job.indexed,
+                           skipped=job.skipped, failed=job.failed, pruned=int((job.params or {}).get("pruned", 0)),
+                           errors=_errors(s, job))
+
+
+def job_json(library: Library, job_id: int) -> dict:
+    """A job as the REST contract and ``dinoseek job --json`` show it."""
+    with library.catalog.session() as s:
+        job = get_job(s, job_id)
+        collection = s.get(Collection, job.collection_id) if job.collection_id else None
+        return {"id": job.id, "kind": job.kind, "status": job.status,
+                "collection": collection.name if collection else None, "total": job.total, "done": job.done,
+                "failed": job.failed, "indexed": job.indexed, "skipped": job.skipped, "message": job.message,
+                "errors": _errors(s, job)}
+
+
+def job_counts(library: Library) -> dict[tuple[str, str], int]:
+    """How many jobs there are of each (kind, status)."""
+    with library.catalog.session() as s:
+        return {(kind, status): n for kind, status, n in
+                s.execute(select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status))}

@@ -1,0 +1,1 @@
+"""Helpers the tests share: photos, processes, services, databases (no test module imports another's)."""
