@@ -20,7 +20,7 @@ import numpy as np
 from celery import Celery
 
 from indexer.errors import IndexerError, ModelMismatch, Unavailable, UnusableImage
-from indexer.jobs import Progress, fail_job, job_kind, job_progress, job_token, run_job_here, run_new_job_here
+from indexer.jobs import Progress, fail_job, job_kind, job_progress, load_job, run_job_here, run_new_job_here
 from indexer.library import Library
 from workers import task_names
 from workers.app import QUEUES, create_celery
@@ -69,8 +69,9 @@ class JobDispatcher:
         """Send a recorded job to the workers. A job that could not be queued is marked failed, so
         it never blocks its collection."""
         try:
-            if job_kind(self.library, job_id).chunked:
-                self.celery().send_task(task_names.PLAN, args=[job_id, job_token(self.library, job_id)])
+            job = load_job(self.library, job_id)
+            if job_kind(job).chunked:
+                self.celery().send_task(task_names.PLAN, args=[job_id, job.token])
             else:
                 self.celery().send_task(task_names.RUN_JOB, args=[job_id])
         except BaseException as exc:
@@ -85,7 +86,7 @@ class JobDispatcher:
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dinoseek-job")
-            future = self._executor.submit(run_job_here, self.library, job_id)
+            future = self._executor.submit(run_job_here, self.library, load_job(self.library, job_id))
             future.add_done_callback(_log_failure)
             self._futures = [f for f in self._futures if not f.done()] + [future]
 

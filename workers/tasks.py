@@ -27,7 +27,7 @@ from dinoseek.settings import Settings
 from indexer.catalog.database import DATABASE_UNAVAILABLE, CatalogError
 from indexer.errors import IndexerError
 from indexer.ingest.reading import FileStat, decode_bytes
-from indexer.jobs import close_job, fail_job, job_token, plan_job, run_job_chunk, run_job_here
+from indexer.jobs import close_job, fail_job, load_job, plan_job, run_job_chunk, run_job_here
 from indexer.library import Library
 from indexer.stores import StoreError
 from model import Embedder
@@ -107,16 +107,17 @@ def _fail_quietly(library: Library | None, job_id: int, message: str) -> None:
 def plan(self, job_id: int, token: str | None = None) -> int:
     """Plan a job into chunks and queue them on the gpu queue; returns how many were queued."""
     def work(library: Library) -> int:
-        if token is not None and job_token(library, job_id) != token:
+        job = load_job(library, job_id)
+        if token is not None and job.token != token:
             log.error("job %s is not in this worker's catalog (%s): the worker and the client that submitted the "
                       "job must share DINOSEEK_DATABASE_URL (or DINOSEEK_HOME); ignoring it", job_id,
                       library.catalog.engine.url.render_as_string())
             return 0
-        chunk_ids = plan_job(library, job_id)
+        chunk_ids = plan_job(library, job)
         for chunk_id in chunk_ids:
             chunk.apply_async((job_id, chunk_id))
         if not chunk_ids:  # nothing to embed (or all done already): close it here
-            close_job(library, job_id)
+            close_job(library, job)
         return len(chunk_ids)
 
     return _run_retrying(self, job_id, work) or 0  # progress lives in the catalog, not in results
@@ -126,8 +127,9 @@ def plan(self, job_id: int, token: str | None = None) -> int:
 def chunk(self, job_id: int, chunk_id: int) -> bool:
     """Embed one chunk and commit it (once); the last chunk closes the job. False if already done."""
     def work(library: Library) -> bool:
-        ran = run_job_chunk(library, job_id, chunk_id)
-        close_job(library, job_id)
+        job = load_job(library, job_id)
+        ran = run_job_chunk(library, job, chunk_id)
+        close_job(library, job)
         return ran
 
     return bool(_run_retrying(self, job_id, work))
@@ -136,7 +138,7 @@ def chunk(self, job_id: int, chunk_id: int) -> bool:
 @shared_task(name=task_names.RUN_JOB, bind=True, ignore_result=True)
 def run_job(self, job_id: int) -> None:
     """A job that is not chunked (a duplicate scan, the API's ``duplicates/scan``), run whole."""
-    _run_retrying(self, job_id, lambda library: run_job_here(library, job_id))
+    _run_retrying(self, job_id, lambda library: run_job_here(library, load_job(library, job_id)))
 
 
 @shared_task(name=task_names.EMBED_QUERY)

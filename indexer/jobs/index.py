@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from indexer.catalog.models import Collection, Image, Job, JobChunk
 from indexer.errors import InvalidRequest
 from indexer.ingest.reading import stat_file
-from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobKind, add_job, check_chunk_size, chunks_of
+from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
 from indexer.jobs.target import Target
 from indexer.library import Library
 from indexer.stores import CollectionStores
@@ -96,23 +96,22 @@ def _add_rows(s: Session, collection_id: int, paths: list[str]) -> list[int]:
     return ids
 
 
-def live_target(library: Library, s: Session, job: Job, collection: Collection) -> Target:
+def live_target(library: Library, s: Session, job: JobInfo, collection: Collection) -> Target:
     """The collection's serving stores, once this process is known to run the collection's model."""
     model = library.bind_model(s, collection)
     return Target(job.id, collection.id, collection.name, collection.store_generation, model.id, library.embedder,
                   staged=False)
 
 
-def finish_index(library: Library, job_id: int, params: dict) -> dict:
+def finish_index(library: Library, job: JobInfo) -> dict:
     """Prune the rows and vectors of deleted files when the job asked; returns its params with
     how many went. The caller holds the writer lock."""
-    if not params.get("prune"):
-        return params
+    if not job.params.get("prune"):
+        return job.params
     with library.catalog.session() as s:
-        collection = s.get(Collection, s.get(Job, job_id).collection_id)
-        name = collection.name
-        stores = library.stores_for(s, collection)
-    return dict(params, pruned=prune_missing(library, name, stores) if stores is not None else 0)
+        stores = library.stores_for(s, library.get_collection(s, job.collection_name))
+    pruned = prune_missing(library, job.collection_name, stores) if stores is not None else 0
+    return dict(job.params, pruned=pruned)
 
 
 def prune_missing(library: Library, collection_name: str, stores: CollectionStores) -> int:

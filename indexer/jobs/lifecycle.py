@@ -22,12 +22,12 @@ from indexer.jobs.records import (
     ACTIVE,
     DEFAULT_CHUNK_SIZE,
     IndexReport,
+    JobInfo,
     JobKind,
     fail_job,
     get_job,
-    job_collection_name,
-    job_kind_name,
     job_report,
+    load_job,
     mark_interrupted_jobs,
 )
 from indexer.jobs.reindex import create_reindex_job
@@ -35,96 +35,92 @@ from indexer.jobs.target import Target
 from indexer.library import Library
 
 
-def job_kind(library: Library, job_id: int) -> JobKind:
-    """The kind of a recorded job."""
-    return kind_named(job_kind_name(library, job_id))
+def job_kind(job: JobInfo) -> JobKind:
+    """The kind of a job (its entry in kinds.KINDS)."""
+    return kind_named(job.kind)
 
 
-def plan_job(library: Library, job_id: int) -> list[int]:
+def plan_job(library: Library, job: JobInfo) -> list[int]:
     """Claim a queued chunked job and split it into chunks (its kind's ``plan``). Returns the ids
     of the chunks still pending (all of them, the first time; a repeat plans nothing)."""
     with library.catalog.session() as s:
-        job = get_job(s, job_id)
-        if job.status not in ACTIVE:
+        row = get_job(s, job.id)
+        if row.status not in ACTIVE:
             return []
         existing = list(s.scalars(select(JobChunk.id).where(JobChunk.job_id == job.id, JobChunk.status == "pending")
                                   .order_by(JobChunk.seq)))
-        if existing or job.status == "running":
+        if existing or row.status == "running":
             return existing
         # claim it: a second planner (a redelivered task) waits on this row, then finds it running
         if s.execute(update(Job).where(Job.id == job.id, Job.status == "queued").values(
                 status="running", started_at=utcnow())).rowcount != 1:
             s.rollback()
-            return list(s.scalars(select(JobChunk.id).where(JobChunk.job_id == job_id, JobChunk.status == "pending")
+            return list(s.scalars(select(JobChunk.id).where(JobChunk.job_id == job.id, JobChunk.status == "pending")
                                   .order_by(JobChunk.seq)))
-        s.refresh(job)
-        chunks = kind_named(job.kind).plan(library, s, job)
+        s.refresh(row)
+        chunks = job_kind(job).plan(library, s, row)
         s.add_all(chunks)
-        job.status, job.started_at = "running", utcnow()
+        row.status, row.started_at = "running", utcnow()
         s.flush()
         return [c.id for c in chunks]
 
 
-def load_target(library: Library, job_id: int) -> Target:
+def load_target(library: Library, job: JobInfo) -> Target:
     """Where the job's chunks write (its kind's ``target``)."""
     with library.catalog.session() as s:
-        job = get_job(s, job_id)
-        return kind_named(job.kind).target(library, s, job, s.get(Collection, job.collection_id))
+        return job_kind(job).target(library, s, job, s.get(Collection, job.collection_id))
 
 
-def finish_job(library: Library, job_id: int) -> bool:
+def finish_job(library: Library, job: JobInfo) -> bool:
     """Close a job whose chunks are all done: its kind's ``finish`` (prune, or swap generations),
     then succeeded. True if this call closed it. Holding the writer lock is the caller's job."""
     with library.catalog.session() as s:
-        job = get_job(s, job_id)
-        if job.status != "running":
+        if get_job(s, job.id).status != "running":
             return False
         if s.scalar(select(func.count()).select_from(JobChunk).where(JobChunk.job_id == job.id,
                                                                       JobChunk.status == "pending")):
             return False
-        kind, params = kind_named(job.kind), dict(job.params)
-    params = kind.finish(library, job_id, params)
+    params = job_kind(job).finish(library, job)
     with library.catalog.session() as s:
-        return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+        return s.execute(update(Job).where(Job.id == job.id, Job.status == "running").values(
             status="succeeded", finished_at=utcnow(), params=params)).rowcount == 1
 
 
-def close_job(library: Library, job_id: int) -> None:
+def close_job(library: Library, job: JobInfo) -> None:
     """What a worker does after each of a job's tasks: finish the job if nothing is pending, under
     the writer lock (prune and swap write the stores), then let go of the embedded stores."""
-    name = job_collection_name(library, job_id)
-    with library.writer_lock(name):
-        finish_job(library, job_id)
-        library.release_stores(name)
+    with library.writer_lock(job.collection_name):
+        finish_job(library, job)
+        library.release_stores(job.collection_name)
 
 
-def run_job_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
+def run_job_chunk(library: Library, job: JobInfo, chunk_id: int) -> bool:
     """One chunk, as a worker runs it (chunks.run_chunk); False if it was already done."""
-    return run_chunk(library, job_id, chunk_id, load_target(library, job_id))
+    return run_chunk(library, job.id, chunk_id, load_target(library, job))
 
 
-def run_job_locked(library: Library, job_id: int, *, progress: Progress | None = None,
+def run_job_locked(library: Library, job: JobInfo, *, progress: Progress | None = None,
                    workers: int | None = None) -> None:
-    """Plan, run and finish a recorded job in this process; the caller holds the writer lock.
-    Any error fails the job (what finished chunks committed stays) and is raised."""
+    """Plan, run and finish a recorded chunked job in this process; the caller holds the writer
+    lock. Any error fails the job (what finished chunks committed stays) and is raised."""
     try:
-        plan_job(library, job_id)
-        run_chunks_locked(library, job_id, load_target(library, job_id), progress=progress, workers=workers)
-        finish_job(library, job_id)
+        plan_job(library, job)
+        run_chunks_locked(library, job.id, load_target(library, job), progress=progress, workers=workers)
+        finish_job(library, job)
     except BaseException as exc:
-        fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
+        fail_job(library, job.id, f"{type(exc).__name__}: {exc}")
         raise
 
 
-def run_job_here(library: Library, job_id: int) -> None:
+def run_job_here(library: Library, job: JobInfo) -> None:
     """Run a recorded job of any kind in this process (the API without workers): a chunked one
     under the collection's writer lock, any other as its kind's ``run``."""
-    kind = job_kind(library, job_id)
+    kind = job_kind(job)
     if not kind.chunked:
-        kind.run(library, job_id)
+        kind.run(library, job.id)
         return
-    with library.writer_lock(job_collection_name(library, job_id)):
-        run_job_locked(library, job_id)
+    with library.writer_lock(job.collection_name):
+        run_job_locked(library, job)
 
 
 def run_new_job_here(library: Library, collection_name: str, create: Callable[[], int], *,
@@ -135,9 +131,9 @@ def run_new_job_here(library: Library, collection_name: str, create: Callable[[]
     with library.writer_lock(collection_name):
         if library.embedded_stores:
             mark_interrupted_jobs(library, collection_name, vector_writing_kinds())
-        job_id = create()
-        run_job_locked(library, job_id, progress=progress, workers=workers)
-    return job_report(library, job_id)
+        job = load_job(library, create())
+        run_job_locked(library, job, progress=progress, workers=workers)
+    return job_report(library, job.id)
 
 
 def index_paths(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], *, prune: bool = False,

@@ -35,9 +35,27 @@ class JobKind:
     conflicts: dict[str, str] = field(default_factory=dict)
     chunked: bool = False
     plan: Callable[[Library, Session, Job], list[JobChunk]] | None = None
-    target: Callable[[Library, Session, Job, Collection], object] | None = None
-    finish: Callable[[Library, int, dict], dict] | None = None
+    target: Callable[[Library, Session, JobInfo, Collection], object] | None = None
+    finish: Callable[[Library, JobInfo], dict] | None = None
     run: Callable[[Library, int], None] | None = None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What a job is, read once and passed along its steps: id, kind, collection and the
+    parameters it was created with. Its status and counters change: each step reads them fresh."""
+
+    id: int
+    kind: str
+    collection_id: int | None
+    collection_name: str | None
+    params: dict
+
+    @property
+    def token(self) -> str | None:
+        """The random token the job was created with: a worker checks it to be sure it reads the
+        same catalog as whoever submitted the job (job ids alone repeat across databases)."""
+        return self.params.get("token")
 
 
 @dataclass
@@ -126,16 +144,13 @@ def mark_interrupted_jobs(library: Library, collection_name: str, kinds: tuple[s
                 message="interrupted: its process died; the next job picks up what it left pending"))
 
 
-def job_collection_name(library: Library, job_id: int) -> str:
-    """The name of the collection a job works on."""
+def load_job(library: Library, job_id: int) -> JobInfo:
+    """The job's ``JobInfo``, or NotFound."""
     with library.catalog.session() as s:
-        return s.get(Collection, get_job(s, job_id).collection_id).name
-
-
-def job_kind_name(library: Library, job_id: int) -> str:
-    """The name of the job's kind (look it up in kinds.KINDS)."""
-    with library.catalog.session() as s:
-        return get_job(s, job_id).kind
+        job = get_job(s, job_id)
+        collection = s.get(Collection, job.collection_id) if job.collection_id is not None else None
+        return JobInfo(job.id, job.kind, job.collection_id, collection.name if collection else None,
+                       dict(job.params or {}))
 
 
 def job_progress(library: Library, job_id: int) -> JobProgress:
@@ -143,14 +158,6 @@ def job_progress(library: Library, job_id: int) -> JobProgress:
     with library.catalog.session() as s:
         job = get_job(s, job_id)
         return JobProgress(job.status, job.done, job.total, job.message)
-
-
-def job_token(library: Library, job_id: int) -> str | None:
-    """The random token a job was created with: a worker checks it to be sure it reads the same
-    catalog as whoever submitted the job (job ids alone repeat across databases)."""
-    with library.catalog.session() as s:
-        job = s.get(Job, job_id)
-        return None if job is None else (job.params or {}).get("token")
 
 
 def _errors(session: Session, job: Job) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import Collection, Image, Job, JobChunk, failed_image, update_images, utcnow
 from indexer.errors import InvalidRequest
-from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobKind, add_job, check_chunk_size, chunks_of, job_collection_name
+from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
 from indexer.jobs.target import Target
 from indexer.library import Library
 
@@ -68,18 +68,18 @@ def plan_reindex(library: Library, session: Session, job: Job) -> list[JobChunk]
     return chunks_of(job, ids)
 
 
-def shadow_target(library: Library, session: Session, job: Job, collection: Collection) -> Target:
+def shadow_target(library: Library, session: Session, job: JobInfo, collection: Collection) -> Target:
     """The new generation's stores, embedded with the re-index's model; results staged."""
     p = job.params
     return Target(job.id, collection.id, collection.name, int(p["generation"]), int(p["model_id"]),
                   library.embedder_for(p["model"]), staged=True)
 
 
-def finish_reindex(library: Library, job_id: int, params: dict) -> dict:
+def finish_reindex(library: Library, job: JobInfo) -> dict:
     """Let go of the shadow stores (complete now) and swap them in. The caller holds the writer lock."""
-    library.release_stores(job_collection_name(library, job_id))
-    swap_generation(library, job_id)
-    return params
+    library.release_stores(job.collection_name)
+    swap_generation(library, job.id)
+    return job.params
 
 
 def swap_generation(library: Library, job_id: int) -> None:
