@@ -1,7 +1,7 @@
 """CLI commands that move a library or a collection: ``backup``, ``restore``, ``export``, ``import``.
 
 The archive format and what each command promises are in ``docs/BACKUP.md``; the work is done by
-``indexer.archive.write``.
+``indexer.archive`` (write.py: backup, export; read.py: restore, import).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def add_worker_commands(sub) -> None:
     worker.add_argument("--hostname", help="node name, e.g. gpu1@%%h (default: celery@host)")
     worker.set_defaults(func=cmd_worker)
 
-    job = sub.add_parser("job", help="show an index or re-index job's progress and errors")
+    job = sub.add_parser("job", help="show a job's progress and errors (index, re-index, duplicate scan)")
     job.add_argument("id", type=int)
     job.add_argument("--wait", action="store_true", help="wait until the job ends")
     job.add_argument("--json", action="store_true")

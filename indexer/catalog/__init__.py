@@ -1,1 +1,1 @@
-"""The SQL catalog: SQLAlchemy models and database engines."""
+"""The SQL catalog: database engines and sessions, models, the collection-name rule, the schema (Alembic) runner."""

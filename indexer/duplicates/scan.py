@@ -2,8 +2,8 @@
 
 ``exact``: identical bytes (SHA-256). ``near``: edited copies of one picture. ``similar``: other
 shots of the same scene or object. Candidates are the edges of the collection's k-nearest-neighbour
-graph (indexer/knn_graph.py) whose cosine is at least the calibration's floor; each edge gets its
-evidence and verdict (indexer/verdicts.py), geometric verification only where it could change the
+graph (knn_graph.py) whose cosine is at least the calibration's floor; each edge gets its
+evidence and verdict (verdicts.py), geometric verification only where it could change the
 verdict. Near groups are the connected components of near edges, similar groups those of near and
 similar edges that hold more than one near group or single picture. A group's score is its weakest
 link (Kruskal, strongest links first): the copy probability for near groups, the cosine for similar

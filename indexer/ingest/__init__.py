@@ -1,1 +1,1 @@
-"""Turning files into catalog rows and model inputs: walk, hash, probe, decode."""
+"""Turning files into model inputs and what the catalog records: read, hash, probe, decode; pHash; local features; the allowed roots."""
