@@ -44,6 +44,7 @@ class Keypoints:
     width: int = 0
     height: int = 0
     grey: np.ndarray | None = None  # the grey levels they were found on, for the photometric check
+    mirror: Keypoints | None = None  # those of the mirror image, once found (mirrored_keypoints)
 
 
 @dataclass(frozen=True)
@@ -185,10 +186,23 @@ def _local_scale(h: np.ndarray, x: float, y: float) -> float:
     return float(np.sqrt(det))
 
 
-def verify_pictures(a: Keypoints, b_picture: Image.Image, b: Keypoints | None = None) -> Geometry:
-    """The better of b as it is and b mirrored (a mirrored copy keeps no ORB descriptor)."""
-    direct = verify(a, b if b is not None else keypoints(b_picture))
-    if direct.inlier_share >= 0.8:
+def mirrored_keypoints(points: Keypoints) -> Keypoints:
+    """Keypoints of the mirror image, found anew on the mirrored grey levels (a mirrored copy
+    keeps no ORB descriptor of the original); found once per ``points``, kept with them."""
+    if points.mirror is None:
+        points.mirror = orb_keypoints(np.ascontiguousarray(points.grey[:, ::-1]), cv2.ORB_create(nfeatures=KEYPOINTS))
+    return points.mirror
+
+
+def verify_keypoints(a: Keypoints, b: Keypoints) -> Geometry:
+    """The better of b as it is and b mirrored."""
+    direct = verify(a, b)
+    if direct.inlier_share >= 0.8 or b.grey is None:
         return direct
-    flipped = verify(a, keypoints(b_picture, mirrored=True), mirrored=True)
+    flipped = verify(a, mirrored_keypoints(b), mirrored=True)
     return flipped if flipped.inliers > direct.inliers else direct
+
+
+def verify_pictures(a: Keypoints, b_picture: Image.Image, b: Keypoints | None = None) -> Geometry:
+    """``verify_keypoints`` of a and a picture (its keypoints ``b`` when already found)."""
+    return verify_keypoints(a, b if b is not None else keypoints(b_picture))

@@ -28,7 +28,7 @@ from dinoseek.cli import main
 from dinoseek.settings import load_settings
 from indexer.archive import backup, export_collection, import_collection, prepare_restore_target, restore
 from indexer.archive.format import ArchiveError, TargetNotEmpty
-from indexer.catalog.models import Base, Image
+from indexer.catalog.models import Base, Image, ImageFeatures
 from indexer.collections import collection_counts
 from indexer.duplicates import find_duplicates, list_groups
 from indexer.errors import Busy, InvalidRequest, NotFound
@@ -242,6 +242,7 @@ def test_sqlite_faiss_backup_restores_into_postgres_and_qdrant_edge(source, tmp_
         assert target.catalog.engine.dialect.name == "postgresql"
         assert (tmp_path / "restored" / "stores" / "lib.global" / "edge_config.json").exists()  # an Edge shard
         assert _catalog(target) == _catalog(source.library)  # every row, every column, every id
+        assert len(_catalog(target)["image_features"]) == 13  # each indexed image's local features came too
         _assert_same(_state(target, "lib", source.queries), source.state)
         grids = _grids(source.library, "lib")
         assert grids == _grids(target, "lib")
@@ -380,6 +381,13 @@ def test_export_import_gives_the_same_answers_under_new_ids(source, tmp_path, ti
         np.testing.assert_allclose(vectors, old_vectors, atol=1e-6)
         for i in grids:
             np.testing.assert_allclose(cells[mapping[i]], old_cells[i], atol=1e-3)
+
+        # and their local features, byte for byte
+        with source.library.catalog.session() as s:
+            old_features = {r.image_id: r.data for r in s.scalars(select(ImageFeatures))}
+        with target.catalog.session() as s:
+            new_features = {r.image_id: r.data for r in s.scalars(select(ImageFeatures))}
+        assert len(old_features) == 13 and {mapping[i]: d for i, d in old_features.items()}.items() <= new_features.items()
 
         # the collection that was there is untouched; the model row is shared, not duplicated
         assert [(h.image_id, h.score) for h in search_files(target, "holiday", holiday_queries, k=5)[0].results] == holiday

@@ -363,6 +363,21 @@ def _import_rows(conn: Connection, archive: Archive, name: str, report: ArchiveR
         conn.execute(insert_statement(t["duplicate_members"], ["group_id", "image_id"]), insert_params(members))
     report.rows["duplicate_members"] = len(members)
 
+    features: list[dict] = []
+    report.rows["image_features"] = 0
+
+    def flush_features() -> None:
+        if features:
+            conn.execute(insert_statement(t["image_features"], ["image_id", "data"]), insert_params(features))
+            report.rows["image_features"] += len(features)
+            features.clear()
+
+    for row in rows("image_features"):
+        features.append({"image_id": remapped(image_ids, row["image_id"], "image"), "data": row["data"]})
+        if len(features) >= ROW_BATCH:
+            flush_features()
+    flush_features()
+
     for table, entry in archive.manifest["tables"].items():
         if table in report.rows and report.rows[table] != entry["rows"]:
             raise ArchiveError(f"{archive.path}: imported {report.rows[table]} rows of {table}, the archive lists "

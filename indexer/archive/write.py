@@ -47,7 +47,8 @@ def _refuse_active_jobs(conn: Connection | Session, collection_ids: list[int] | 
         query = query.where(Job.collection_id.in_(collection_ids))
     busy = conn.execute(query).first()
     if busy is not None:
-        raise Busy(f"collection {busy.name!r} is being {writers[busy.kind].activity} by job {busy.id} ({busy.status}); back it up when "
+        raise Busy(f"collection {busy.name!r} is being {writers[busy.kind].activity} by job {busy.id} "
+                   f"({busy.status}); back it up when "
                    "that job is done, so the catalog and the vectors agree")
 
 
@@ -161,6 +162,7 @@ def _export_filters(conn: Session, collection: Collection) -> dict:
         "duplicate_groups": t["duplicate_groups"].c.collection_id == collection.id,
         "duplicate_members": t["duplicate_members"].c.group_id.in_(
             select(DuplicateGroup.id).where(DuplicateGroup.collection_id == collection.id)),
+        "image_features": t["image_features"].c.image_id.in_(select(Image.id).where(Image.collection_id == collection.id)),
     }
 
 

@@ -16,11 +16,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
     UniqueConstraint,
     bindparam,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -97,6 +99,14 @@ class Image(Base):
     patch_cols: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     client_name: Mapped[str | None] = mapped_column(String(255), nullable=True)  # an upload's file name
     collection: Mapped[Collection] = relationship()
+
+
+class ImageFeatures(Base):
+    """An image's local features for verification (ingest/local_features.py), computed at indexing."""
+
+    __tablename__ = "image_features"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Job(Base):
@@ -185,3 +195,19 @@ def update_images(session: Session, rows: list[dict]) -> None:
         statement = table.update().where(table.c.id == bindparam("b_id")).values(
             {k: bindparam(f"b_{k}") for k in columns})
         session.execute(statement, [{f"b_{k}": row[k] for k in keys} for row in rows if tuple(sorted(row)) == keys])
+
+
+def replace_image_features(session: Session, features: dict[int, bytes], dropped: list[int] = ()) -> None:
+    """Store these images' local features (replacing what they had) and drop those of ``dropped``;
+    an image deleted meanwhile gets none."""
+    table = ImageFeatures.__table__
+    ids = sorted(set(features) | set(dropped))
+    for start in range(0, len(ids), 500):
+        session.execute(table.delete().where(table.c.image_id.in_(ids[start:start + 500])))
+    wanted = sorted(features)
+    alive: set[int] = set()
+    for start in range(0, len(wanted), 500):
+        alive |= set(session.scalars(select(Image.id).where(Image.id.in_(wanted[start:start + 500]))))
+    rows = [{"image_id": i, "data": features[i]} for i in wanted if i in alive]
+    if rows:
+        session.execute(table.insert(), rows)

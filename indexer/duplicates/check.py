@@ -1,7 +1,7 @@
 """Is this picture a duplicate of something in the collection? Each match with its tier and evidence.
 
 The picture's nearest indexed images (at least the calibration's candidate floor) are judged as a
-duplicate scan judges a pair (indexer/duplicates.py): its own background is its mean similarity
+duplicate scan judges a pair (scan.py, judging.py): its own background is its mean similarity
 to its 2nd-11th nearest images, each candidate's is found by searching the candidate's vector;
 identical bytes are ``exact``.
 """
@@ -102,7 +102,7 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
             nonlocal query_points
             if query_points is None:
                 query_points = keypoints(picture)
-            return cache.get(hit.image_id, hit.path), (picture, query_points)
+            return cache.get(hit.image_id, hit.path), query_points
 
         judge_pair(cal, evidence, pictures)
         if evidence.verdict is not None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from PIL import Image as PILImage
-
+from indexer.catalog.models import ImageFeatures
 from indexer.duplicates.verdicts import Calibration, PairEvidence, calibration_for
 from indexer.errors import InvalidRequest
+from indexer.ingest import local_features
 from indexer.ingest.reading import read_image
 from indexer.library import Library
-from indexer.verification import VERIFY_SIDE, Keypoints, grey_levels, keypoints, verify_pictures
+from indexer.verification import VERIFY_SIDE, Keypoints, verify_keypoints
 from model.preprocess import ImageDecodeError
 
 # Used when the model records no threshold of its own (``dinoseek convert --near-threshold``); the
@@ -45,30 +45,36 @@ def calibration(library: Library, threshold: float | None = None) -> Calibration
 
 
 class PictureCache:
-    """Keypoints of indexed pictures, read from their files on first use (a bounded LRU)."""
+    """Keypoints of indexed pictures (a bounded LRU): their stored local features, or for an image
+    indexed before features were stored (until ``dinoseek index`` fills them in), its file."""
 
     def __init__(self, library: Library, size: int = KEYPOINT_CACHE) -> None:
         self.library = library
         self.size = size
-        self.entries: OrderedDict[int, tuple[object, Keypoints] | None] = OrderedDict()
+        self.entries: OrderedDict[int, Keypoints | None] = OrderedDict()
+        self.files_read = 0  # images whose keypoints had to come from their file
 
-    def get(self, image_id: int, path: str):
-        """(grey picture at verification size, keypoints), or None when the file cannot be read."""
+    def get(self, image_id: int, path: str) -> Keypoints | None:
+        """The image's keypoints (with their grey levels), or None when there are none to be had."""
         if image_id in self.entries:
             self.entries.move_to_end(image_id)
             return self.entries[image_id]
-        try:
-            picture = read_image(path, self.library.settings.max_image_pixels, target_long_side=VERIFY_SIDE).image
-            # reduced exactly as a query picture is (verification.grey_levels), so a pair's
-            # evidence does not depend on which side was the query
-            grey = PILImage.fromarray(grey_levels(picture))
-            entry = (grey, keypoints(grey))
-        except (ImageDecodeError, OSError):
-            entry = None  # a file gone or broken since indexing: judged on the other evidence
+        with self.library.catalog.session() as s:
+            stored = s.get(ImageFeatures, image_id)
+            data = stored.data if stored is not None else None
+        entry = local_features.decode(data) if data is not None else self._from_file(path)
         self.entries[image_id] = entry
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
         return entry
+
+    def _from_file(self, path: str) -> Keypoints | None:
+        self.files_read += 1
+        try:
+            picture = read_image(path, self.library.settings.max_image_pixels, target_long_side=VERIFY_SIDE).image
+        except (ImageDecodeError, OSError):
+            return None  # a file gone or broken since indexing: judged on the other evidence
+        return local_features.extract(picture)
 
 
 def judge_pair(cal: Calibration, evidence: PairEvidence, geometry) -> PairEvidence:
@@ -76,5 +82,5 @@ def judge_pair(cal: Calibration, evidence: PairEvidence, geometry) -> PairEviden
     if cal.wants_geometry(evidence):
         left, right = geometry()
         if left is not None and right is not None:
-            evidence.geometry = verify_pictures(left[1], right[0], right[1])
+            evidence.geometry = verify_keypoints(left, right)
     return cal.judge(evidence)

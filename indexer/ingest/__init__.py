@@ -1,1 +1,1 @@
-"""Turning files into model inputs and what the catalog records: read, hash, probe, decode; pHash; local features; the allowed roots."""
+"""Turning files into model inputs and catalog records: read, hash, probe, decode; pHash; local features; allowed roots."""

@@ -32,5 +32,6 @@ from indexer.jobs.reindex import create_reindex_job
 
 __all__ = ["CHECKPOINT_SECONDS", "DEFAULT_CHUNK_SIZE", "KINDS", "IndexReport", "JobInfo", "JobProgress", "Progress",
            "checkpoint_interval", "close_job", "create_duplicates_job", "create_index_job", "create_reindex_job",
-           "fail_job", "finish_job", "index_paths", "job_counts", "job_json", "job_kind", "job_progress", "job_report", "load_job", "plan_job",
+           "fail_job", "finish_job", "index_paths", "job_counts", "job_json", "job_kind", "job_progress", "job_report",
+           "load_job", "plan_job",
            "reindex", "run_job_chunk", "run_job_here", "run_job_locked", "run_new_job_here"]

@@ -14,10 +14,22 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image as PILImage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from indexer.catalog.models import Image, Job, JobChunk, JobError, failed_image, update_images, utcnow
+from indexer.catalog.models import (
+    Image,
+    ImageFeatures,
+    Job,
+    JobChunk,
+    JobError,
+    failed_image,
+    replace_image_features,
+    update_images,
+    utcnow,
+)
+from indexer.ingest import local_features
 from indexer.ingest.phash import perceptual_hash
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, read_bytes, sha256_bytes
 from indexer.jobs.target import Target
@@ -25,11 +37,15 @@ from indexer.library import Library
 from indexer.stores import CollectionStores
 from indexer.stores.patches import all_patch_ids, patch_ids, pool_grid
 from indexer.stores.writes import StoreWrites
+from indexer.verification import VERIFY_SIDE
 from model.embedder import prefetch_map
 from model.preprocess import ImageDecodeError
 
 CHECKPOINT_SECONDS = 30.0  # how often finished chunks are made durable and committed in a long run
 CHECKPOINT_SHARE = 0.1  # ...but never more often than keeps checkpoints under this share of the run
+# Decoding a file now also finds its local features (a second small decode, ORB, a grey JPEG:
+# ~4 ms more a photo): two decode threads at least keep the model fed (docs/BENCHMARKS.md).
+MIN_DECODE_WORKERS = 2
 
 Progress = Callable[[int, int], None]
 
@@ -50,11 +66,13 @@ class _Known:
 
 @dataclass(frozen=True)
 class _Previous:
-    """An image's catalog state when the run began: bytes it was indexed from, status, patch grid."""
+    """An image's catalog state when the run began: bytes it was indexed from, status, patch grid,
+    and whether its local features are stored."""
 
     sha256: str | None
     status: str
     patch_rows: int | None
+    has_features: bool = False
 
 
 NOT_INDEXED = _Previous(None, "pending", None)
@@ -80,6 +98,7 @@ class _ChunkState:
     remaining: int
     rows: list[dict] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
+    features: dict[int, bytes] = field(default_factory=dict)  # image id → its local features, to store
     indexed: int = 0
     skipped: int = 0
 
@@ -108,6 +127,7 @@ class _Item:
     error: str | None = None
     unchanged: bool = False  # same bytes as when last indexed: only the file stamp moved
     copy_of: _Known | None = None
+    features: bytes | None = None  # local features, when this run computed them
 
 
 class ChunkRun:
@@ -135,7 +155,9 @@ class ChunkRun:
         rows: dict[int, tuple] = {}
         with self.library.catalog.session() as s:
             for start in range(0, len(ids), 500):
-                for r in s.execute(select(Image.id, Image.path, Image.sha256, Image.status, Image.patch_rows)
+                for r in s.execute(select(Image.id, Image.path, Image.sha256, Image.status, Image.patch_rows,
+                                          ImageFeatures.image_id.is_not(None).label("has_features"))
+                                   .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id)
                                    .where(Image.id.in_(ids[start:start + 500]))):
                     rows[r.id] = r
         items: list[_Item] = []
@@ -148,7 +170,7 @@ class ChunkRun:
             for image_id in present:
                 r = rows[image_id]
                 if not self.target.staged:
-                    self.previous[image_id] = _Previous(r.sha256, r.status, r.patch_rows)
+                    self.previous[image_id] = _Previous(r.sha256, r.status, r.patch_rows, bool(r.has_features))
                 items.append(_Item(image_id=image_id, path=r.path, chunk=state))
         self.total = len(items)
         return items
@@ -159,17 +181,21 @@ class ChunkRun:
             data, item.stat = read_bytes(item.path)
             item.sha256 = sha256_bytes(data)
             previous = self.previous.get(item.image_id, NOT_INDEXED)
+            max_pixels = self.library.settings.max_image_pixels
             if previous.status == "indexed" and previous.sha256 == item.sha256 and previous.patch_rows:
                 item.unchanged = True
+                if not previous.has_features:  # indexed before features were stored: fill them in
+                    item.features = self._features(item, data, None)
                 return item
             known = self.known.get(item.sha256)
             if known is not None and known.image_id != item.image_id:
                 item.copy_of = known
-            max_pixels = self.library.settings.max_image_pixels
             item.loaded = decode_bytes(item.path, data, item.stat, max_pixels, target_long_side=self.embedder.image_size)
             item.phash = perceptual_hash(item.loaded.image)
             if item.copy_of is None:
                 item.tensor = self.embedder.preprocess(item.loaded.image)
+            if not self.target.staged:  # a re-index changes the model, not the pictures: their features stay
+                item.features = self._features(item, data, item.loaded.image)
             item.loaded.image = None  # the pixels are no longer needed; keep memory flat
         except ImageDecodeError as exc:
             item.error = str(exc)
@@ -177,10 +203,19 @@ class ChunkRun:
             item.error = f"{item.path}: cannot decode image ({type(exc).__name__}: {exc})"
         return item
 
+    def _features(self, item: _Item, data: bytes, picture: PILImage.Image | None) -> bytes:
+        """The local features of the file's bytes, from ``picture`` when it is large enough, else
+        from a decode of the bytes already read at the size verification works at."""
+        if picture is None or max(picture.size) < min(VERIFY_SIDE, max(item.loaded.info.width, item.loaded.info.height)):
+            picture = decode_bytes(item.path, data, item.stat, self.library.settings.max_image_pixels,
+                                   target_long_side=VERIFY_SIDE).image
+        return local_features.encode(local_features.extract(picture))
+
     def loaded(self, items: Iterable[_Item], workers: int | None = None, passes: int = 4) -> Iterable[list[_Item]]:
         """The items, read and decoded on threads, in batches of ``passes`` forward passes."""
         size = passes * self.embedder.batch_size
-        stream = prefetch_map(self.load, items, workers=workers or self.embedder.decode_workers, window=2 * size)
+        workers = workers or max(MIN_DECODE_WORKERS, self.embedder.decode_workers)
+        stream = prefetch_map(self.load, items, workers=workers, window=2 * size)
         batch: list[_Item] = []
         for item in stream:
             batch.append(item)
@@ -260,10 +295,14 @@ class ChunkRun:
                "patch_rows": rows, "patch_cols": cols}
         it.chunk.rows.append(row)
         it.chunk.indexed += 1
+        if it.features is not None:
+            it.chunk.features[it.image_id] = it.features
         self.pending_rows[it.image_id] = _PendingRow(it.chunk, row, it.path)
 
     def _touch(self, it: _Item) -> None:
         it.chunk.rows.append({"id": it.image_id, "size_bytes": it.stat.size_bytes, "mtime_ns": it.stat.mtime_ns})
+        if it.features is not None:
+            it.chunk.features[it.image_id] = it.features
         it.chunk.skipped += 1
 
     def _fail(self, it: _Item) -> None:
@@ -275,6 +314,7 @@ class ChunkRun:
         for image_id, error in self.writes.apply(stores).items():
             pending = self.pending_rows.pop(image_id)
             pending.chunk.rows.remove(pending.row)
+            pending.chunk.features.pop(image_id, None)
             pending.chunk.indexed -= 1
             pending.chunk.failures.append(_Failure(image_id, pending.path, f"{pending.path}: {error}",
                                                    sha256=pending.row.get("sha256")))
@@ -322,6 +362,7 @@ class ChunkRun:
                 s.execute(update(Image).where(Image.id == f.image_id).values(failed_image(
                     f.error, sha256=f.sha256, size_bytes=f.stat.size_bytes if f.stat else None,
                     mtime_ns=f.stat.mtime_ns if f.stat else None)))
+            replace_image_features(s, chunk.features, dropped=[f.image_id for f in failures])
         for f in failures:
             s.add(JobError(job_id=self.target.job_id, path=f.path, error=f.error))
         s.execute(update(Job).where(Job.id == self.target.job_id).values(

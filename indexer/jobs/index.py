@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from indexer.catalog.models import Collection, Image, Job, JobChunk
+from indexer.catalog.models import Collection, Image, ImageFeatures, Job, JobChunk
 from indexer.errors import InvalidRequest
 from indexer.ingest.reading import stat_file
 from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
@@ -52,8 +52,8 @@ def create_index_job(library: Library, collection_name: str, paths: Sequence[str
 
 
 def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
-    """Walk the job's paths, add rows for new files, and chunk what needs embedding: new rows, and
-    rows not indexed or whose file changed size or mtime since."""
+    """Walk the job's paths, add rows for new files, and chunk what needs work: new rows, rows not
+    indexed or whose file changed size or mtime since, and rows without stored local features."""
     collection = s.get(Collection, job.collection_id)
     library.bind_model(s, collection)  # refuses a model other than the collection's before any work
     p = job.params
@@ -61,8 +61,10 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
         files = [str(f) for f in iter_image_paths(p["paths"], follow_symlinks=p.get("follow_symlinks", False))]
     except FileNotFoundError as exc:
         raise InvalidRequest(str(exc)) from exc
-    known = {r.path: r for r in s.execute(select(Image.id, Image.path, Image.status, Image.size_bytes,
-                                                 Image.mtime_ns).where(Image.collection_id == collection.id))}
+    known = {r.path: r for r in s.execute(
+        select(Image.id, Image.path, Image.status, Image.size_bytes, Image.mtime_ns,
+               ImageFeatures.image_id.is_not(None).label("has_features"))
+        .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id).where(Image.collection_id == collection.id))}
     todo: list[int] = []
     new_paths: list[str] = []
     for path in files:
@@ -74,8 +76,9 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
             st = stat_file(path)
         except OSError:
             st = None  # vanished or unreadable since the walk: let the reader report it
-        if row.status == "indexed" and st is not None and (row.size_bytes, row.mtime_ns) == (st.size_bytes, st.mtime_ns):
-            continue
+        unchanged = st is not None and (row.size_bytes, row.mtime_ns) == (st.size_bytes, st.mtime_ns)
+        if row.status == "indexed" and unchanged and row.has_features:
+            continue  # (indexed before local features were stored: the chunk fills them in, embedding nothing)
         todo.append(row.id)
     todo.extend(_add_rows(s, collection.id, new_paths))
     job.scanned, job.total, job.skipped = len(files), len(todo), len(files) - len(todo)

@@ -143,7 +143,8 @@ class QdrantServerStore(VectorStore):
             hnsw_config=m.HnswConfigDiff(m=cfg.hnsw_m, ef_construct=cfg.hnsw_ef_construct),
             quantization_config=quantization,
             on_disk=cfg.on_disk,
-            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM) if self.patch_layout == "multivector" else None,
+            multivector_config=(m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM)
+                                if self.patch_layout == "multivector" else None),
         )
 
     def _ensure_collection(self, client: QdrantClient) -> None:

@@ -1,0 +1,122 @@
+"""Local features stored at indexing (issue 16, step 1): computed once from the decode indexing
+does, kept in the catalog, and what duplicate scans and checks verify with, so a scan reads no
+image file. Collections indexed before are filled in by the next ``index``, without re-embedding."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from sqlalchemy import delete, select
+
+from dinoseek.settings import load_settings
+from indexer.catalog.models import Image as Row
+from indexer.catalog.models import ImageFeatures
+from indexer.duplicates import find_duplicates
+from indexer.ingest import local_features
+from indexer.ingest.local_features import FeaturesError
+from indexer.jobs import index_paths
+from indexer.library import Library
+from indexer.verification import keypoints, verify_keypoints, verify_pictures
+from tests.support.photos import skimage_photo
+
+NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera")
+
+
+def _copies(picture: Image.Image) -> dict[str, Image.Image]:
+    w, h = picture.size
+    captioned = picture.copy()
+    ImageDraw.Draw(captioned).text((10, h - 30), "look at this", fill=(255, 255, 255))
+    return {"crop": picture.crop((w // 10, h // 12, w - w // 8, h - h // 10)), "captioned": captioned,
+            "small": picture.resize((w // 2, h // 2))}
+
+
+def test_stored_features_round_trip_and_verify_as_the_picture_does(photos) -> None:
+    picture = photos["chelsea"]
+    found = local_features.extract(picture)
+    data = local_features.encode(found)
+    back = local_features.decode(data)
+    assert len(found.points) >= 100 and len(data) < 40_000
+    np.testing.assert_array_equal(back.descriptors, found.descriptors)
+    assert np.abs(back.points - found.points).max() <= 0.5 / local_features.SUBPIXELS
+    assert back.grey.shape == found.grey.shape == (back.height, back.width)
+    for name, copy in _copies(picture).items():
+        query = keypoints(copy)
+        from_file, stored = verify_pictures(query, picture), verify_keypoints(query, back)
+        assert stored.inliers >= 0.9 * from_file.inliers and stored.inliers >= 20, name
+        assert abs(stored.agreement - from_file.agreement) < 0.1, name
+    unrelated = verify_keypoints(keypoints(photos["coffee"]), back)
+    assert unrelated.inliers < 12
+    mirrored = verify_keypoints(keypoints(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), back)
+    assert mirrored.mirrored and mirrored.inliers >= 20  # found again on the mirrored grey levels
+    for broken in (b"", b"DSLF1", data[:-len(data) // 2], b"JPEG" + data):
+        with pytest.raises(FeaturesError):
+            local_features.decode(broken)
+
+
+@pytest.fixture
+def library(tmp_path):
+    """The shipped model (its verdicts are calibrated: pairs reach geometry) over originals and
+    edited copies."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name in NAMES:
+        picture = skimage_photo(name)
+        picture.save(folder / f"{name}.jpg", quality=90)
+        for edit, copy in _copies(picture).items():
+            copy.save(folder / f"{name}_{edit}.jpg", quality=80)
+    settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
+                       vector_backend="faiss", model=None)
+    library = Library(settings)
+    report = index_paths(library, "lib", [folder])
+    assert report.indexed == 4 * len(NAMES) and report.failed == 0
+    yield library, folder
+    library.close()
+
+
+def _features(library: Library) -> dict[str, bytes]:
+    with library.catalog.session() as s:
+        return {Path(path).name: data for path, data in s.execute(
+            select(Row.path, ImageFeatures.data).join(ImageFeatures, ImageFeatures.image_id == Row.id))}
+
+
+def _groups(library: Library) -> list[tuple]:
+    return [(g.kind, g.image_ids, g.evidence and g.evidence["geometry"]) for g in find_duplicates(library, "lib")]
+
+
+def test_indexing_stores_features_and_a_scan_reads_no_file(library) -> None:
+    library, folder = library
+    stored = _features(library)
+    assert len(stored) == 4 * len(NAMES)
+    assert all(len(data) < 40_000 for data in stored.values())
+    before = _groups(library)
+    near = [ids for kind, ids, _ in before if kind == "near"]
+    assert len(near) == len(NAMES) and all(len(ids) == 4 for ids in near)
+    assert any(geometry for _, _, geometry in before)  # the verdicts needed the keypoints
+    moved = folder.with_name("moved-away")
+    folder.rename(moved)  # not one indexed file is where the catalog says
+    try:
+        assert _groups(library) == before
+    finally:
+        moved.rename(folder)
+
+
+def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(library) -> None:
+    library, folder = library
+    stored = _features(library)
+    with library.catalog.session() as s:
+        ids = sorted(s.scalars(select(Row.id)))
+        s.execute(delete(ImageFeatures))  # as a collection indexed by an earlier dinoseek
+    with library.catalog.session() as s:
+        stores = library.stores_for(s, library.get_collection(s, "lib"))
+    _, vectors = stores.global_.fetch(np.array(ids))
+    report = index_paths(library, "lib", [folder])
+    assert (report.indexed, report.skipped, report.failed) == (0, len(ids), 0)  # nothing re-embedded
+    assert _features(library) == stored  # the same bytes: computed as indexing computes them
+    _, after = stores.global_.fetch(np.array(ids))
+    np.testing.assert_array_equal(after, vectors)
+    again = index_paths(library, "lib", [folder])
+    assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
