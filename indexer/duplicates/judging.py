@@ -2,7 +2,7 @@
 
 A scan (scan.py) and a check (check.py) judge pairs the same way: cheap evidence first (descriptor,
 normalised descriptor, pHash), keypoint verification only where a cheap probability falls in the
-calibration's band. Keypoints of indexed pictures are read from their files, through a bounded cache.
+calibration's band. Keypoints of indexed pictures are their stored local features, through a bounded cache.
 """
 
 from __future__ import annotations
