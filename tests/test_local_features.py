@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from dinoseek.settings import load_settings
 from indexer.catalog.models import Image as Row
 from indexer.catalog.models import ImageFeatures
-from indexer.duplicates import find_duplicates
+from indexer.duplicates import find_duplicates, geometry
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
 from indexer.jobs import index_paths
@@ -120,3 +120,38 @@ def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(
     np.testing.assert_array_equal(after, vectors)
     again = index_paths(library, "lib", [folder])
     assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
+
+
+def test_pairs_verified_on_every_core_are_verified_as_in_process(library, monkeypatch) -> None:
+    """The scan's geometry in worker processes (each reading the stored features itself) gives
+    every pair the very geometry this process gives it."""
+    library, _ = library
+    with library.catalog.session() as s:
+        paths = dict(s.execute(select(Row.id, Row.path)).all())
+    ids = sorted(paths)
+    pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]][:60]
+    here = geometry.verify_pairs(library, pairs, paths, workers=1)
+    monkeypatch.setattr(geometry, "POOL_MIN_PAIRS", 0)
+    monkeypatch.setattr(geometry, "BATCH", 16)  # several batches, so both workers take some
+    pooled = geometry.verify_pairs(library, pairs, paths, workers=2)
+    assert pooled == here
+    assert sum(1 for g in here.values() if g is not None and g.inliers >= 20) >= 3  # copies among them
+
+
+def test_a_daemonic_process_verifies_its_pairs_itself(library, monkeypatch) -> None:
+    """A Celery prefork child is daemonic and may not start processes: its scan verifies in-process."""
+    library, _ = library
+    with library.catalog.session() as s:
+        paths = dict(s.execute(select(Row.id, Row.path)).all())
+    pairs = [(a, b) for a in sorted(paths)[:3] for b in sorted(paths)[3:6]]
+
+    class Daemonic:
+        daemon = True
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a daemonic process started a process pool")
+
+    monkeypatch.setattr(geometry, "POOL_MIN_PAIRS", 0)
+    monkeypatch.setattr(geometry, "current_process", lambda: Daemonic())
+    monkeypatch.setattr(geometry, "ProcessPoolExecutor", no_pool)
+    assert len(geometry.verify_pairs(library, pairs, paths, workers=2)) == len(pairs)

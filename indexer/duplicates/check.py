@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from indexer.catalog.models import Image
-from indexer.duplicates.judging import PictureCache, calibration, check_threshold, judge_pair
+from indexer.duplicates.judging import calibration, check_threshold, judge_pair, picture_cache
 from indexer.duplicates.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.ingest.reading import LoadedImage
@@ -83,7 +83,7 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
             Image.id.in_(ids), Image.collection_id == collection.id))}
     backgrounds = _backgrounds(stores, ids)
     query_points = None
-    cache = PictureCache(library)
+    cache = picture_cache(library)
     matches: list[Match] = []
     for hit in candidates:
         row = rows.get(hit.image_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from indexer.catalog.database import Catalog
 from indexer.catalog.models import ImageFeatures
 from indexer.duplicates.verdicts import Calibration, PairEvidence, calibration_for
 from indexer.errors import InvalidRequest
@@ -44,12 +45,18 @@ def calibration(library: Library, threshold: float | None = None) -> Calibration
     return calibration_for(library.embedder.vit, near_threshold(library))
 
 
+def picture_cache(library: Library) -> PictureCache:
+    """A keypoint cache over the library's catalog."""
+    return PictureCache(library.catalog, library.settings.max_image_pixels)
+
+
 class PictureCache:
     """Keypoints of indexed pictures (a bounded LRU): their stored local features, or for an image
     indexed before features were stored (until ``dinoseek index`` fills them in), its file."""
 
-    def __init__(self, library: Library, size: int = KEYPOINT_CACHE) -> None:
-        self.library = library
+    def __init__(self, catalog: Catalog, max_pixels: int, size: int = KEYPOINT_CACHE) -> None:
+        self.catalog = catalog
+        self.max_pixels = max_pixels
         self.size = size
         self.entries: OrderedDict[int, Keypoints | None] = OrderedDict()
         self.files_read = 0  # images whose keypoints had to come from their file
@@ -59,7 +66,7 @@ class PictureCache:
         if image_id in self.entries:
             self.entries.move_to_end(image_id)
             return self.entries[image_id]
-        with self.library.catalog.session() as s:
+        with self.catalog.session() as s:
             stored = s.get(ImageFeatures, image_id)
             data = stored.data if stored is not None else None
         entry = local_features.decode(data) if data is not None else self._from_file(path)
@@ -71,7 +78,7 @@ class PictureCache:
     def _from_file(self, path: str) -> Keypoints | None:
         self.files_read += 1
         try:
-            picture = read_image(path, self.library.settings.max_image_pixels, target_long_side=VERIFY_SIDE).image
+            picture = read_image(path, self.max_pixels, target_long_side=VERIFY_SIDE).image
         except (ImageDecodeError, OSError):
             return None  # a file gone or broken since indexing: judged on the other evidence
         return local_features.extract(picture)

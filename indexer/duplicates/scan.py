@@ -3,8 +3,8 @@
 ``exact``: identical bytes (SHA-256). ``near``: edited copies of one picture. ``similar``: other
 shots of the same scene or object. Candidates are the edges of the collection's k-nearest-neighbour
 graph (knn_graph.py) whose cosine is at least the calibration's floor; each edge gets its
-evidence and verdict (verdicts.py), geometric verification only where it could change the
-verdict. Near groups are the connected components of near edges, similar groups those of near and
+evidence and verdict (verdicts.py), geometric verification (geometry.py, on every core) only where
+it could change the verdict. Near groups are the connected components of near edges, similar groups those of near and
 similar edges that hold more than one near group or single picture. A group's score is its weakest
 link (Kruskal, strongest links first): the copy probability for near groups, the cosine for similar
 ones; its evidence is that link's.
@@ -15,8 +15,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from indexer.catalog.models import Image
+from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import Group, save_groups
-from indexer.duplicates.judging import PictureCache, calibration, check_threshold, judge_pair
+from indexer.duplicates.judging import calibration, check_threshold
 from indexer.duplicates.knn_graph import knn_graph
 from indexer.duplicates.verdicts import PairEvidence, normalise
 from indexer.ingest.phash import hash_similarity
@@ -75,16 +76,20 @@ def find_duplicates(library: Library, collection_name: str, threshold: float | N
         return groups
 
     graph = knn_graph(stores.global_.fetch, list(paths), stores.global_.spec.dim, NEIGHBOURS, cal.candidate_floor)
-    pictures = PictureCache(library)
-    judged: list[tuple[int, int, PairEvidence]] = []
+    edges: list[tuple[int, int, PairEvidence]] = []
     for a, b, score in zip(graph.a.tolist(), graph.b.tolist(), graph.score.tolist()):
         if a not in paths or b not in paths or sha[a] == sha[b]:
             continue  # identical bytes: already an exact group
-        evidence = PairEvidence(
+        edges.append((a, b, PairEvidence(
             descriptor=float(score),
             normalised=normalise(float(score), [graph.background.get(a), graph.background.get(b)], cal.beta),
-            hash=hash_similarity(phash[a], phash[b]) if phash[a] is not None and phash[b] is not None else None)
-        judge_pair(cal, evidence, lambda a=a, b=b: (pictures.get(a, paths[a]), pictures.get(b, paths[b])))
+            hash=hash_similarity(phash[a], phash[b]) if phash[a] is not None and phash[b] is not None else None)))
+    # geometry only where it could change the verdict, all of it at once, on every core
+    geometry = verify_pairs(library, [(a, b) for a, b, evidence in edges if cal.wants_geometry(evidence)], paths)
+    judged: list[tuple[int, int, PairEvidence]] = []
+    for a, b, evidence in edges:
+        evidence.geometry = geometry.get((a, b))
+        cal.judge(evidence)
         if evidence.verdict is not None:
             judged.append((a, b, evidence))
     groups.extend(_tiered_groups(judged, paths))
