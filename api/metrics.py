@@ -13,6 +13,7 @@ from indexer.jobs import job_counts
 from indexer.library import Library
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other is "other"
 
 
 class CatalogCollector:
@@ -51,8 +52,13 @@ def install(app: Flask, library: Library) -> CollectorRegistry:
     def _observe(response):
         started = g.pop("dinoseek_started", None)
         if started is not None:
-            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            latency.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+            # labels from fixed sets only: a client cannot add series (any method, any path, no key)
+            method = request.method if request.method in METHODS else "other"
+            if response.status_code == 401:
+                route = "unauthenticated"
+            else:
+                route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            latency.labels(method, route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
     return registry
