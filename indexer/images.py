@@ -60,8 +60,7 @@ def delete_image(library: Library, image_id: int) -> dict:
             stores.global_.delete(np.array([image_id]))
             stores.patches.delete(all_patch_ids([image_id]))
             stores.persist()
-            if library.backend.single_owner:
-                library.release_stores(name)  # e.g. an Edge shard: let indexers open it
+            library.hand_back_stores(name)
         with library.catalog.session() as s:
             s.execute(Image.__table__.delete().where(Image.id == image_id))
     return doc

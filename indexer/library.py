@@ -187,6 +187,12 @@ class Library:
             for key in [k for k in self._stores if k[0] == collection_name]:
                 self._stores.pop(key).close()
 
+    def hand_back_stores(self, collection_name: str) -> None:
+        """Let go of a collection's stores when the backend lets one process hold them at a time
+        (an Edge shard), so indexers elsewhere may open them; other backends' stay open."""
+        if self.backend.single_owner:
+            self.release_stores(collection_name)
+
     def drop_generation(self, collection_name: str, generation: int) -> None:
         """Delete a collection's stores of one generation (after a swap, or a failed re-index's leftovers)."""
         with self._lock:

@@ -34,13 +34,13 @@ from indexer.catalog.models import ACTIVE_JOB_STATUSES, Base, Collection, Duplic
 from indexer.catalog.names import check_collection_name
 from indexer.catalog.schema import current_revision
 from indexer.errors import Busy, NotFound
-from indexer.jobs import KINDS
+from indexer.jobs import vector_writing_kinds
 from indexer.library import Library
 
 
 def _refuse_active_jobs(conn: Connection | Session, collection_ids: list[int] | None) -> None:
     """A backup never runs beside an index or re-index of what it covers: catalog and vectors would disagree."""
-    writers = {name: kind for name, kind in KINDS.items() if kind.chunked}  # the kinds that write vectors
+    writers = vector_writing_kinds()
     query = (select(Job.id, Job.kind, Job.status, Collection.name).join(Collection, Collection.id == Job.collection_id)
              .where(Job.kind.in_(list(writers)), Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.id))
     if collection_ids is not None:
@@ -66,13 +66,6 @@ def _snapshot(library: Library) -> Iterator[Connection]:
                 yield conn
             finally:
                 transaction.rollback()
-
-
-def _release(library: Library, names: list[str]) -> None:
-    """Stores with a single owner (an Edge shard): let go of the ones this call opened, so indexers can write."""
-    if library.backend.single_owner:
-        for name in names:
-            library.release_stores(name)
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -120,7 +113,8 @@ def _write_archive(library: Library, out_path: str | os.PathLike, only: str | No
             for c in collections:
                 stores += _write_vectors(library, writer, session, c)
                 report.collections.append(c.name)
-        _release(library, names)
+        for name in names:  # the stores this call opened
+            library.hand_back_stores(name)
         report.vectors = {f"{e['collection']}.{e['role']}": e["count"] for e in stores}
         writer.commit({
             "kind": report.kind, "dinoseek_version": dinoseek_version(), "alembic_revision": _revision(library),

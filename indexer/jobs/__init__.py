@@ -3,7 +3,7 @@
 from indexer.jobs.chunks import CHECKPOINT_SECONDS, Progress, checkpoint_interval
 from indexer.jobs.duplicates import create_duplicates_job
 from indexer.jobs.index import create_index_job
-from indexer.jobs.kinds import KINDS
+from indexer.jobs.kinds import KINDS, vector_writing_kinds
 from indexer.jobs.lifecycle import (
     close_job,
     finish_job,
@@ -34,4 +34,5 @@ __all__ = ["CHECKPOINT_SECONDS", "DEFAULT_CHUNK_SIZE", "KINDS", "IndexReport", "
            "checkpoint_interval", "close_job", "create_duplicates_job", "create_index_job", "create_reindex_job",
            "fail_job", "finish_job", "index_paths", "job_counts", "job_json", "job_kind", "job_progress", "job_report",
            "load_job", "plan_job",
-           "reindex", "run_job_chunk", "run_job_here", "run_job_locked", "run_new_job_here"]
+           "reindex", "run_job_chunk", "run_job_here", "run_job_locked", "run_new_job_here",
+           "vector_writing_kinds"]

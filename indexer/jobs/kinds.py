@@ -19,6 +19,7 @@ def kind_named(name: str) -> JobKind:
     return kind
 
 
-def vector_writing_kinds() -> tuple[str, ...]:
-    """Kinds whose jobs write vectors (chunked): never two at once on a collection's embedded stores."""
-    return tuple(name for name, kind in KINDS.items() if kind.chunked)
+def vector_writing_kinds() -> dict[str, JobKind]:
+    """Kinds whose jobs write vectors (chunked), by name: never two at once on a collection's
+    embedded stores, and none active while a backup reads them."""
+    return {name: kind for name, kind in KINDS.items() if kind.chunked}

@@ -130,7 +130,7 @@ def run_new_job_here(library: Library, collection_name: str, create: Callable[[]
     marked so first)."""
     with library.writer_lock(collection_name):
         if library.embedded_stores:
-            mark_interrupted_jobs(library, collection_name, vector_writing_kinds())
+            mark_interrupted_jobs(library, collection_name, tuple(vector_writing_kinds()))
         job = load_job(library, create())
         run_job_locked(library, job, progress=progress, workers=workers)
     return job_report(library, job.id)
