@@ -12,7 +12,7 @@ from api.context import ctx
 from api.errors import ApiError
 from api.schemas import SearchParams
 from indexer.ingest.reading import LoadedImage
-from indexer.query import SearchFilters, embed_pictures
+from indexer.query import QueryPicture, SearchFilters, ViewEmbedder, embed_pictures, upload_query
 from indexer.uploads import Upload, decode_upload
 
 
@@ -50,6 +50,20 @@ def upload_of(picture: FileStorage) -> Upload:
 def filters_of(params: dict) -> SearchFilters:
     """The metadata filters among the parsed query parameters."""
     return SearchFilters(params["path_prefix"], params["taken_after"], params["taken_before"], tuple(params["format"]))
+
+
+def query_picture(upload: Upload) -> QueryPicture:
+    """An uploaded query picture as search reads it (as indexed, and larger for verification)."""
+    return upload_query(ctx().library, upload)
+
+
+def view_embedder(upload: Upload) -> ViewEmbedder | None:
+    """How the descriptors of an uploaded query and of its content windows are computed: on a gpu
+    worker with ``DINOSEEK_QUERY_EMBEDDING=gpu`` (None: in this process)."""
+    context = ctx()
+    if context.settings.query_embedding != "gpu" or not upload.data:
+        return None
+    return lambda windows: context.jobs.embed_query(upload.data, upload.filename, windows)
 
 
 def embed_upload(upload: Upload, loaded: LoadedImage | None = None) -> np.ndarray:

@@ -7,7 +7,7 @@ from datetime import timezone
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from indexer.catalog.names import COLLECTION_NAME_PATTERN
-from indexer.query import MAX_K
+from indexer.query import MAX_K, MAX_VERIFY_TOP, VERIFY_TOP
 
 
 def _no_nul(value: str) -> None:
@@ -101,6 +101,8 @@ class SearchParams(Filters):
     image_id = fields.Integer(load_default=None, strict=True, validate=validate.Range(min=1, max=2**62))
     k = fields.Integer(load_default=10, strict=False, validate=validate.Range(min=1, max=MAX_K))
     threshold = fields.Float(load_default=None, allow_nan=False, validate=validate.Range(min=-1.0, max=1.0))
+    verify = fields.Boolean(load_default=True)
+    verify_top = fields.Integer(load_default=VERIFY_TOP, strict=False, validate=validate.Range(min=1, max=MAX_VERIFY_TOP))
 
     @validates_schema
     def _dates_in_order(self, data, **_):
@@ -114,6 +116,10 @@ class SearchJson(Schema):
     image_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62))
     k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
     threshold = fields.Float(allow_nan=False, validate=validate.Range(min=-1.0, max=1.0))
+    verify = fields.Boolean(metadata={"description": "verify the top candidates against the query (default true); "
+                                                     "false gives the plain descriptor order"})
+    verify_top = fields.Integer(validate=validate.Range(min=1, max=MAX_VERIFY_TOP),
+                                metadata={"description": f"descriptor candidates verified (default {VERIFY_TOP})"})
     path_prefix = fields.String()
     taken_after = fields.DateTime()
     taken_before = fields.DateTime()
@@ -126,6 +132,10 @@ class SearchUpload(Schema):
     image = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
     k = fields.Integer(validate=validate.Range(min=1, max=MAX_K))
     threshold = fields.Float(validate=validate.Range(min=-1.0, max=1.0))
+    verify = fields.Boolean(metadata={"description": "verify the top candidates against the query (default true); "
+                                                     "false gives the plain descriptor order"})
+    verify_top = fields.Integer(validate=validate.Range(min=1, max=MAX_VERIFY_TOP),
+                                metadata={"description": f"descriptor candidates verified (default {VERIFY_TOP})"})
     path_prefix = fields.String()
     taken_after = fields.DateTime()
     taken_before = fields.DateTime()
@@ -148,11 +158,26 @@ class Metadata(Schema):
     indexed_at = fields.String(allow_none=True)
 
 
+class CopyEvidence(Schema):
+    """What verifying a result against the query found (indexer/query/verified.py)."""
+
+    verdict = fields.String(allow_none=True, required=True, validate=validate.OneOf(["copy", "same scene"]))
+    copy_probability = fields.Float(required=True)
+    inliers = fields.Integer(required=True)
+    query_box = fields.List(fields.Integer(), allow_none=True, required=True,
+                            metadata={"description": "where the result appears in the query, in the query's pixels"})
+    result_box = fields.List(fields.Integer(), allow_none=True, required=True,
+                             metadata={"description": "where the query appears in the result, in the result's pixels"})
+    mirrored = fields.Boolean(required=True)
+
+
 class Result(Schema):
     image_id = fields.Integer(required=True)
     path = fields.String(required=True)
-    score = fields.Float(required=True)
+    score = fields.Float(required=True, metadata={"description": "the descriptor cosine to the query"})
     box = fields.List(fields.Integer(), allow_none=True, required=True)
+    verdict = fields.String(allow_none=True, metadata={"description": "copy, same scene or null, for verified results"})
+    evidence = fields.Nested(CopyEvidence, metadata={"description": "present on verified results"})
     metadata = fields.Nested(Metadata)
 
 

@@ -120,11 +120,12 @@ def emoji(img, rng):
 
 
 def padding(img, rng):
+    """Borders of 30-70% of each side (the photo keeps the rest), of any colour, the photo anywhere inside."""
     w, h = img.size
-    side = max(w, h)
-    canvas = Image.new("RGB", (int(side * rng.uniform(1.1, 1.4)), int(side * rng.uniform(1.1, 1.4))),
-                       rng.choice([(0, 0, 0), (255, 255, 255), (128, 128, 128)]))
-    canvas.paste(img, ((canvas.width - w) // 2, (canvas.height - h) // 2))
+    share = rng.uniform(0.3, 0.7)
+    canvas = Image.new("RGB", (int(w / (1 - share)), int(h / (1 - share * rng.uniform(0.6, 1.0)))),
+                       tuple(rng.randint(0, 255) for _ in range(3)))
+    canvas.paste(img, (rng.randint(0, canvas.width - w), rng.randint(0, canvas.height - h)))
     return canvas
 
 
@@ -136,20 +137,57 @@ def perspective(img, rng):
     return img.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BICUBIC)
 
 
+def _ui_text(d, x, y, width, size, ink, rng):
+    """A line of made-up words, as an app or a web page shows them."""
+    words = ["photo", "shared", "likes", "comments", "follow", "trip", "summer", "view", "all", "reply", "news", "today"]
+    line, length = [], 0
+    while length < width:
+        word = rng.choice(words)
+        line.append(word)
+        length += d.textlength(word + " ", font=_font(size))
+    d.text((x, y), " ".join(line[:-1]), fill=ink, font=_font(size))
+
+
 def screenshot(img, rng):
-    """A phone screenshot: status bar, the photo in the middle, a caption and buttons below."""
-    w = img.width
-    phone = Image.new("RGB", (w, int(w * 2.0)), (255, 255, 255) if rng.random() < 0.5 else (18, 18, 18))
-    d = ImageDraw.Draw(phone)
-    d.rectangle((0, 0, w, int(w * 0.08)), fill=(30, 30, 30))
-    top = int(w * 0.25)
-    phone.paste(img, (0, top))
-    ink = (90, 90, 90)
+    """The photo at 25-50% of the area of a phone app or browser screenshot, with the interface
+    around it: bars, an avatar and names, buttons, text, a sidebar of thumbnails."""
+    dark = rng.random() < 0.4
+    paper, ink = ((18, 18, 18), (220, 220, 220)) if dark else ((255, 255, 255), (40, 40, 40))
+    share = rng.uniform(0.25, 0.5)
+    if rng.random() < 0.5:  # phone: portrait, the photo across most of the width
+        photo_w = int(rng.uniform(0.8, 1.0) * 360)
+        photo_h = int(photo_w * img.height / img.width)
+        frame_w, frame_h = 360, max(int(photo_w * photo_h / share / 360), photo_h + 120)
+    else:  # browser: landscape, the photo in the page's column
+        frame_w = 800
+        frame_h = int(frame_w * rng.uniform(0.55, 0.65))
+        photo_h = int(min(frame_h - 90, (share * frame_w * frame_h * img.height / img.width) ** 0.5))
+        photo_w = int(photo_h * img.width / img.height)
+    frame = Image.new("RGB", (frame_w, frame_h), paper)
+    d = ImageDraw.Draw(frame)
+    bar = (34, 34, 34) if rng.random() < 0.5 else tuple(rng.randint(0, 255) for _ in range(3))
+    d.rectangle((0, 0, frame_w, 28), fill=bar)
+    d.text((10, 6), "9:41", fill=(250, 250, 250), font=_font(14))
+    d.ellipse((8, 38, 40, 70), fill=tuple(rng.randint(0, 255) for _ in range(3)))
+    _ui_text(d, 50, 46, frame_w * 0.4, 14, ink, rng)
+    left = rng.randint(0, max(0, frame_w - photo_w - 160)) if frame_w > 400 else (frame_w - photo_w) // 2
+    top = 80
+    frame.paste(img.resize((photo_w, photo_h), Image.Resampling.BILINEAR), (left, top))
+    y = top + photo_h + 10
     for i in range(3):
-        y = top + img.height + 20 + i * 18
-        if y < phone.height - 10:
-            d.rounded_rectangle((12, y, int(w * rng.uniform(0.4, 0.9)), y + 8), 4, fill=ink)
-    return phone
+        d.ellipse((10 + 34 * i, y, 34 + 34 * i, y + 24), outline=ink, width=2)
+    y += 34
+    while y < frame_h - 20:
+        _ui_text(d, 10, y, frame_w * rng.uniform(0.5, 0.9) - 10, 13, ink, rng)
+        y += 20
+    if frame_w > 400:  # a sidebar of other pictures' thumbnails
+        x = left + photo_w + 20
+        for i in range(rng.randint(2, 4)):
+            ty = 80 + i * 70
+            if x + 120 < frame_w and ty + 60 < frame_h:
+                d.rectangle((x, ty, x + 60, ty + 60), fill=tuple(rng.randint(0, 255) for _ in range(3)))
+                _ui_text(d, x + 66, ty + 10, frame_w - x - 70, 12, ink, rng)
+    return frame
 
 
 def combo(img, rng):

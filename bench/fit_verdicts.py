@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from edits import reframed  # noqa: E402
 from pairs import Pair, nearest_refs, pair_evidence  # noqa: E402
 
-from indexer.duplicates.verdicts import (  # noqa: E402
+from indexer.verdicts import (  # noqa: E402
     CALIBRATION_FILE,
     FEATURES_CHEAP,
     FEATURES_FULL,

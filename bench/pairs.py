@@ -17,8 +17,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.duplicates.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise  # noqa: E402
 from indexer.ingest.phash import hash_similarity, perceptual_hash  # noqa: E402
+from indexer.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise  # noqa: E402
 from indexer.verification import keypoints, verify_pictures  # noqa: E402
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edits import FAMILIES, MILD, STRONG, reshoot, reshoot_parallax  # noqa: E402
 from pairs import Pair, nearest_refs, pair_evidence  # noqa: E402
 
-from indexer.duplicates.verdicts import calibration_for  # noqa: E402
+from indexer.verdicts import calibration_for  # noqa: E402
 from model import Embedder, arch_by_name, build_vit, load_backbone, load_image  # noqa: E402
 from model.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
 
@@ -239,6 +239,49 @@ def model_similarity(vit, refs_imgs, query_imgs, image_size: int, pooling: str, 
     return q @ r.T
 
 
+def product_similarity(refs: list[Path], queries, verify: bool, verify_top: int) -> tuple[np.ndarray, list[float]]:
+    """The queries searched through the product (``search_picture``): the refs indexed into an
+    embedded library with the configured model, each query saved as a PNG and read as a query
+    file. Returns a (Q, R) matrix that orders each query's results as the product does (verified
+    copies at 2 + their copy probability, the rest at their cosine, unreturned refs at -inf) and
+    each query's latency in seconds."""
+    import tempfile
+    import time
+
+    from dinoseek.settings import load_settings
+    from indexer.jobs import index_paths
+    from indexer.library import Library
+    from indexer.query import search_picture
+    from indexer.query.search import read_query
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "refs"
+        folder.mkdir()
+        for f in refs:
+            (folder / f.name).symlink_to(f.resolve())
+        settings = replace(load_settings(), home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/c.db",
+                           vector_backend="faiss")
+        library = Library(settings)
+        try:
+            index_paths(library, "bench", [folder], follow_symlinks=True)
+            column = {p.name: i for i, p in enumerate(refs)}
+            sim = np.full((len(queries), len(refs)), -np.inf, dtype=np.float32)
+            times = []
+            for q, (_, picture, _) in enumerate(queries):
+                path = Path(tmp) / "query.png"
+                picture.save(path)
+                started = time.perf_counter()
+                hits = search_picture(library, "bench", read_query(library, path), k=10, verify=verify,
+                                      verify_top=verify_top)
+                times.append(time.perf_counter() - started)
+                for h in hits:
+                    verified = h.evidence is not None and h.evidence.verdict == "copy"
+                    sim[q, column[Path(h.path).name]] = 2.0 + h.evidence.copy_probability if verified else h.score
+        finally:
+            library.close()
+    return sim, times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
@@ -250,7 +293,14 @@ def main() -> None:
     parser.add_argument("--tiers", type=int, default=40,
                         help="held-out photos whose copies and re-shots measure the duplicate tiers (0: skip)")
     parser.add_argument("--tiers-only", action="store_true", help="measure the duplicate tiers only")
+    parser.add_argument("--product", action="store_true",
+                        help="measure search as the product serves it: descriptor order and verified (no other methods)")
+    parser.add_argument("--verify-top", type=int, default=20, help="with --product: descriptor candidates verified")
+    parser.add_argument("--families", help="with --product: comma-separated edit families (default all)")
     args = parser.parse_args()
+    if args.product:
+        product_report(args)
+        return
     if args.tiers_only:
         split = held_out(args.photos)
         vit = load_backbone(args.model[0] if args.model else None)
@@ -335,6 +385,35 @@ def main() -> None:
             t, precision, recall = r["at_threshold"]
             print(f"\n{name}: its recorded near-duplicate threshold {t:.3f} gives precision {precision:.3f}, "
                   f"recall {recall:.3f}")
+
+
+def product_report(args) -> None:
+    """recall@1 / µAP of the product's search, descriptor order against verified, side by side."""
+    split = held_out(args.photos)
+    refs, distractors = split[:150], split[150:]
+    queries = build_queries(refs, distractors)
+    if args.families:
+        wanted = args.families.split(",")
+        queries = [q for q in queries if q[0] in wanted]
+    print(f"{len(refs)} indexed photos, {len(queries)} queries, verify_top {args.verify_top}")
+    results, latency = {}, {}
+    for name, verify in (("descriptor order", False), ("verified", True)):
+        sim, times = product_similarity(refs, queries, verify, args.verify_top)
+        results[name] = evaluate(sim, queries)
+        latency[name] = (1000 * float(np.median(times)), 1000 * float(np.percentile(times, 99)))
+    families = sorted({q[0] for q in queries}, key=list(FAMILIES).index)
+    print("\n| search | recall@1 | recall@10 | mild r@1 | strong r@1 | µAP | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['recall@1']:.3f} | {r['recall@10']:.3f} | {r['mild@1']:.3f} | {r['strong@1']:.3f} | "
+              f"{r['uAP']:.3f} | {latency[name][0]:.0f} | {latency[name][1]:.0f} |")
+    print("\n| family | " + " | ".join(f"{n} r@1 / r@10 / AP" for n in results) + " |")
+    print("|---|" + "---|" * len(results))
+    for fam in families:
+        tag = "strong" if fam in STRONG else "mild"
+        cells = [f"{r['families'][fam][0]:.2f} / {r['families'][fam][1]:.2f} / {r['family_ap'][fam]:.3f}"
+                 for r in results.values()]
+        print(f"| {fam} ({tag}) | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ patches consistently than a second shot of the scene did, so they cannot separat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -61,6 +61,9 @@ class Geometry:
     coverage: float
     mirrored: bool = False
     agreement: float = 0.0
+    # the homography from the first picture's keypoint pixels to the second's (mirrored first when
+    # ``mirrored``); None without enough inliers to align the two
+    transform: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {"matches": self.matches, "inliers": self.inliers, "inlier_share": round(self.inlier_share, 4),
@@ -110,10 +113,12 @@ def match(a: Keypoints, b: Keypoints) -> np.ndarray:
 
 
 def homography(a: Keypoints, b: Keypoints, pairs: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """The homography from a to b most matches agree with (RANSAC) and the inlier mask."""
+    """The homography from a to b most matches agree with and the inlier mask (OpenCV's USAC with
+    MAGSAC++ scoring: the inliers plain RANSAC finds, at ~0.4 ms a pair instead of ~10 ms when
+    most matches are chance ones and RANSAC runs all its trials; docs/BENCHMARKS.md)."""
     if len(pairs) < MIN_MATCHES:
         return None, np.zeros(len(pairs), dtype=bool)
-    h, mask = cv2.findHomography(a.points[pairs[:, 0]], b.points[pairs[:, 1]], cv2.RANSAC, RESIDUAL_PIXELS,
+    h, mask = cv2.findHomography(a.points[pairs[:, 0]], b.points[pairs[:, 1]], cv2.USAC_MAGSAC, RESIDUAL_PIXELS,
                                  maxIters=RANSAC_TRIALS, confidence=0.995)
     if h is None or mask is None:
         return None, np.zeros(len(pairs), dtype=bool)
@@ -133,7 +138,7 @@ def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
     # a homography on a handful of chance matches aligns nothing: no photometric evidence then
     aligned = h is not None and count >= MIN_ALIGNING_INLIERS and a.grey is not None and b.grey is not None
     agreement = aligned_agreement(a.grey, b.grey, h) if aligned else 0.0
-    return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement)
+    return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement, h if aligned else None)
 
 
 def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
@@ -194,10 +199,10 @@ def mirrored_keypoints(points: Keypoints) -> Keypoints:
     return points.mirror
 
 
-def verify_keypoints(a: Keypoints, b: Keypoints) -> Geometry:
-    """The better of b as it is and b mirrored."""
+def verify_keypoints(a: Keypoints, b: Keypoints, try_mirror: bool = True) -> Geometry:
+    """The better of b as it is and b mirrored (with ``try_mirror``)."""
     direct = verify(a, b)
-    if direct.inlier_share >= 0.8 or b.grey is None:
+    if not try_mirror or direct.inlier_share >= 0.8 or b.grey is None:
         return direct
     flipped = verify(a, mirrored_keypoints(b), mirrored=True)
     return flipped if flipped.inliers > direct.inliers else direct

@@ -133,6 +133,14 @@ def test_upload_index_search_check_scan_and_delete(client) -> None:
     assert results[0]["score"] > results[1]["score"] and results[0]["box"] is None
     rocket_id = results[0]["image_id"]
     assert Path(results[0]["path"]).is_file() and "uploads" in results[0]["path"]
+    # verified against the query: its keypoints agree, and the whole original lies in the whole copy
+    evidence = results[0]["evidence"]
+    assert evidence["inliers"] >= 12 and evidence["query_box"][2] >= 0.9 * (skimage_photo("rocket").width // 2)
+    plain = client.post("/api/v1/collections/lib/search", headers=RO, content_type="multipart/form-data",
+                        data={"image": (io.BytesIO(copy), "query.jpg"), "k": "3", "verify": "false"}).get_json()
+    assert [r["image_id"] for r in plain["results"]][0] == rocket_id and "evidence" not in plain["results"][0]
+    refused = client.post("/api/v1/collections/lib/search", json={"image_id": rocket_id, "verify_top": 0}, headers=RO)
+    assert refused.status_code == 422 and "verify_top" in refused.get_json()["error"]["message"]
 
     # search by id: itself left out; a threshold and a format filter narrow the results
     by_id = client.post("/api/v1/collections/lib/search", json={"image_id": rocket_id, "k": 10}, headers=RO).get_json()

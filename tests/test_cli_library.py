@@ -114,12 +114,24 @@ def test_index_search_duplicates_collections(env, capsys) -> None:
     assert code == 0 and [q["query"] for q in doc["queries"]] == [str(query), str(files["coffee"])]
     first = doc["queries"][0]["results"]
     assert first[0]["path"] in (str(files["rocket_png"]), str(files["palette_alpha"]))
-    assert set(first[0]) == {"image_id", "path", "score", "box"} and first[0]["box"] is None
+    # verified by default: the copy says so, with where each picture lies in the other
+    assert first[0]["box"] is None and first[0]["verdict"] == "copy", first[0]
+    evidence = first[0]["evidence"]
+    assert evidence["copy_probability"] >= 0.5 and evidence["inliers"] >= 12
+    qx0, qy0, qx1, qy1 = evidence["query_box"]
+    assert qx1 - qx0 >= 0.9 * 256 and qy1 - qy0 >= 0.9 * 170  # the whole original lies in the whole query
+    rx0, ry0, rx1, ry1 = evidence["result_box"]
+    assert rx0 < rx1 and ry0 < ry1
     # an indexed query file is left out of its own results
     assert str(files["coffee"]) not in [r["path"] for r in doc["queries"][1]["results"]]
     assert doc["queries"][1]["results"][0]["path"] in (str(files["coffee_small"]), str(files["cmyk"]))
-    scores = [r["score"] for r in first]
-    assert scores == sorted(scores, reverse=True) and len(first) == 3
+    assert len(first) == 3
+    # --no-verify: the descriptor's order as it is, no evidence
+    code, doc, _ = run(capsys, "search", str(query), "--collection", "photos", "-k", "3", "--no-verify", "--json")
+    plain = doc["queries"][0]["results"]
+    assert all(set(r) == {"image_id", "path", "score", "box"} for r in plain)
+    scores = [r["score"] for r in plain]
+    assert scores == sorted(scores, reverse=True) and len(plain) == 3
 
     # duplicates: identical bytes are an exact group; the re-encoded CMYK coffee is a near copy of coffee
     shutil.copy(files["rocket_png"], env / "lib" / "rocket_copy.png")

@@ -16,10 +16,10 @@ from dinoseek.settings import load_settings
 from indexer.duplicates import find_duplicates
 from indexer.duplicates.check import check_picture
 from indexer.duplicates.knn_graph import knn_graph
-from indexer.duplicates.verdicts import calibration_for
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.jobs import index_paths
 from indexer.library import Library
+from indexer.verdicts import calibration_for
 from indexer.verification import keypoints, verify_pictures
 from tests.support.photos import skimage_photo
 

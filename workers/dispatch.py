@@ -129,10 +129,13 @@ class JobDispatcher:
             future.exception(timeout=timeout)
 
     # ------------------------------------------------------------------ queries on the gpu queue
-    def embed_query(self, data: bytes, filename: str, timeout: float = QUERY_TIMEOUT) -> np.ndarray:
-        """A query picture's vector, computed on the gpu queue (``DINOSEEK_QUERY_EMBEDDING=gpu``),
-        decoded there exactly as indexing decodes; the worker must run this process's model."""
-        result = self.celery().send_task(task_names.EMBED_QUERY, args=[base64.b64encode(data).decode(), filename])
+    def embed_query(self, data: bytes, filename: str, windows: list | None = None,
+                    timeout: float = QUERY_TIMEOUT) -> np.ndarray:
+        """A query picture's vector, then those of its ``windows`` (shares of its sides), computed
+        on the gpu queue (``DINOSEEK_QUERY_EMBEDDING=gpu``), decoded there exactly as indexing
+        decodes; the worker must run this process's model."""
+        result = self.celery().send_task(task_names.EMBED_QUERY, args=[base64.b64encode(data).decode(), filename,
+                                                                      [list(w) for w in windows or []]])
         try:
             answer = result.get(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - no worker, a timeout, or a worker error
@@ -146,7 +149,7 @@ class JobDispatcher:
         if answer.get("digest") != expected:
             raise ModelMismatch(f"the gpu workers run model {str(answer.get('digest'))[:12]}, this process "
                                 f"{str(expected)[:12]}: configure the same DINOSEEK_MODEL on both")
-        return np.asarray([answer["vector"]], dtype=np.float32)
+        return np.asarray(answer["vectors"], dtype=np.float32)
 
     def close(self) -> None:
         """Wait for the jobs running in this process."""

@@ -29,6 +29,7 @@ from indexer.errors import IndexerError
 from indexer.ingest.reading import FileStat, decode_bytes
 from indexer.jobs import close_job, fail_job, load_job, plan_job, run_job_chunk, run_job_here
 from indexer.library import Library
+from indexer.query import crop_windows
 from indexer.stores import StoreError
 from model import Embedder
 from model.preprocess import ImageDecodeError
@@ -142,9 +143,10 @@ def run_job(self, job_id: int) -> None:
 
 
 @shared_task(name=task_names.EMBED_QUERY)
-def embed_query(data_b64: str, filename: str) -> dict:
-    """Embed a query picture on a GPU worker (``DINOSEEK_QUERY_EMBEDDING=gpu``): decoded exactly as
-    indexing decodes. Returns the vector and the model digest, or the decoding error."""
+def embed_query(data_b64: str, filename: str, windows: list | None = None) -> dict:
+    """Embed a query picture and its content ``windows`` (shares of its sides) on a GPU worker
+    (``DINOSEEK_QUERY_EMBEDDING=gpu``): decoded exactly as indexing decodes. Returns the vectors
+    (the whole picture's first) and the model digest, or the decoding error."""
     embedder = _embedder()
     data = base64.b64decode(data_b64)
     try:
@@ -152,8 +154,9 @@ def embed_query(data_b64: str, filename: str) -> dict:
                               target_long_side=embedder.image_size)
     except ImageDecodeError as exc:
         return {"error": str(exc)}
-    vector = embedder.embed([loaded.image]).vectors[0]
-    return {"vector": vector.tolist(), "digest": getattr(embedder.vit, "checkpoint_digest", None)}
+    views = [loaded.image, *crop_windows(loaded.image, [tuple(w) for w in windows or []])]
+    vectors = embedder.embed(views).vectors
+    return {"vectors": vectors.tolist(), "digest": getattr(embedder.vit, "checkpoint_digest", None)}
 
 
 __all__ = ["TRANSIENT_ERRORS", "bind_settings", "chunk", "embed_query", "plan", "run_job"]

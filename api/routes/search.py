@@ -8,9 +8,9 @@ from flask_smorest import Blueprint
 from api.auth import reads
 from api.context import ctx
 from api.errors import ApiError
-from api.query_params import embed_upload, filters_of, parse_query, upload_of
+from api.query_params import filters_of, parse_query, query_picture, upload_of, view_embedder
 from api.schemas import ErrorResponse, RegionJson, RegionResults, RegionUpload, Results, SearchJson, SearchUpload
-from indexer.query import RegionQuery, check_box, parse_box, region_by_id, search_by_id, search_region, search_vectors
+from indexer.query import RegionQuery, check_box, parse_box, region_by_id, search_by_id, search_picture, search_region
 from indexer.uploads import decode_upload
 
 blp = Blueprint("search", __name__, description="Similarity search")
@@ -31,11 +31,13 @@ def search(name: str):
     library = ctx().library
     filters = filters_of(params)
     if picture is None:
-        hits = search_by_id(library, name, params["image_id"], params["k"], params["threshold"], filters=filters)
+        hits = search_by_id(library, name, params["image_id"], params["k"], params["threshold"], filters=filters,
+                            verify=params["verify"], verify_top=params["verify_top"])
     else:
         library.require_collection(name)  # a missing collection answers 404 before the model runs
-        hits = search_vectors(library, name, embed_upload(upload_of(picture)), params["k"], params["threshold"],
-                              filters=filters)[0]
+        upload = upload_of(picture)
+        hits = search_picture(library, name, query_picture(upload), params["k"], params["threshold"], filters=filters,
+                              verify=params["verify"], verify_top=params["verify_top"], embed=view_embedder(upload))
     return {"results": [h.to_json(with_metadata=True) for h in hits]}
 
 

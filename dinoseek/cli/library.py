@@ -20,7 +20,7 @@ from indexer.duplicates import calibration, find_duplicates
 from indexer.errors import InvalidValue
 from indexer.jobs import IndexReport, create_index_job, create_reindex_job, job_report
 from indexer.library import Library
-from indexer.query import parse_box, search_files, search_region_files
+from indexer.query import VERIFY_TOP, parse_box, search_files, search_region_files
 from workers.dispatch import JobDispatcher
 
 
@@ -103,7 +103,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
             results = search_region_files(library, args.collection, args.images, args.box, k=args.k)
         else:
-            results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold)
+            results = search_files(library, args.collection, args.images, k=args.k, threshold=args.threshold,
+                                   verify=not args.no_verify, verify_top=args.verify_top)
     finally:
         library.close()
     if args.json:
@@ -115,8 +116,20 @@ def cmd_search(args: argparse.Namespace) -> int:
             print("  (no results)")
         for rank, hit in enumerate(r.results, 1):
             where = f"  at {','.join(map(str, hit.box))}" if hit.box else ""
-            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}  (id {hit.image_id}){where}")
+            print(f"  {rank:>3}. {hit.score:.4f}  {hit.path}  (id {hit.image_id}){where}{_verdict_text(hit)}")
     return 0
+
+
+def _verdict_text(hit) -> str:
+    """A verified hit's verdict and evidence, for the text output."""
+    evidence = hit.evidence
+    if evidence is None or evidence.verdict is None:
+        return ""
+    boxes = ""
+    if evidence.query_box and evidence.result_box:
+        boxes = (f", in the query at {','.join(map(str, evidence.query_box))}, the query in it at "
+                 f"{','.join(map(str, evidence.result_box))}")
+    return f"  {evidence.verdict} (p {evidence.copy_probability:.2f}, {evidence.inliers} inliers{boxes})"
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
@@ -230,6 +243,10 @@ def add_library_commands(sub) -> None:
     search.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     search.add_argument("--threshold", type=float, help="leave out results scoring below this")
     search.add_argument("--box", type=_box, help="X0,Y0,X1,Y1: search for this region of the query")
+    search.add_argument("--no-verify", action="store_true",
+                        help="the descriptor's order as it is: no verification of the candidates against the query")
+    search.add_argument("--verify-top", type=_positive, default=VERIFY_TOP,
+                        help=f"descriptor candidates verified against the query (default {VERIFY_TOP})")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=cmd_search)
 

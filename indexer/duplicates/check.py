@@ -17,13 +17,12 @@ from sqlalchemy import select
 
 from indexer.catalog.models import Image
 from indexer.duplicates.judging import calibration, check_threshold, judge_pair, picture_cache
-from indexer.duplicates.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.ingest.reading import LoadedImage
 from indexer.library import Library
-from indexer.query import SearchFilters, SearchHit, check_k, embed_pictures, open_for_query, search_vectors
-from indexer.stores import CollectionStores
+from indexer.query import SearchFilters, SearchHit, check_k, embed_pictures, indexed_backgrounds, open_for_query, search_vectors
 from indexer.uploads import Upload, decode_upload
+from indexer.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise
 from indexer.verification import VERIFY_SIDE, keypoints
 
 TIER_ORDER = {"exact": 0, "near": 1, "similar": 2}
@@ -81,7 +80,7 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
         collection, stores = open_for_query(library, s, collection_name)
         rows = {r.id: r for r in s.execute(select(Image.id, Image.sha256, Image.phash).where(
             Image.id.in_(ids), Image.collection_id == collection.id))}
-    backgrounds = _backgrounds(stores, ids)
+    backgrounds = indexed_backgrounds(stores, ids)
     query_points = None
     cache = picture_cache(library)
     matches: list[Match] = []
@@ -109,16 +108,3 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
             matches.append(Match(hit, evidence))
     matches.sort(key=lambda m: (TIER_ORDER[m.evidence.verdict], -(m.evidence.copy_probability or 0.0), -m.hit.score))
     return cal.source, matches
-
-
-def _backgrounds(stores: CollectionStores, ids: list[int]) -> dict[int, float | None]:
-    """Each indexed image's mean similarity to its 2nd-11th nearest others."""
-    found, vectors = stores.global_.fetch(np.array(ids, dtype=np.int64))
-    if not len(found):
-        return {}
-    result = stores.global_.search(np.asarray(vectors, dtype=np.float32), BACKGROUND_RANKS[1] + 1)
-    out = {}
-    for image_id, neighbour_ids, scores in zip(found.tolist(), result.ids, result.scores):
-        others = [float(sc) for i, sc in zip(neighbour_ids.tolist(), scores.tolist()) if i >= 0 and i != image_id]
-        out[image_id] = background_mean(others)
-    return out

@@ -11,23 +11,20 @@ from collections import OrderedDict
 
 from indexer.catalog.database import Catalog
 from indexer.catalog.models import ImageFeatures
-from indexer.duplicates.verdicts import Calibration, PairEvidence, calibration_for
 from indexer.errors import InvalidRequest
 from indexer.ingest import local_features
 from indexer.ingest.reading import read_image
 from indexer.library import Library
+from indexer.verdicts import Calibration, PairEvidence, calibration_for, model_near_threshold
 from indexer.verification import VERIFY_SIDE, Keypoints, verify_keypoints
 from model.preprocess import ImageDecodeError
 
-# Used when the model records no threshold of its own (``dinoseek convert --near-threshold``); the
-# shipped model records the one measured on bench/quality.py (docs/BENCHMARKS.md).
-DEFAULT_NEAR_THRESHOLD = 0.90
 KEYPOINT_CACHE = 512  # pictures whose keypoints a scan keeps (each ~100 kB with its grey levels)
 
 
 def near_threshold(library: Library) -> float:
     """The configured model's measured near-duplicate cosine threshold, else DEFAULT_NEAR_THRESHOLD."""
-    return float(getattr(library.embedder.vit, "embed_defaults", {}).get("near_threshold", DEFAULT_NEAR_THRESHOLD))
+    return model_near_threshold(library.embedder.vit)
 
 
 def check_threshold(threshold: float | None) -> float | None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.duplicates.verdicts import background_mean
 from indexer.stores.faiss_store import gpu_count, load_faiss
+from indexer.verdicts import background_mean
 
 EXACT_LIMIT = 100_000
 NPROBE = 16

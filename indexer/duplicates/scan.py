@@ -19,9 +19,9 @@ from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import Group, save_groups
 from indexer.duplicates.judging import calibration, check_threshold
 from indexer.duplicates.knn_graph import knn_graph
-from indexer.duplicates.verdicts import PairEvidence, normalise
 from indexer.ingest.phash import hash_similarity
 from indexer.library import Library
+from indexer.verdicts import PairEvidence, normalise
 
 NEIGHBOURS = 16  # graph edges per picture
 

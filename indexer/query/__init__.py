@@ -1,20 +1,27 @@
 """Queries of a collection: by example picture or image id (``search``), by region (``regions``)."""
 
 from indexer.query.boxes import check_box, parse_box
+from indexer.query.framing import content_windows, crop_windows
 from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.regions import RegionQuery, region_by_id, search_region, search_region_files
 from indexer.query.search import (
     MAX_K,
+    QueryPicture,
     QueryResult,
     SearchFilters,
     SearchHit,
+    ViewEmbedder,
     check_k,
     embed_pictures,
     search_by_id,
     search_files,
+    search_picture,
     search_vectors,
+    upload_query,
 )
+from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence, indexed_backgrounds
 
-__all__ = ["MAX_K", "QueryResult", "RegionQuery", "SearchFilters", "SearchHit", "check_box", "check_k", "embed_pictures",
-           "open_for_query", "parse_box", "read_query_file", "region_by_id", "search_by_id", "search_files",
-           "search_region", "search_region_files", "search_vectors"]
+__all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
+           "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "content_windows", "crop_windows",
+           "embed_pictures", "indexed_backgrounds", "open_for_query", "parse_box", "read_query_file", "region_by_id", "search_by_id",
+           "search_files", "search_picture", "search_region", "search_region_files", "search_vectors", "upload_query"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,11 +15,29 @@ from sqlalchemy.orm import Session
 from indexer.catalog.models import Collection, Image
 from indexer.errors import InvalidRequest, NotFound
 from indexer.images import image_metadata
+from indexer.ingest.phash import perceptual_hash
 from indexer.library import Library
+from indexer.query.framing import Window, content_windows, crop_windows
 from indexer.query.opening import open_for_query, read_query_file
+from indexer.query.verified import (
+    QUERY_SIDE,
+    VERIFY_TOP,
+    Candidate,
+    CopyEvidence,
+    VerifiedQuery,
+    check_verify_top,
+    indexed_backgrounds,
+    query_keypoints,
+    stored_keypoints,
+    verify_candidates,
+)
 from indexer.stores import CollectionStores
+from indexer.uploads import Upload, decode_upload
+from indexer.verdicts import background_mean, calibration_for, model_near_threshold, normalise
+from indexer.verification import VERIFY_SIDE
 
 MAX_K = 1000
+WINDOW_CANDIDATES = 5  # nearest images of each content window of the query that are verified too
 EXACT_FILTER_LIMIT = 20_000  # a filter that leaves at most this many images is searched exactly among them
 
 
@@ -54,9 +73,13 @@ class SearchHit:
     score: float
     box: list[int] | None = None
     metadata: dict = field(default_factory=dict)
+    evidence: CopyEvidence | None = None  # set when the hit was verified against the query
 
     def to_json(self, with_metadata: bool = False) -> dict:
         doc = {"image_id": self.image_id, "path": self.path, "score": round(self.score, 6), "box": self.box}
+        if self.evidence is not None:
+            doc["verdict"] = self.evidence.verdict
+            doc["evidence"] = self.evidence.to_json()
         if with_metadata:
             doc["metadata"] = self.metadata
         return doc
@@ -149,21 +172,130 @@ def embed_pictures(library: Library, pictures: list[PILImage.Image]) -> np.ndarr
     return library.embedder.embed(pictures).vectors
 
 
+@dataclass
+class QueryPicture:
+    """A query picture twice: decoded as indexing decodes (its descriptor and hash) and larger
+    (its keypoints and content windows); ``larger`` may be the same picture."""
+
+    as_indexed: PILImage.Image
+    larger: PILImage.Image
+    width: int  # the picture's size as the client sees it: the boxes are given in these pixels
+    height: int
+
+
+ViewEmbedder = Callable[[list[Window]], np.ndarray]
+
+
+def search_picture(library: Library, collection_name: str, query: QueryPicture, k: int = 10,
+                   threshold: float | None = None, filters: SearchFilters | None = None, verify: bool = True,
+                   verify_top: int = VERIFY_TOP, exclude_path: str | None = None,
+                   embed: ViewEmbedder | None = None) -> list[SearchHit]:
+    """The k closest images to a query picture. Verified (the default): the descriptor's top
+    ``verify_top`` and the nearest images of the query's content windows are verified against it,
+    verified copies first (by copy probability), the rest in descriptor order. ``embed`` computes
+    the descriptors of the whole query and of its windows elsewhere (a gpu worker)."""
+    check_k(k)
+    check_verify_top(verify_top)
+    windows = content_windows(query.larger) if verify else []
+    if embed is not None:
+        vectors = embed(windows)
+    else:
+        vectors = embed_pictures(library, [query.as_indexed, *crop_windows(query.as_indexed, windows)])
+    with library.catalog.session() as s:
+        collection, stores = open_for_query(library, s, collection_name)
+        if not verify:
+            return _search_in(s, collection, stores, vectors[:1], k, threshold, [set()], [exclude_path], filters)[0]
+        verified = VerifiedQuery(query_keypoints(query.larger), query.width, query.height,
+                                 perceptual_hash(query.as_indexed))
+        return _verified(library, s, collection, stores, verified, vectors, k, threshold, filters, set(), exclude_path,
+                         verify_top)
+
+
+def _verified(library: Library, s: Session, collection: Collection, stores: CollectionStores | None,
+              query: VerifiedQuery, vectors: np.ndarray, k: int, threshold: float | None,
+              filters: SearchFilters | None, exclude_ids: set[int], exclude_path: str | None,
+              verify_top: int) -> list[SearchHit]:
+    """Verified search inside the caller's session: ``vectors`` holds the query's descriptor first,
+    then those of its content windows."""
+    n = len(vectors)
+    found = _search_in(s, collection, stores, vectors[:1], max(k, verify_top), None, [exclude_ids], [exclude_path],
+                       filters)[0]
+    candidates = {h.image_id: h for h in found[:verify_top]}
+    if n > 1:
+        for hits in _search_in(s, collection, stores, vectors[1:], WINDOW_CANDIDATES, None, [exclude_ids] * (n - 1),
+                               [exclude_path] * (n - 1), filters):
+            for h in hits:
+                candidates.setdefault(h.image_id, h)
+    if not candidates:
+        return []
+    ids = list(candidates)
+    descriptors = _descriptors(stores, ids, vectors[0])
+    hashes = dict(s.execute(select(Image.id, Image.phash).where(Image.id.in_(ids))).all())
+    cal = calibration_for(library.embedder.vit, model_near_threshold(library.embedder.vit))
+    own_background = background_mean([h.score for h in found])
+    backgrounds = indexed_backgrounds(stores, ids)
+
+    def candidate(i: int) -> Candidate:
+        descriptor = descriptors.get(i, candidates[i].score)
+        return Candidate(i, descriptor, normalise(descriptor, [own_background, backgrounds.get(i)], cal.beta),
+                         hashes.get(i), candidates[i].metadata.get("width") or 1, candidates[i].metadata.get("height") or 1)
+
+    evidence = verify_candidates(cal, query, [candidate(i) for i in ids], stored_keypoints(s, ids))
+    for image_id, hit in candidates.items():
+        hit.evidence = evidence.get(image_id)
+        hit.score = descriptors.get(image_id, hit.score)
+    copies = sorted((h for h in candidates.values() if h.evidence is not None and h.evidence.verdict == "copy"),
+                    key=lambda h: -h.evidence.copy_probability)
+    rest = [h for h in found if h.image_id not in {c.image_id for c in copies}
+            and (threshold is None or h.score >= threshold)]
+    return (copies + rest)[:k]
+
+
+def _descriptors(stores: CollectionStores | None, ids: list[int], query: np.ndarray) -> dict[int, float]:
+    """The cosine of the query's descriptor to each image's stored one."""
+    if stores is None or not ids:
+        return {}
+    found, vectors = stores.global_.fetch(np.array(ids, dtype=np.int64))
+    if not len(found):
+        return {}
+    scores = np.asarray(vectors, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+    return dict(zip(found.tolist(), scores.tolist()))
+
+
+def read_query(library: Library, path: str | os.PathLike) -> QueryPicture:
+    """A query file read as indexing reads it, and once more at the size verification works at."""
+    as_indexed = read_query_file(library, path, target_long_side=library.embedder.image_size)
+    larger = read_query_file(library, path, target_long_side=max(VERIFY_SIDE, QUERY_SIDE))
+    return QueryPicture(as_indexed.image, larger.image, as_indexed.info.width, as_indexed.info.height)
+
+
+def upload_query(library: Library, upload: Upload) -> QueryPicture:
+    """An uploaded query picture decoded as indexing decodes, and once more larger for verification."""
+    max_pixels = library.settings.max_image_pixels
+    as_indexed = decode_upload(upload, max_pixels, target_long_side=library.embedder.image_size)
+    larger = decode_upload(upload, max_pixels, target_long_side=max(VERIFY_SIDE, QUERY_SIDE))
+    return QueryPicture(as_indexed.image, larger.image, as_indexed.info.width, as_indexed.info.height)
+
+
 def search_files(library: Library, collection_name: str, files: list[str | os.PathLike], k: int = 10,
-                 threshold: float | None = None) -> list[QueryResult]:
+                 threshold: float | None = None, verify: bool = True, verify_top: int = VERIFY_TOP) -> list[QueryResult]:
     """Query by image files (in argument order); a file that is itself indexed is left out of its results."""
     check_k(k)
-    pictures = [read_query_file(library, f, target_long_side=library.embedder.image_size).image for f in files]
-    names = [os.path.abspath(str(f)) for f in files]
+    check_verify_top(verify_top)
+    queries = [read_query(library, f) for f in files]
     library.require_collection(collection_name)
-    vectors = embed_pictures(library, pictures)
-    hits = search_vectors(library, collection_name, vectors, k, threshold, exclude_paths=names)
-    return [QueryResult(str(f), h) for f, h in zip(files, hits)]
+    return [QueryResult(str(f), search_picture(library, collection_name, q, k, threshold, verify=verify,
+                                               verify_top=verify_top, exclude_path=os.path.abspath(str(f))))
+            for f, q in zip(files, queries)]
 
 
 def search_by_id(library: Library, collection_name: str, image_id: int, k: int = 10,
-                 threshold: float | None = None, filters: SearchFilters | None = None) -> list[SearchHit]:
-    """Query by an indexed image: its stored vector, itself excluded."""
+                 threshold: float | None = None, filters: SearchFilters | None = None, verify: bool = True,
+                 verify_top: int = VERIFY_TOP) -> list[SearchHit]:
+    """Query by an indexed image: its stored vector, itself excluded; verified on its stored
+    local features (without them, the plain descriptor order)."""
+    check_k(k)
+    check_verify_top(verify_top)
     with library.catalog.session() as s:
         collection, stores = open_for_query(library, s, collection_name)
         row = s.get(Image, image_id)
@@ -174,6 +306,10 @@ def search_by_id(library: Library, collection_name: str, image_id: int, k: int =
         found, vectors = stores.global_.fetch(np.array([image_id]))
         if not len(found):
             raise NotFound(f"image {image_id} has no stored vector; re-index {row.path}")
-        check_k(k)
-        return _search_in(s, collection, stores, np.asarray(vectors, dtype=np.float32), k, threshold, [{image_id}],
-                          [None], filters)[0]
+        vectors = np.asarray(vectors, dtype=np.float32)
+        points = stored_keypoints(s, [image_id]).get(image_id) if verify else None
+        if points is None:
+            return _search_in(s, collection, stores, vectors, k, threshold, [{image_id}], [None], filters)[0]
+        query = VerifiedQuery(points, row.width or points.width, row.height or points.height, row.phash)
+        return _verified(library, s, collection, stores, query, vectors, k, threshold, filters, {image_id}, None,
+                         verify_top)

@@ -27,6 +27,9 @@ from model.checkpoint import DEFAULT_CHECKPOINT
 
 CALIBRATION_FILE = DEFAULT_CHECKPOINT.parent / "verdicts.json"  # beside the shipped model, package data of `model`
 BACKGROUND_RANKS = (1, 11)  # neighbours 2..11 (0 is the picture itself or its closest match)
+# Used when the model records no threshold of its own (``dinoseek convert --near-threshold``); the
+# shipped model records the one measured on bench/quality.py (docs/BENCHMARKS.md).
+DEFAULT_NEAR_THRESHOLD = 0.90
 FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near threshold))
 FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
 
@@ -168,6 +171,11 @@ def load_calibrations(path: Path = CALIBRATION_FILE) -> dict[str, dict]:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+
+
+def model_near_threshold(vit) -> float:
+    """The backbone's recorded near-duplicate cosine threshold, else DEFAULT_NEAR_THRESHOLD."""
+    return float(getattr(vit, "embed_defaults", {}).get("near_threshold", DEFAULT_NEAR_THRESHOLD))
 
 
 def calibration_for(vit, near_threshold: float) -> Calibration:
