@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
 KEYPOINTS = 400
 MIN_MATCHES = 8
-MIN_ALIGNING_INLIERS = 12  # inliers a homography needs before the pictures are compared through it
+MIN_ALIGNING_INLIERS = 12  # inliers a homography needs to count as evidence (fewer agree by chance)
 RESIDUAL_PIXELS = 2.0  # a match is an inlier when the homography puts it this close (at VERIFY_SIDE)
 RANSAC_TRIALS = 500
 LOWE_RATIO = 0.9
@@ -53,7 +53,8 @@ class Geometry:
     ``inlier_share`` = inliers / matches, ``coverage`` = inliers / the smaller keypoint count, and
     ``agreement``: the share of textured blocks of the overlap whose grey levels still correlate
     (ZNCC >= 0.7) once the homography aligns the pictures (a copy keeps its pixels; another shot
-    moves, occludes and re-lights them)."""
+    moves, occludes and re-lights them). Fewer than MIN_ALIGNING_INLIERS inliers is no homography:
+    share, coverage and agreement are then 0."""
 
     matches: int
     inliers: int
@@ -135,8 +136,9 @@ def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
         return Geometry(len(pairs), 0, 0.0, 0.0, mirrored)
     h, inliers = homography(a, b, pairs)
     count = int(inliers.sum())
-    # a homography on a handful of chance matches aligns nothing: no photometric evidence then
-    aligned = h is not None and count >= MIN_ALIGNING_INLIERS and a.grey is not None and b.grey is not None
+    if count < MIN_ALIGNING_INLIERS:  # a handful of chance matches agree with some homography: no evidence
+        return Geometry(len(pairs), count, 0.0, 0.0, mirrored)
+    aligned = h is not None and a.grey is not None and b.grey is not None
     agreement = aligned_agreement(a.grey, b.grey, h) if aligned else 0.0
     return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement, h if aligned else None)
 

@@ -23,5 +23,6 @@ from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence, ind
 
 __all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
            "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "content_windows", "crop_windows",
-           "embed_pictures", "indexed_backgrounds", "open_for_query", "parse_box", "read_query_file", "region_by_id", "search_by_id",
-           "search_files", "search_picture", "search_region", "search_region_files", "search_vectors", "upload_query"]
+           "embed_pictures", "indexed_backgrounds", "open_for_query", "parse_box", "read_query_file", "region_by_id",
+           "search_by_id", "search_files", "search_picture", "search_region", "search_region_files", "search_vectors",
+           "upload_query"]

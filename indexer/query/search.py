@@ -246,8 +246,8 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
         hit.score = descriptors.get(image_id, hit.score)
     copies = sorted((h for h in candidates.values() if h.evidence is not None and h.evidence.verdict == "copy"),
                     key=lambda h: -h.evidence.copy_probability)
-    rest = [h for h in found if h.image_id not in {c.image_id for c in copies}
-            and (threshold is None or h.score >= threshold)]
+    copy_ids = {c.image_id for c in copies}
+    rest = [h for h in found if h.image_id not in copy_ids and (threshold is None or h.score >= threshold)]
     return (copies + rest)[:k]
 
 

@@ -98,9 +98,16 @@ def query_keypoints(picture: PILImage.Image) -> Keypoints:
 
 
 def stored_keypoints(session: Session, ids: Iterable[int]) -> dict[int, Keypoints]:
-    """The stored local features of the images that have them, in one catalog query."""
+    """The stored local features of the images that have them, in one catalog query; a damaged
+    record is left out (that image stays unverified, in its descriptor place)."""
     rows = session.execute(select(ImageFeatures.image_id, ImageFeatures.data).where(ImageFeatures.image_id.in_(list(ids))))
-    return {image_id: local_features.decode(data) for image_id, data in rows}
+    out = {}
+    for image_id, data in rows:
+        try:
+            out[image_id] = local_features.decode(data)
+        except local_features.FeaturesError:
+            continue
+    return out
 
 
 def indexed_backgrounds(stores: CollectionStores, ids: list[int]) -> dict[int, float | None]:
