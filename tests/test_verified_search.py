@@ -5,6 +5,7 @@ scene is less surely a copy than a copy is; bad queries are usage errors."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import os
 from pathlib import Path
 
@@ -140,3 +141,18 @@ def test_bad_queries_are_usage_errors(indexed, tmp_path, capsys) -> None:
             code = exc.code
         _, err = capsys.readouterr()
         assert code == 2 and word in err, (argv, err)
+
+
+def test_a_damaged_features_record_leaves_its_image_unverified(indexed, tmp_path, capsys) -> None:
+    """The rocket's stored features overwritten with junk: a search for its padded copy still
+    answers, the rocket without evidence (it cannot be verified), nothing else called its copy."""
+    database = tmp_path / "home" / "dinoseek.db"
+    with sqlite3.connect(database) as conn:
+        (rocket_id,) = conn.execute("select id from images where path like '%rocket.jpg'").fetchone()
+        assert conn.execute("update image_features set data = ? where image_id = ?", (b"junk", rocket_id)).rowcount == 1
+    padded, _ = _padded(skimage_photo("rocket"))
+    path = tmp_path / "padded.jpg"
+    padded.save(path, quality=88)
+    results = _search(capsys, path)
+    assert all(r["verdict"] != "copy" for r in results if "verdict" in r), results
+    assert all("evidence" not in r for r in results if r["image_id"] == rocket_id), results
