@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+from PIL import Image
 
 from tests.support.photos import skimage_photo
 from tests.support.processes import cli_text, serve, stop, wait_until_ready, worker_env
@@ -65,6 +66,16 @@ def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tin
         results = found.json()["results"]
         assert results[0]["metadata"]["filename"] == "chelsea.jpg" and len(results) == 3
         chelsea = results[0]["image_id"]
+        # a framed copy: the worker embeds the picture and the content window the server found; the
+        # photo is verified inside the frame (the test model has no fitted verdicts: no verdict asserted)
+        framed = Image.new("RGB", (520, 440), (200, 40, 90))
+        framed.paste(skimage_photo("chelsea").resize((300, 200)), (150, 170))
+        found = http.post("/collections/lib/search", files={"image": ("framed.jpg", _jpeg(framed), "image/jpeg")})
+        assert found.status_code == 200, found.text
+        top = next(r for r in found.json()["results"] if r["image_id"] == chelsea)
+        assert top["evidence"]["inliers"] >= 12, top
+        x0, y0, x1, y1 = top["evidence"]["query_box"]
+        assert abs(x0 - 150) < 15 and abs(y0 - 170) < 15 and abs(x1 - 450) < 15 and abs(y1 - 370) < 15, top["evidence"]
         viewer = httpx.Client(base_url=base, headers={"X-API-Key": "viewer"}, timeout=60)
         assert viewer.post("/collections/lib/search", json={"image_id": chelsea}).status_code == 200
         assert viewer.delete(f"/images/{chelsea}").status_code == 403

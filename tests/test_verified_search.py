@@ -5,8 +5,8 @@ scene is less surely a copy than a copy is; bad queries are usage errors."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
