@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from api import auth, metrics
+from api import auth, body_limits, metrics
 from api.context import ApiContext
 from api.errors import register_error_handlers
 from api.routes import collections, duplicates, images, jobs, search, system
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
     context = ApiContext(settings, library or Library(settings))
     app.extensions["dinoseek"] = context
     app.extensions["dinoseek_metrics"] = metrics.install(app, context.library)
+    body_limits.install(app)
     api = DinoseekApi(app)
     app.add_url_rule(f"{PREFIX}/docs-assets/<path:filename>", "docs_assets", system.docs_assets)
     for module in (collections, jobs, search, duplicates, images, system):

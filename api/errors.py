@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from kombu.exceptions import OperationalError as BrokerError
 from werkzeug.exceptions import HTTPException
 
+from api.body_limits import BodyTooLarge
 from indexer.catalog.database import CONCURRENT_CHANGE, DATABASE_UNAVAILABLE, VALUE_REFUSED, CatalogError
 from indexer.errors import (
     AlreadyExists,
@@ -72,7 +73,8 @@ def handle_http_exception(exc: HTTPException):
         details = {"fields": data["messages"]}
     message = exc.description if exc.code != 422 else "request does not match the schema: " + _flatten(details)
     if exc.code == 413:
-        message = "request body is larger than the limit (DINOSEEK_MAX_UPLOAD_MB)"
+        message = ("request body is larger than the limit (DINOSEEK_MAX_UPLOAD_MB)"
+                   if request.mimetype == "multipart/form-data" else BodyTooLarge.description)
     return error_response(exc.code or 500, message, details)
 
 
