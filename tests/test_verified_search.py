@@ -156,3 +156,17 @@ def test_a_damaged_features_record_leaves_its_image_unverified(indexed, tmp_path
     results = _search(capsys, path)
     assert all(r["verdict"] != "copy" for r in results if "verdict" in r), results
     assert all("evidence" not in r for r in results if r["image_id"] == rocket_id), results
+
+
+def test_content_windows_find_the_photo_in_its_frame() -> None:
+    """The padded rocket's window is the pasted photo (IoU >= 0.8), and a flat picture has none."""
+    from indexer.query import content_windows
+
+    rocket = skimage_photo("rocket")
+    padded, truth = _padded(rocket)
+    windows = content_windows(padded)
+    assert windows, "no window in a padded photo"
+    x0, y0, x1, y1 = windows[0]
+    found = [x0 * padded.width, y0 * padded.height, x1 * padded.width, y1 * padded.height]
+    assert _iou(found, truth) >= 0.8, (found, truth)
+    assert content_windows(Image.new("RGB", (400, 300), (90, 90, 90))) == []
