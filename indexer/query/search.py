@@ -25,8 +25,8 @@ from indexer.query.verified import (
     Candidate,
     CopyEvidence,
     VerifiedQuery,
+    backgrounds_of,
     check_verify_top,
-    indexed_backgrounds,
     query_keypoints,
     stored_keypoints,
     verify_candidates,
@@ -229,11 +229,13 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
     if not candidates:
         return []
     ids = list(candidates)
-    descriptors = _descriptors(stores, ids, vectors[0])
+    found_ids, stored = stores.global_.fetch(np.array(ids, dtype=np.int64))
+    descriptors = (dict(zip(found_ids.tolist(), (np.asarray(stored, dtype=np.float32) @ vectors[0]).tolist()))
+                   if len(found_ids) else {})
     hashes = dict(s.execute(select(Image.id, Image.phash).where(Image.id.in_(ids))).all())
     cal = calibration_for(library.embedder.vit, model_near_threshold(library.embedder.vit))
     own_background = background_mean([h.score for h in found])
-    backgrounds = indexed_backgrounds(stores, ids)
+    backgrounds = backgrounds_of(stores, found_ids, stored)
 
     def candidate(i: int) -> Candidate:
         descriptor = descriptors.get(i, candidates[i].score)
@@ -249,17 +251,6 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
     copy_ids = {c.image_id for c in copies}
     rest = [h for h in found if h.image_id not in copy_ids and (threshold is None or h.score >= threshold)]
     return (copies + rest)[:k]
-
-
-def _descriptors(stores: CollectionStores | None, ids: list[int], query: np.ndarray) -> dict[int, float]:
-    """The cosine of the query's descriptor to each image's stored one."""
-    if stores is None or not ids:
-        return {}
-    found, vectors = stores.global_.fetch(np.array(ids, dtype=np.int64))
-    if not len(found):
-        return {}
-    scores = np.asarray(vectors, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
-    return dict(zip(found.tolist(), scores.tolist()))
 
 
 def read_query(library: Library, path: str | os.PathLike) -> QueryPicture:

@@ -112,7 +112,11 @@ def stored_keypoints(session: Session, ids: Iterable[int]) -> dict[int, Keypoint
 
 def indexed_backgrounds(stores: CollectionStores, ids: list[int]) -> dict[int, float | None]:
     """Each indexed image's mean similarity to its 2nd-11th nearest others."""
-    found, vectors = stores.global_.fetch(np.array(ids, dtype=np.int64))
+    return backgrounds_of(stores, *stores.global_.fetch(np.array(ids, dtype=np.int64)))
+
+
+def backgrounds_of(stores: CollectionStores, found: np.ndarray, vectors: np.ndarray) -> dict[int, float | None]:
+    """``indexed_backgrounds`` of images whose stored vectors the caller has already fetched."""
     if not len(found):
         return {}
     result = stores.global_.search(np.asarray(vectors, dtype=np.float32), BACKGROUND_RANKS[1] + 1)
