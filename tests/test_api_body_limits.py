@@ -6,29 +6,23 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from dataclasses import replace
 
 import httpx
-from werkzeug.serving import make_server
 
 from api import create_app
 from dinoseek.settings import load_settings
-from tests.support.services import free_port
+from tests.support.services import serving
 
 
 def test_large_json_bodies_are_refused_before_parsing_and_uploads_are_not(tmp_path, tiny_model) -> None:
     settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
                        model=str(tiny_model), api_keys=("body-limits-test-key",))
-    app = create_app(settings)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base, key = f"http://127.0.0.1:{port}/api/v1", {"X-API-Key": "body-limits-test-key"}
+    key = {"X-API-Key": "body-limits-test-key"}
     # 3 MB of JSON: a list of 500,000 small objects the route would otherwise build
     big = json.dumps({"image_id": 1, "format": [{"x": 1}] * 500_000}).encode()
     assert len(big) > 3_000_000
-    try:
+    with serving(create_app(settings)) as base:
         with httpx.Client(timeout=30, headers=key) as client:
             assert client.post(f"{base}/collections", json={"name": "c"}).status_code == 201
             declared = client.post(f"{base}/collections/c/search", content=big,
@@ -48,6 +42,3 @@ def test_large_json_bodies_are_refused_before_parsing_and_uploads_are_not(tmp_pa
             upload = client.post(f"{base}/collections/c/search",
                                  files={"image": ("big.jpg", io.BytesIO(b"\xff" * 3_000_000), "image/jpeg")})
             assert upload.status_code == 422, upload.text  # not a picture, but not refused for its size
-    finally:
-        server.shutdown()
-        app.extensions["dinoseek"].close()

@@ -4,15 +4,13 @@ without a key, can add series by sending made-up methods or paths (issue 17, fin
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import replace
 
 import httpx
-from werkzeug.serving import make_server
 
 from api import create_app
 from dinoseek.settings import load_settings
-from tests.support.services import free_port
+from tests.support.services import serving
 
 
 def _series(text: str) -> set[tuple[str, str]]:
@@ -23,13 +21,8 @@ def _series(text: str) -> set[tuple[str, str]]:
 def test_made_up_methods_and_unauthenticated_requests_add_no_series(tmp_path, tiny_model) -> None:
     settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
                        model=str(tiny_model), api_keys=("metrics-key",))
-    app = create_app(settings)
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base, key = f"http://127.0.0.1:{port}/api/v1", {"X-API-Key": "metrics-key"}
-    try:
+    key = {"X-API-Key": "metrics-key"}
+    with serving(create_app(settings)) as base:
         with httpx.Client(timeout=30) as client:
             assert client.get(f"{base}/collections", headers=key).status_code == 200
             before = _series(client.get(f"{base}/metrics", headers=key).text)
@@ -39,9 +32,6 @@ def test_made_up_methods_and_unauthenticated_requests_add_no_series(tmp_path, ti
                 client.request(f"Y{i}", f"{base}/collections", headers=key)  # a key, a made-up method
                 client.get(f"{base}/made/up/{i}", headers=key)  # a key, a made-up path
             after = _series(client.get(f"{base}/metrics", headers=key).text)
-    finally:
-        server.shutdown()
-        app.extensions["dinoseek"].close()
     added = after - before
     assert {method for method, _ in after} <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
     assert added <= {("other", "unauthenticated"), ("GET", "unauthenticated"), ("other", "unmatched"),

@@ -9,15 +9,32 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """The Flask app on a real HTTP server (werkzeug, threaded) in this process; yields its API
+    base URL, and shuts the server and the app's library down after."""
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1"
+    finally:
+        server.shutdown()
+        app.extensions["dinoseek"].close()
 
 
 def wait_healthy(base: str, log: Path, timeout: float = 120) -> None:
