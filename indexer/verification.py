@@ -6,7 +6,9 @@ Patches of the two pictures are matched mutual-nearest-neighbour (each is the ot
 Hamming distance), and RANSAC fits one homography to the matched positions. A copy (re-encoded, cropped,
 rotated, padded, screenshotted, overlaid) keeps its pixels, so most matches agree with one
 homography to within a few pixels; two shots of one scene differ by parallax and motion, so
-fewer do. The answer is the inlier count and the share of matches that are inliers.
+fewer do. The answer is the inlier count and the share of matches that are inliers. Before
+matching, a cheap first test (``close_patches``: how many patches have a near twin on the first
+64 descriptor bits, a tenth of matching's cost) leaves unrelated pairs unmatched.
 
 The ViT's own patch tokens were measured for this first (docs/BENCHMARKS.md, "Duplicate verdicts"):
 at 8 x 8 stored cells, and even re-embedded at 16 x 16, a crop of a photo matched fewer of its
@@ -25,6 +27,11 @@ VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
 KEYPOINTS = 400
 MIN_MATCHES = 8
 MIN_ALIGNING_INLIERS = 12  # inliers a homography needs to count as evidence (fewer agree by chance)
+# The cheap first test (``close_patches``): patches whose first 64 descriptor bits (ORB's most telling
+# tests, one machine word) differ in at most PREFIX_BITS, and how many a pair needs to be matched at all
+PREFIX_BITS = 8
+ORB_MIN_SIDE = 32  # pixels: ORB finds no keypoint within 31 of an edge, and its pyramid fails below this
+MIN_CLOSE_PATCHES = 4
 RESIDUAL_PIXELS = 2.0  # a match is an inlier when the homography puts it this close (at VERIFY_SIDE)
 RANSAC_TRIALS = 500
 LOWE_RATIO = 0.9
@@ -43,8 +50,21 @@ class Keypoints:
     descriptors: np.ndarray  # (n, 32) uint8
     width: int = 0
     height: int = 0
-    grey: np.ndarray | None = None  # the grey levels they were found on, for the photometric check
+    grey_array: np.ndarray | None = None  # the grey levels they were found on, for the photometric check
     mirror: Keypoints | None = None  # those of the mirror image, once found (mirrored_keypoints)
+    prefix: np.ndarray | None = None  # the descriptors' first 64 bits as uint64, once found (descriptor_prefixes)
+    grey_jpeg: bytes | None = None  # stored keypoints: the grey levels as a JPEG, decoded when first needed
+
+    @property
+    def grey(self) -> np.ndarray | None:
+        """The grey levels (decoded from ``grey_jpeg`` on first use: most pairs a scan looks at
+        never need them, and a cache of decoded ones would hold four times the bytes)."""
+        if self.grey_array is None and self.grey_jpeg is not None:
+            decoded = cv2.imdecode(np.frombuffer(self.grey_jpeg, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+            self.grey_jpeg = None
+            if decoded is not None and decoded.shape == (self.height, self.width):
+                self.grey_array = decoded
+        return self.grey_array
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,9 @@ def keypoints(picture: Image.Image, mirrored: bool = False, side: int = VERIFY_S
 
 
 def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
-    """What the OpenCV ORB detector ``orb`` finds on the grey levels (no keypoints on a flat picture)."""
-    found, descriptors = orb.detectAndCompute(grey, None)
+    """What the OpenCV ORB detector ``orb`` finds on the grey levels (none on a flat picture, nor
+    on one narrower than ORB's 31-pixel patch border, where its image pyramid would fail)."""
+    found, descriptors = orb.detectAndCompute(grey, None) if min(grey.shape[:2]) >= ORB_MIN_SIDE else ((), None)
     if descriptors is None or not found:
         return Keypoints(np.zeros((0, 2), dtype=np.float32), np.zeros((0, 32), dtype=np.uint8), grey.shape[1],
                          grey.shape[0], grey)
@@ -201,12 +222,36 @@ def mirrored_keypoints(points: Keypoints) -> Keypoints:
     return points.mirror
 
 
+def descriptor_prefixes(points: Keypoints) -> np.ndarray:
+    """The first 64 bits of each descriptor, as uint64 (found once per ``points``)."""
+    if points.prefix is None:
+        points.prefix = np.ascontiguousarray(points.descriptors[:, :8]).view("<u8").reshape(-1).astype(np.uint64)
+    return points.prefix
+
+
+def close_patches(a: np.ndarray, b: np.ndarray) -> int:
+    """How many of a's patches (and at least as many of b's) have a patch in the other picture
+    whose descriptor prefixes (``descriptor_prefixes``) differ in at most PREFIX_BITS: a tenth of
+    the cost of matching, and a copy's patches pass it in numbers unrelated pictures' do not."""
+    if len(a) == 0 or len(b) == 0:
+        return 0
+    close = np.bitwise_count(a[:, None] ^ b[None, :]) <= PREFIX_BITS
+    return min(int(close.any(axis=1).sum()), int(close.any(axis=0).sum()))
+
+
 def verify_keypoints(a: Keypoints, b: Keypoints, try_mirror: bool = True) -> Geometry:
-    """The better of b as it is and b mirrored (with ``try_mirror``)."""
-    direct = verify(a, b)
+    """The better of b as it is and b mirrored (with ``try_mirror``). Each orientation is matched
+    only if it passes the cheap first test (``close_patches`` >= MIN_CLOSE_PATCHES: measured to
+    keep every pair a homography finds MIN_ALIGNING_INLIERS for, docs/BENCHMARKS.md); else it
+    gives no geometric evidence."""
+    prefixes = descriptor_prefixes(a)
+    direct = verify(a, b) if close_patches(prefixes, descriptor_prefixes(b)) >= MIN_CLOSE_PATCHES else NO_GEOMETRY
     if not try_mirror or direct.inlier_share >= 0.8 or b.grey is None:
         return direct
-    flipped = verify(a, mirrored_keypoints(b), mirrored=True)
+    mirror = mirrored_keypoints(b)
+    if close_patches(prefixes, descriptor_prefixes(mirror)) < MIN_CLOSE_PATCHES:
+        return direct
+    flipped = verify(a, mirror, mirrored=True)
     return flipped if flipped.inliers > direct.inliers else direct
 
 

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import delete, select
 
 from dinoseek.settings import load_settings
+from indexer import verification
 from indexer.catalog.models import Image as Row
 from indexer.catalog.models import ImageFeatures
 from indexer.duplicates import find_duplicates, geometry
@@ -52,9 +53,36 @@ def test_stored_features_round_trip_and_verify_as_the_picture_does(photos) -> No
     assert unrelated.inliers < 12
     mirrored = verify_keypoints(keypoints(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), back)
     assert mirrored.mirrored and mirrored.inliers >= 20  # found again on the mirrored grey levels
-    for broken in (b"", b"DSLF1", data[:-len(data) // 2], b"JPEG" + data):
+    for broken in (b"", b"DSLF1", data[:-len(data) // 2], data[:-100], b"JPEG" + data):
         with pytest.raises(FeaturesError):
             local_features.decode(broken)
+
+
+def test_the_cheap_first_test_lets_copies_through_and_keeps_unrelated_pairs_from_matching(photos, monkeypatch) -> None:
+    """A pair whose descriptor prefixes are not close is not matched, a copy's (mirrored too)
+    always is; stored keypoints decode their grey levels only when a check needs them."""
+    stored = {name: local_features.decode(local_features.encode(local_features.extract(skimage_photo(name))))
+              for name in NAMES}
+    assert all(points.grey_array is None for points in stored.values())  # nothing decoded yet
+    assert stored["astronaut"].grey.shape == (stored["astronaut"].height, stored["astronaut"].width)
+    matched = []
+    real_verify = verification.verify
+    monkeypatch.setattr(verification, "verify", lambda a, b, mirrored=False: matched.append(mirrored)
+                        or real_verify(a, b, mirrored))
+    unrelated = [(a, b) for a in NAMES for b in NAMES if a < b]
+    for a, b in unrelated:
+        assert verify_keypoints(stored[a], stored[b]).inliers < verification.MIN_ALIGNING_INLIERS, (a, b)
+    # without the test, each pair would be matched as it is and mirrored: 20 matchings; with it,
+    # only camera and rocket (5 close patches) are
+    assert len(matched) <= 2, matched
+    picture = photos["chelsea"]
+    for name, copy in {**_copies(picture), "mirrored": picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)}.items():
+        query = keypoints(copy)
+        found = verify_keypoints(query, stored["chelsea"])
+        assert found.inliers >= 20 and found.mirrored == (name == "mirrored"), name
+        close = verification.close_patches(verification.descriptor_prefixes(query), verification.descriptor_prefixes(
+            verification.mirrored_keypoints(stored["chelsea"]) if name == "mirrored" else stored["chelsea"]))
+        assert close >= 3 * verification.MIN_CLOSE_PATCHES, name
 
 
 @pytest.fixture

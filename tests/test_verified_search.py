@@ -143,6 +143,16 @@ def test_bad_queries_are_usage_errors(indexed, tmp_path, capsys) -> None:
         assert code == 2 and word in err, (argv, err)
 
 
+def test_a_sliver_of_a_picture_is_searched_not_crashed_on(indexed, tmp_path, capsys) -> None:
+    """A query 3 pixels wide (narrower than ORB's patch: its pyramid would fail) and 1 x 1 answer
+    in descriptor order, with no copy claimed."""
+    for size in ((3, 400), (1, 1)):
+        path = tmp_path / f"sliver{size[0]}.png"
+        skimage_photo("coffee").resize(size).save(path)
+        results = _search(capsys, path)
+        assert len(results) == 5 and all(r.get("verdict") != "copy" for r in results), (size, results)
+
+
 def test_a_damaged_features_record_leaves_its_image_unverified(indexed, tmp_path, capsys) -> None:
     """The rocket's stored features overwritten with junk: a search for its padded copy still
     answers, the rocket without evidence (it cannot be verified), nothing else called its copy."""

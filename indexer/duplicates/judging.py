@@ -19,7 +19,7 @@ from indexer.verdicts import Calibration, PairEvidence, calibration_for, model_n
 from indexer.verification import VERIFY_SIDE, Keypoints, verify_keypoints
 from model.preprocess import ImageDecodeError
 
-KEYPOINT_CACHE = 512  # pictures whose keypoints a scan keeps (each ~100 kB with its grey levels)
+KEYPOINT_CACHE = 8192  # pictures whose keypoints a scan keeps (~25 kB each; ~100 kB once its grey levels are decoded)
 
 
 def near_threshold(library: Library) -> float:

@@ -61,7 +61,7 @@ def decode(data: bytes) -> Keypoints:
         raise FeaturesError(f"stored local features are truncated ({len(data)} bytes for {n} keypoints)")
     points = np.frombuffer(data, dtype="<u2", count=2 * n, offset=start).reshape(n, 2).astype(np.float32) / SUBPIXELS
     descriptors = np.frombuffer(data, dtype=np.uint8, count=32 * n, offset=points_end).reshape(n, 32).copy()
-    grey = cv2.imdecode(np.frombuffer(data, dtype=np.uint8, offset=descriptors_end), cv2.IMREAD_GRAYSCALE)
-    if grey is None or grey.shape != (height, width):
-        raise FeaturesError("the stored grey levels do not decode to the stored size")
-    return Keypoints(points, descriptors, width, height, grey)
+    grey = data[descriptors_end:]
+    if not (grey.startswith(b"\xff\xd8") and grey.endswith(b"\xff\xd9")):
+        raise FeaturesError("the stored grey levels are not a whole JPEG")
+    return Keypoints(points, descriptors, width, height, grey_jpeg=grey)  # decoded when first needed
