@@ -6,31 +6,47 @@ families, drawn at random) into a fresh embedded library with the shipped model,
 copies, checks that every copy lies in its photo's near group and that no group holds two
 different photos; without, lists what was grouped (unrelated photos should not be).
 
-    .venv/bin/python bench/scan.py --photos ../shared/data/photos-1k [--copies 2]
+    .venv/bin/python bench/scan.py --photos ../shared/data/photos-1k [--copies 2] [--library DIR] [--workers 1,2]
+
+``--workers 1,2`` also runs the scan as a job through that many ``dinoseek worker`` processes
+(one task at a time each, each pinned to a core of its own: a fleet of one-core machines) on
+the real Redis (``--broker``, database 13 by default, emptied first): its chunks of pairs on
+the cpu queue, timed by the job's own span in the catalog (created → finished: worker start-up
+and model loading left out), with its groups checked against the in-process scan's.
+
+``--library DIR`` keeps the library (pictures, catalog, stores) in DIR and, when DIR already holds
+one, scans it again without re-making or re-indexing anything (a scan-only run); with the
+pictures but no catalog there, it indexes them again.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import redis
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # bench/edits.py (after the repo: bench/workers.py is no package)
 
 import edits  # noqa: E402
 
 from dinoseek.settings import load_settings  # noqa: E402
-from indexer.duplicates import find_duplicates, judging  # noqa: E402
-from indexer.jobs import index_paths  # noqa: E402
+from indexer.catalog.models import Job  # noqa: E402
+from indexer.duplicates import find_duplicates, judging, saved_groups  # noqa: E402
+from indexer.jobs import create_duplicates_job, index_paths, job_json  # noqa: E402
 from indexer.library import Library  # noqa: E402
 from model.files import iter_image_paths  # noqa: E402
+from workers.dispatch import JobDispatcher  # noqa: E402
 
 
 def _counting_reads(counter: list[int]) -> None:
@@ -44,52 +60,115 @@ def _counting_reads(counter: list[int]) -> None:
     judging.read_image = counted
 
 
+def run(args, root: Path) -> tuple[list, dict[str, str]]:
+    """Make (unless ``root`` holds them) and index the pictures, then time the scan."""
+    folder = root / "lib"
+    settings = replace(load_settings(), home=root / "home", database_url=f"sqlite:///{root}/c.db",
+                       vector_backend="faiss", model=None)
+    reuse = (root / "c.db").exists()
+    if not folder.exists():
+        make_pictures(args, folder)
+    source_of = {p.name: p.name.split("__")[0].rsplit(".", 1)[0] for p in folder.iterdir()}
+    library = Library(settings)
+    if reuse:
+        print(f"scanning the library already in {root} ({len(source_of)} pictures)")
+    else:
+        started = time.perf_counter()
+        report = index_paths(library, "bench", [folder], follow_symlinks=True)
+        print(f"{report.indexed} images indexed in {time.perf_counter() - started:.1f} s "
+              f"({args.limit} photos at most, {args.copies} copies each)")
+    opened = [0]
+    _counting_reads(opened)
+    started = time.perf_counter()
+    groups = find_duplicates(library, "bench")
+    scan_s = time.perf_counter() - started
+    library.close()
+    print(f"scan: {scan_s:.1f} s, image files read during the scan: {opened[0]}")
+    for processes in args.workers:
+        seconds, same = scan_on_workers(root, settings, args.broker, processes, groups)
+        print(f"scan as a job on {processes} worker process(es): {seconds:.1f} s, groups as in-process: {same}")
+    return groups, source_of
+
+
+def scan_on_workers(root: Path, settings, broker: str, processes: int, expected: list) -> tuple[float, bool]:
+    """The scan as a job through ``processes`` worker processes: its span in seconds, and whether
+    its groups are the in-process scan's."""
+    redis.Redis.from_url(broker).flushdb()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DINOSEEK_")}
+    env.update(DINOSEEK_HOME=str(settings.home), DINOSEEK_DATABASE_URL=settings.database_url,
+               DINOSEEK_VECTOR_BACKEND="faiss", DINOSEEK_BROKER_URL=broker, OMP_NUM_THREADS="1")
+    logs = [root / f"worker{processes}-{i}.log" for i in range(processes)]
+    cores = sorted(os.sched_getaffinity(0))
+    workers = [subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "worker", "--queues", "gpu,cpu", "--concurrency",
+                                 "1", "--hostname", f"scan{i}@%h"], env=env, stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda core=cores[i % len(cores)]: os.sched_setaffinity(0, {core}))
+               for i, log in enumerate(logs)]
+    library = Library(replace(settings, broker_url=broker))
+    try:
+        deadline = time.monotonic() + 300
+        while not all(" ready." in log.read_text() for log in logs):
+            if time.monotonic() > deadline:
+                raise SystemExit("workers did not start: " + " | ".join(log.read_text()[-2000:] for log in logs))
+            time.sleep(0.5)
+        job_id = create_duplicates_job(library, "bench")
+        JobDispatcher(library).submit(job_id)
+        while job_json(library, job_id)["status"] in ("queued", "running"):
+            time.sleep(0.5)
+        with library.catalog.session() as s:
+            job = s.get(Job, job_id)
+            if job.status != "succeeded":
+                raise SystemExit(f"the scan job failed: {job.message}")
+            seconds = (job.finished_at - job.created_at).total_seconds()
+        found = [(g.kind, g.image_ids) for g in saved_groups(library, "bench")]
+        return seconds, found == [(g.kind, g.image_ids) for g in expected]
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=60)
+        library.close()
+
+
+def make_pictures(args, folder: Path) -> None:
+    """The photos (linked) and ``args.copies`` edited copies of each, families drawn at random."""
+    rng = random.Random(args.seed)
+    families = edits.MILD + edits.STRONG
+    folder.mkdir()
+    for f in list(iter_image_paths([args.photos]))[: args.limit]:
+        (folder / f.name).symlink_to(f)
+        picture = Image.open(f).convert("RGB")
+        for n in range(args.copies):
+            family = rng.choice(families)
+            getattr(edits, family)(picture, rng).convert("RGB").save(folder / f"{f.stem}__{family}{n}.jpg", quality=85)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/photos-1k")
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--copies", type=int, default=0, help="edited copies of each photo to add")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[],
+                        help="comma-separated worker process counts to run the scan job through")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--library", type=Path, help="keep the library here; scan it again if it exists")
     args = parser.parse_args()
-    rng = random.Random(args.seed)
-    families = edits.MILD + edits.STRONG
-    files = list(iter_image_paths([args.photos]))[: args.limit]
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "lib"
-        folder.mkdir()
-        source_of: dict[str, str] = {}
-        for f in files:
-            (folder / f.name).symlink_to(f)
-            source_of[f.name] = f.stem
-            picture = Image.open(f).convert("RGB")
-            for n in range(args.copies):
-                family = rng.choice(families)
-                name = f"{f.stem}__{family}{n}.jpg"
-                getattr(edits, family)(picture, rng).convert("RGB").save(folder / name, quality=85)
-                source_of[name] = f.stem
-        settings = replace(load_settings(), home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/c.db",
-                           vector_backend="faiss", model=None)
-        library = Library(settings)
-        started = time.perf_counter()
-        report = index_paths(library, "bench", [folder], follow_symlinks=True)
-        indexed_s = time.perf_counter() - started
-        opened = [0]
-        _counting_reads(opened)
-        started = time.perf_counter()
-        groups = find_duplicates(library, "bench")
-        scan_s = time.perf_counter() - started
-        library.close()
+    if args.library is not None:
+        args.library.mkdir(parents=True, exist_ok=True)
+        groups, source_of = run(args, args.library)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            groups, source_of = run(args, Path(tmp))
     by_kind: dict[str, list] = {"exact": [], "near": [], "similar": []}
     for g in groups:
         by_kind[g.kind].append(sorted(Path(p).name for p in g.paths))
-    print(f"{report.indexed} images indexed in {indexed_s:.1f} s ({len(files)} photos, {args.copies} copies each)")
-    print(f"scan: {scan_s:.1f} s, image files read during the scan: {opened[0]}")
     print("groups: " + ", ".join(f"{kind} {len(v)}" for kind, v in by_kind.items()))
     mixed = [g for kind in ("near", "similar") for g in by_kind[kind] if len({source_of[n] for n in g}) > 1]
     print(f"groups holding two different photos: {len(mixed)}")
     for g in mixed[:10]:
         print("  " + ", ".join(g))
-    if args.copies:
+    if any("__" in name for name in source_of):
         near_of = {n: i for i, g in enumerate(by_kind["near"]) for n in g}
         placed = sum(1 for name, src in source_of.items() if "__" in name
                      and near_of.get(name) is not None and near_of.get(f"{src}.JPEG", near_of.get(f"{src}.jpg"))

@@ -39,6 +39,7 @@ class Settings:
     allowed_roots: tuple[Path, ...] = ()
     max_image_pixels: int = 100_000_000
     chunk_size: int = 512
+    scan_pairs_per_chunk: int = 512  # pairs a duplicate scan's chunk verifies (a worker's task)
     visibility_timeout: int = 600
     max_upload_mb: int = 256
     query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
@@ -123,6 +124,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         allowed_roots=tuple(Path(r).expanduser().resolve() for r in roots),
         max_image_pixels=max_pixels,
         chunk_size=_positive_int(raw, "chunk_size", 512),
+        scan_pairs_per_chunk=_positive_int(raw, "scan_pairs_per_chunk", 512),
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
         query_embedding=query_embedding,

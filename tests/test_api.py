@@ -175,7 +175,7 @@ def test_upload_index_search_check_scan_and_delete(client) -> None:
     response = client.post("/api/v1/collections/lib/duplicates/scan", json={"threshold": 0.8}, headers=RW)
     assert response.status_code == 202
     scan = _wait(client, response.get_json()["job"])
-    assert scan["status"] == "succeeded" and scan["total"] >= 1
+    assert scan["status"] == "succeeded" and scan["done"] == scan["total"]  # pairs verified
     groups, cursor, pages = [], None, 0
     while True:
         page = client.get("/api/v1/collections/lib/duplicates?limit=1" + (f"&cursor={cursor}" if cursor else ""),
@@ -185,7 +185,7 @@ def test_upload_index_search_check_scan_and_delete(client) -> None:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert pages == len(groups) == scan["total"] and len({g["id"] for g in groups}) == len(groups)
+    assert pages == len(groups) >= 1 and len({g["id"] for g in groups}) == len(groups)
     near = [g for g in groups if rocket_id in g["image_ids"] and g["kind"] == "near"]
     assert len(near) == 1 and len(near[0]["image_ids"]) == 2 and near[0]["evidence"]["descriptor"] >= 0.8
     assert _error(client.get("/api/v1/collections/lib/duplicates?cursor=abc", headers=RO), 400)

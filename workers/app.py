@@ -21,7 +21,8 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
 ROUTES = {task_names.PLAN: {"queue": CPU_QUEUE}, task_names.CHUNK: {"queue": GPU_QUEUE},
-          task_names.EMBED_QUERY: {"queue": GPU_QUEUE}, task_names.RUN_JOB: {"queue": CPU_QUEUE}}
+          task_names.EMBED_QUERY: {"queue": GPU_QUEUE}, task_names.RUN_JOB: {"queue": CPU_QUEUE},
+          task_names.RUN_PIECE: {"queue": CPU_QUEUE}}
 
 
 def create_celery(settings: Settings) -> Celery:

@@ -2,11 +2,12 @@
 
 A chunked job (index, re-index) flows as ``PLAN`` (cpu queue: walk, stat, rows, chunks) → one
 ``CHUNK`` per chunk (gpu queue: read, hash, decode, embed, write vectors) → the chunk that finds
-no other pending closes the job (prune or generation swap). Any other job (a duplicate scan) is
-one ``RUN_JOB`` on the cpu queue. Every task is safe to run twice, so a redelivered message costs
-time, never correctness. Errors of the database, Redis or a vector store are retried with
-exponential backoff; a bad file is not an error here (it fails alone, recorded in the job); a bad
-request fails the job with its message.
+no other pending closes the job (prune or generation swap). A job in pieces (a duplicate scan) is
+planned by ``RUN_JOB`` and its pieces (chunks of pairs) run as ``RUN_PIECE`` across the cpu
+workers, the last one closing it; any other job is one ``RUN_JOB`` on the cpu queue. Every
+task is safe to run twice, so a redelivered message costs time, never correctness. Errors of
+the database, Redis or a vector store are retried with exponential backoff; a bad file is not
+an error here (it fails alone, recorded in the job); a bad request fails the job with its message.
 
 Each worker process loads the model once (``worker_process_init``: after the fork, never in the
 parent, where a torch operation before forking deadlocks the children) and opens a fresh
@@ -27,7 +28,7 @@ from dinoseek.settings import Settings
 from indexer.catalog.database import DATABASE_UNAVAILABLE, CatalogError
 from indexer.errors import IndexerError
 from indexer.ingest.reading import FileStat, decode_bytes
-from indexer.jobs import close_job, fail_job, load_job, plan_job, run_job_chunk, run_job_here
+from indexer.jobs import close_job, fail_job, job_kind, load_job, plan_job, run_job_chunk, run_job_here
 from indexer.library import Library
 from indexer.query import crop_windows
 from indexer.stores import StoreError
@@ -138,8 +139,33 @@ def chunk(self, job_id: int, chunk_id: int) -> bool:
 
 @shared_task(name=task_names.RUN_JOB, bind=True, ignore_result=True)
 def run_job(self, job_id: int) -> None:
-    """A job that is not chunked (a duplicate scan, the API's ``duplicates/scan``), run whole."""
-    _run_retrying(self, job_id, lambda library: run_job_here(library, load_job(library, job_id)))
+    """A job that is not chunked, run whole; or one in pieces (a duplicate scan), planned here and
+    its pieces queued for any cpu worker."""
+    def work(library: Library) -> None:
+        job = load_job(library, job_id)
+        pieces = job_kind(job).pieces
+        if pieces is None:
+            run_job_here(library, job)
+            return
+        piece_ids = pieces.plan(library, job_id)
+        for piece_id in piece_ids:
+            run_piece.apply_async((job_id, piece_id))
+        if not piece_ids:  # nothing to verify (or all done already): close it here
+            pieces.finish(library, job_id)
+
+    _run_retrying(self, job_id, work)
+
+
+@shared_task(name=task_names.RUN_PIECE, bind=True, ignore_result=True)
+def run_piece(self, job_id: int, piece_id: int) -> bool:
+    """One piece of a job in pieces, committed once; the piece that leaves none pending closes the job."""
+    def work(library: Library) -> bool:
+        pieces = job_kind(load_job(library, job_id)).pieces
+        ran = pieces.run(library, job_id, piece_id)
+        pieces.finish(library, job_id)
+        return ran
+
+    return bool(_run_retrying(self, job_id, work))
 
 
 @shared_task(name=task_names.EMBED_QUERY)

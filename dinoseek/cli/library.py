@@ -16,9 +16,9 @@ from dinoseek.settings import load_settings
 from indexer.catalog.database import Catalog
 from indexer.catalog.schema import current_revision, downgrade, head_revision, upgrade
 from indexer.collections import collection_counts
-from indexer.duplicates import calibration, find_duplicates
+from indexer.duplicates import calibration, find_duplicates, saved_groups
 from indexer.errors import InvalidValue
-from indexer.jobs import IndexReport, create_index_job, create_reindex_job, job_report
+from indexer.jobs import IndexReport, create_duplicates_job, create_index_job, create_reindex_job, job_report
 from indexer.library import Library
 from indexer.query import VERIFY_TOP, parse_box, search_files, search_region_files
 from workers.dispatch import JobDispatcher
@@ -133,11 +133,24 @@ def _verdict_text(hit) -> str:
 
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
-    """Groups of identical files (exact), edited copies (near) and other shots of a scene (similar)."""
+    """Groups of identical files (exact), edited copies (near) and other shots of a scene (similar):
+    scanned on this machine's cores, or with a broker as a job whose pairs the cpu workers share."""
     library = open_library()
+    jobs = JobDispatcher(library)
     try:
-        groups = find_duplicates(library, args.collection, threshold=args.threshold)
         model = calibration(library, args.threshold).source
+        if jobs.distributed:
+            jobs.check_workers()
+            job_id = create_duplicates_job(library, args.collection, args.threshold)
+            progress, close_bar = progress_bar(not args.json)
+            try:
+                jobs.submit(job_id)
+                jobs.wait(job_id, progress)
+            finally:
+                close_bar()
+            groups = saved_groups(library, args.collection)
+        else:
+            groups = find_duplicates(library, args.collection, threshold=args.threshold)
     finally:
         library.close()
     if args.json:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+import cv2
+
 from dinoseek.cli.errors import UsageError
 from dinoseek.cli.library import open_library
 from dinoseek.cli.output import emit_json
 from dinoseek.settings import load_settings
 from indexer.jobs import job_json
+from model.embedder import available_cores
 from workers.app import QUEUES, create_celery
 from workers.dispatch import JobDispatcher
 
@@ -21,6 +24,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if unknown or not queues:
         raise UsageError(f"--queues takes a comma-separated subset of {', '.join(QUEUES)}, got {args.queues!r}")
     app = create_celery(load_settings())
+    # each pool process its share of the cores for OpenCV's threads (a scan's matching), not all of them
+    cv2.setNumThreads(max(1, available_cores() // max(1, args.concurrency)))
     argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={args.concurrency}", f"--pool={args.pool}",
             f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle"]
     if args.hostname:

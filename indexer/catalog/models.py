@@ -132,8 +132,9 @@ class Job(Base):
 
 
 class JobChunk(Base):
-    """A slice of a job's images that one task processes. Its switch to ``done`` and the job's
-    counters change in one transaction, so a chunk that runs twice is counted once."""
+    """A slice of a job's images that one task processes (of a duplicate scan: a slice of its
+    pairs, ``image_ids`` the pairs and ``results`` their evidence). Its switch to ``done`` and the
+    job's counters change in one transaction, so a chunk that runs twice is counted once."""
 
     __tablename__ = "job_chunks"
     __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_chunks_job_seq"),)
@@ -145,7 +146,7 @@ class JobChunk(Base):
     indexed: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
-    results: Mapped[list | None] = mapped_column(JSON, nullable=True)  # staged rows of a re-index
+    results: Mapped[list | None] = mapped_column(JSON, nullable=True)  # staged rows of a re-index, a scan's evidence
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import current_process, get_context
 
+import cv2
+
 from indexer.catalog.database import Catalog
 from indexer.duplicates.judging import PictureCache, picture_cache
 from indexer.library import Library
@@ -27,12 +29,13 @@ _worker: dict = {}
 
 
 def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str],
-                 workers: int | None = None) -> dict[Pair, Geometry | None]:
-    """Each pair's geometry (None where a picture has no keypoints to be had)."""
+                 workers: int | None = None, cache: PictureCache | None = None) -> dict[Pair, Geometry | None]:
+    """Each pair's geometry (None where a picture has no keypoints to be had); pairs verified in
+    this process use ``cache`` when given (a worker keeps one across a scan's chunks)."""
     workers = workers or available_cores()
     # a daemonic process (a Celery prefork child) may not start processes of its own
     if workers < 2 or len(pairs) < POOL_MIN_PAIRS or current_process().daemon:
-        return dict(zip(pairs, _verify(picture_cache(library), pairs, paths)))
+        return dict(zip(pairs, _verify(cache or picture_cache(library), pairs, paths)))
     ordered = sorted(pairs)
     batches = [ordered[start:start + BATCH] for start in range(0, len(ordered), BATCH)]
     needed = [{i: paths[i] for pair in batch for i in pair} for batch in batches]
@@ -43,15 +46,20 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str],
 
 
 def _verify(cache: PictureCache, pairs: list[Pair], paths: dict[int, str]) -> list[Geometry | None]:
+    """Each pair's geometry, the first picture's mirror image tried: batches and chunks hold runs of
+    first pictures, so each picture's mirrored keypoints are found in about one process, not in
+    every process its neighbours reach."""
     out: list[Geometry | None] = []
     for a, b in pairs:
-        left, right = cache.get(a, paths[a]), cache.get(b, paths[b])
-        out.append(verify_keypoints(left, right) if left is not None and right is not None else None)
+        first, second = cache.get(a, paths[a]), cache.get(b, paths[b])
+        out.append(verify_keypoints(second, first) if first is not None and second is not None else None)
     return out
 
 
 def _start(database_url: str, max_pixels: int) -> None:
-    """A worker process: its own catalog connection and keypoint cache."""
+    """A worker process: its own catalog connection and keypoint cache, and OpenCV on one thread
+    (there is a process per core: its own threads would only contend with the others)."""
+    cv2.setNumThreads(1)
     _worker["cache"] = PictureCache(Catalog(database_url), max_pixels)
 
 

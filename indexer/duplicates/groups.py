@@ -40,6 +40,17 @@ def save_groups(library: Library, collection_name: str, groups: list[Group], thr
             s.add(record)
 
 
+def saved_groups(library: Library, collection_name: str) -> list[Group]:
+    """Every saved group of the collection, in the order the scan saved them."""
+    out: list[Group] = []
+    after = None
+    while True:
+        page, after = list_groups(library, collection_name, after=after, limit=MAX_PAGE)
+        out += [Group(g["kind"], g["image_ids"], g["paths"], g["score"], g["evidence"]) for g in page]
+        if after is None:
+            return out
+
+
 def list_groups(library: Library, collection_name: str, *, after: int | None = None, limit: int = 100,
                 kind: str | None = None) -> tuple[list[dict], int | None]:
     """Saved groups in id order, a page at a time: ``after`` is the cursor (the last group id seen).

@@ -12,6 +12,8 @@ ones; its evidence is that link's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
 from indexer.catalog.models import Image
@@ -21,7 +23,8 @@ from indexer.duplicates.judging import calibration, check_threshold
 from indexer.duplicates.knn_graph import knn_graph
 from indexer.ingest.phash import hash_similarity
 from indexer.library import Library
-from indexer.verdicts import PairEvidence, normalise
+from indexer.verdicts import Calibration, PairEvidence, normalise
+from indexer.verification import Geometry
 
 NEIGHBOURS = 16  # graph edges per picture
 
@@ -48,9 +51,26 @@ class UnionFind:
         return True
 
 
-def find_duplicates(library: Library, collection_name: str, threshold: float | None = None,
-                    save: bool = True) -> list[Group]:
-    """Exact, near and similar groups of the collection; saved as the collection's groups."""
+Edge = tuple[int, int, PairEvidence]
+
+
+@dataclass
+class ScanPlan:
+    """A scan's first stage: the collection's pictures, the exact groups, and the graph's edges
+    with their cheap evidence; ``wanted`` are the edges whose verdict geometry could change."""
+
+    paths: dict[int, str]
+    exact: list[Group]
+    edges: list[Edge]
+    calibration: Calibration
+
+    @property
+    def wanted(self) -> list[tuple[int, int]]:
+        return [(a, b) for a, b, evidence in self.edges if self.calibration.wants_geometry(evidence)]
+
+
+def first_stage(library: Library, collection_name: str, threshold: float | None = None) -> ScanPlan:
+    """Exact groups, and the k-nearest-neighbour graph's edges with their cheap evidence (no geometry)."""
     threshold = check_threshold(threshold)
     cal = calibration(library, threshold)
     with library.catalog.session() as s:
@@ -64,40 +84,56 @@ def find_duplicates(library: Library, collection_name: str, threshold: float | N
     paths = {r.id: r.path for r in rows}
     sha = {r.id: r.sha256 for r in rows}
     phash = {r.id: r.phash for r in rows}
-    groups: list[Group] = []
-    by_sha: dict[str, list[int]] = {}
-    for r in rows:
-        by_sha.setdefault(r.sha256, []).append(r.id)
-    for members in by_sha.values():
-        if len(members) > 1:
-            groups.append(Group("exact", members, [paths[i] for i in members], 1.0))
+    plan = ScanPlan(paths, exact_groups(rows), [], cal)
     if stores is None or len(rows) < 2:
-        _finish(library, collection_name, groups, threshold, save)
-        return groups
-
+        return plan
     graph = knn_graph(stores.global_.fetch, list(paths), stores.global_.spec.dim, NEIGHBOURS, cal.candidate_floor)
-    edges: list[tuple[int, int, PairEvidence]] = []
     for a, b, score in zip(graph.a.tolist(), graph.b.tolist(), graph.score.tolist()):
         if a not in paths or b not in paths or sha[a] == sha[b]:
             continue  # identical bytes: already an exact group
-        edges.append((a, b, PairEvidence(
+        plan.edges.append((a, b, PairEvidence(
             descriptor=float(score),
             normalised=normalise(float(score), [graph.background.get(a), graph.background.get(b)], cal.beta),
             hash=hash_similarity(phash[a], phash[b]) if phash[a] is not None and phash[b] is not None else None)))
-    # geometry only where it could change the verdict, all of it at once, on every core
-    geometry = verify_pairs(library, [(a, b) for a, b, evidence in edges if cal.wants_geometry(evidence)], paths)
-    judged: list[tuple[int, int, PairEvidence]] = []
-    for a, b, evidence in edges:
+    return plan
+
+
+def exact_groups(rows) -> list[Group]:
+    """Groups of the rows (id, path, sha256) whose bytes are identical."""
+    by_sha: dict[str, list] = {}
+    for r in rows:
+        by_sha.setdefault(r.sha256, []).append(r)
+    return [Group("exact", [r.id for r in members], [r.path for r in members], 1.0)
+            for members in by_sha.values() if len(members) > 1]
+
+
+def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None]) -> list[Group]:
+    """Every edge judged on its evidence and the geometry found for it, and the groups of the three
+    tiers, in their order (exact, then near, then similar; larger groups first)."""
+    judged: list[Edge] = []
+    for a, b, evidence in plan.edges:
         evidence.geometry = geometry.get((a, b))
-        cal.judge(evidence)
+        plan.calibration.judge(evidence)
         if evidence.verdict is not None:
             judged.append((a, b, evidence))
-    groups.extend(_tiered_groups(judged, paths))
-    _finish(library, collection_name, groups, threshold, save)
+    order = {"exact": 0, "near": 1, "similar": 2}
+    return sorted(plan.exact + _tiered_groups(judged, plan.paths),
+                  key=lambda g: (order[g.kind], -len(g.image_ids), g.image_ids[0]))
+
+
+def find_duplicates(library: Library, collection_name: str, threshold: float | None = None,
+                    save: bool = True) -> list[Group]:
+    """Exact, near and similar groups of the collection, geometry on every core of this machine;
+    saved as the collection's groups (a scan job splits the same stages into chunks of pairs:
+    jobs/duplicates.py)."""
+    plan = first_stage(library, collection_name, threshold)
+    groups = last_stage(plan, verify_pairs(library, plan.wanted, plan.paths))
+    if save:
+        save_groups(library, collection_name, groups, check_threshold(threshold))
     return groups
 
 
-def _tiered_groups(judged: list[tuple[int, int, PairEvidence]], paths: dict[int, str]) -> list[Group]:
+def _tiered_groups(judged: list[Edge], paths: dict[int, str]) -> list[Group]:
     """Near groups from near edges; similar groups from near and similar edges (Kruskal each)."""
     out: list[Group] = []
     near = sorted((e for e in judged if e[2].verdict == "near"), key=lambda e: -e[2].copy_probability)
@@ -129,10 +165,3 @@ def _components(uf: UnionFind, nodes: set[int]) -> dict[int, list[int]]:
     for i in sorted(nodes):
         components.setdefault(uf.find(i), []).append(i)
     return {root: members for root, members in components.items() if len(members) > 1}
-
-
-def _finish(library: Library, collection_name: str, groups: list[Group], threshold: float | None, save: bool) -> None:
-    order = {"exact": 0, "near": 1, "similar": 2}
-    groups.sort(key=lambda g: (order[g.kind], -len(g.image_ids), g.image_ids[0]))
-    if save:
-        save_groups(library, collection_name, groups, threshold)

@@ -1,42 +1,210 @@
-"""Duplicate scans as jobs (run by a cpu worker or in-process): the groups replace the last scan's."""
+"""Duplicate scans as jobs, in chunks of pairs: planned once, each chunk verified once by whichever
+process takes it, finished by the last one; the groups replace the last scan's.
+
+``plan``: the scan's first stage (exact groups, the k-nearest-neighbour graph, each edge's cheap
+evidence) is written as chunks of edges, each holding at most ``pairs_per_chunk`` pairs that
+geometry could change (chunks without any are done at once); the job's ``total`` is those pairs.
+``run`` (per chunk): verify its pairs on the stored local features, and in one transaction
+guarded by the chunk still being ``pending`` mark it done with the geometry found and add its
+pairs to the job's ``done``, so a chunk verified twice counts once. ``finish``: once no chunk is
+pending, judge every edge and save the groups. A fleet runs the chunks on the ``cpu`` queue
+across its workers (workers/tasks.py); in-process, every pending chunk is verified on every core
+(duplicates/geometry.py), then committed chunk by chunk.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from dataclasses import asdict
 
-from indexer.catalog.models import Collection, Job, utcnow
-from indexer.duplicates import check_threshold, find_duplicates
-from indexer.jobs.records import ACTIVE, JobKind, add_job, get_job
+from sqlalchemy import select, update
+
+from indexer.catalog.models import Collection, Image, Job, JobChunk, utcnow
+from indexer.duplicates import check_threshold
+from indexer.duplicates.geometry import verify_pairs
+from indexer.duplicates.groups import save_groups
+from indexer.duplicates.judging import PictureCache, calibration, picture_cache
+from indexer.duplicates.scan import ScanPlan, exact_groups, first_stage, last_stage
+from indexer.errors import InvalidRequest
+from indexer.jobs.records import ACTIVE, JobKind, JobPieces, add_job, fail_job, get_job
 from indexer.library import Library
+from indexer.verdicts import PairEvidence
+from indexer.verification import Geometry
+
+Pair = tuple[int, int]
 
 
-def create_duplicates_job(library: Library, collection_name: str, threshold: float | None = None) -> int:
-    """Record a duplicate scan of the collection (``queued``); returns the job id."""
+def create_duplicates_job(library: Library, collection_name: str, threshold: float | None = None,
+                          pairs_per_chunk: int | None = None) -> int:
+    """Record a duplicate scan of the collection (``queued``), in chunks of ``pairs_per_chunk``
+    pairs to verify (default: the ``scan_pairs_per_chunk`` setting); returns the job id."""
     check_threshold(threshold)
+    pairs_per_chunk = pairs_per_chunk or library.settings.scan_pairs_per_chunk
+    if pairs_per_chunk < 1:
+        raise InvalidRequest(f"pairs per chunk must be at least 1, got {pairs_per_chunk}")
     with library.catalog.session() as s:
         collection = library.get_collection(s, collection_name)
-        return add_job(s, collection, DUPLICATES, {"threshold": threshold}).id
+        return add_job(s, collection, DUPLICATES, {"threshold": threshold, "pairs_per_chunk": pairs_per_chunk}).id
 
 
-def run_duplicates_job(library: Library, job_id: int) -> None:
-    """Scan for duplicate groups and save them as the collection's groups; the job counts the groups."""
+def plan_duplicates_job(library: Library, job_id: int) -> list[int]:
+    """Claim the job and write its chunks (the scan's first stage); the ids of the chunks still
+    pending. A repeat (a redelivered task) finds the job planned and plans nothing."""
     with library.catalog.session() as s:
         job = get_job(s, job_id)
         if job.status not in ACTIVE:
-            return
-        job.status, job.started_at = "running", utcnow()
-        threshold = (job.params or {}).get("threshold")
+            return []
+        if (job.params or {}).get("planned"):
+            return _pending(s, job_id)
+        if job.status == "queued":
+            job.status, job.started_at = "running", utcnow()
+        params = dict(job.params or {})
         name = s.get(Collection, job.collection_id).name
-    try:
-        groups = find_duplicates(library, name, threshold=threshold)
-    except BaseException as exc:
-        with library.catalog.session() as s:
-            s.execute(update(Job).where(Job.id == job_id).values(status="failed", message=f"{type(exc).__name__}: {exc}",
-                                                                finished_at=utcnow()))
-        raise
+    plan = first_stage(library, name, params.get("threshold"))
+    chunks, wanted = _chunks(job_id, plan, int(params.get("pairs_per_chunk") or library.settings.scan_pairs_per_chunk))
     with library.catalog.session() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(status="succeeded", total=len(groups), done=len(groups),
-                                                            finished_at=utcnow()))
+        job = get_job(s, job_id)
+        if (job.params or {}).get("planned"):  # planned meanwhile by a second delivery
+            return _pending(s, job_id)
+        s.add_all(chunks)
+        job.total, job.done = wanted, 0
+        job.params = {**params, "planned": True}
+        s.flush()
+        return _pending(s, job_id)
 
 
-DUPLICATES = JobKind("duplicates", "scanned for duplicates", run=run_duplicates_job)
+def _pending(session, job_id: int) -> list[int]:
+    return list(session.scalars(select(JobChunk.id).where(JobChunk.job_id == job_id, JobChunk.status == "pending")
+                                .order_by(JobChunk.seq)))
+
+
+def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[JobChunk], int]:
+    """The plan's edges, in (a, b) order, as chunk rows: ``image_ids`` the edges, ``results`` each
+    edge's cheap evidence, whether it wants geometry, and (once verified) its geometry."""
+    chunks: list[JobChunk] = []
+    edges: list[list[int]] = []
+    records: list[list] = []
+    wanted_here = total = 0
+
+    def close() -> None:
+        chunks.append(JobChunk(job_id=job_id, seq=len(chunks), image_ids=list(edges), results=list(records),
+                               status="pending" if wanted_here else "done"))
+
+    for a, b, evidence in sorted(plan.edges, key=lambda e: (e[0], e[1])):
+        wants = plan.calibration.wants_geometry(evidence)
+        edges.append([a, b])
+        records.append([evidence.descriptor, evidence.normalised, evidence.hash, wants, None])
+        wanted_here += wants
+        total += wants
+        if wanted_here >= pairs_per_chunk:
+            close()
+            edges, records, wanted_here = [], [], 0
+    if edges:
+        close()
+    return chunks, total
+
+
+def run_duplicates_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
+    """Verify one chunk's pairs and commit them (once); False if it was done already."""
+    with library.catalog.session() as s:
+        chunk = s.get(JobChunk, chunk_id)
+        if chunk is None or chunk.job_id != job_id or chunk.status != "pending":
+            return False
+        edges, records = [tuple(e) for e in chunk.image_ids], chunk.results
+    wanted = [pair for pair, record in zip(edges, records) if record[3]]
+    paths = _paths(library, {i for pair in wanted for i in pair})
+    present = [pair for pair in wanted if pair[0] in paths and pair[1] in paths]  # others were deleted since
+    geometry = verify_pairs(library, present, paths, cache=_job_cache(library, job_id))
+    return _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted))
+
+
+_cache: dict = {}  # this process's keypoint cache, for the chunks of one scan job at a time
+
+
+def _job_cache(library: Library, job_id: int) -> PictureCache:
+    """The keypoints this process decoded for the job's earlier chunks (their pictures recur in
+    later ones: a chunk holds a run of first pictures, their neighbours anywhere); a new job
+    starts afresh, so features stored since are read."""
+    key = (library.catalog.url, job_id)
+    if _cache.get("key") != key:
+        _cache.update(key=key, cache=picture_cache(library))
+    _cache["cache"].catalog = library.catalog  # this task's connection (a worker opens one per task)
+    return _cache["cache"]
+
+
+def _paths(library: Library, image_ids: set[int]) -> dict[int, str]:
+    with library.catalog.session() as s:
+        return dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(image_ids), Image.status == "indexed"))
+                    .tuples().all()) if image_ids else {}
+
+
+def _commit(library: Library, job_id: int, chunk_id: int, edges: list[Pair], records: list[list],
+            geometry: dict[Pair, Geometry | None], wanted: int) -> bool:
+    """The chunk done with its geometry and its pairs counted, in one transaction, if still pending."""
+    found = [record[:4] + [_geometry_record(geometry.get(pair))] for pair, record in zip(edges, records)]
+    with library.catalog.session() as s:
+        if s.execute(update(JobChunk).where(JobChunk.id == chunk_id, JobChunk.status == "pending").values(
+                status="done", results=found, finished_at=utcnow())).rowcount != 1:
+            s.rollback()
+            return False
+        s.execute(update(Job).where(Job.id == job_id).values(done=Job.done + wanted))
+        return True
+
+
+def _geometry_record(geometry: Geometry | None) -> dict | None:
+    """Geometry as a chunk keeps it: every figure the verdict reads, unrounded (no transform)."""
+    if geometry is None:
+        return None
+    return {k: v for k, v in asdict(geometry).items() if k != "transform"}
+
+
+def finish_duplicates_job(library: Library, job_id: int) -> bool:
+    """Judge every edge and save the groups once no chunk is pending; True if this call closed the
+    job. Two finishers at once (two last chunks) compute the same groups; one closes the job."""
+    with library.catalog.session() as s:
+        job = get_job(s, job_id)
+        if job.status != "running" or not (job.params or {}).get("planned") or _pending(s, job_id):
+            return False
+        threshold = (job.params or {}).get("threshold")
+        collection = s.get(Collection, job.collection_id)
+        name = collection.name
+        rows = s.execute(select(Image.id, Image.path, Image.sha256).where(
+            Image.collection_id == collection.id, Image.status == "indexed").order_by(Image.id)).all()
+        chunks = s.execute(select(JobChunk.image_ids, JobChunk.results).where(JobChunk.job_id == job_id)
+                           .order_by(JobChunk.seq)).all()
+    paths = {r.id: r.path for r in rows}
+    plan = ScanPlan(paths, exact_groups(rows), [], calibration(library, threshold))
+    geometry: dict[Pair, Geometry | None] = {}
+    for edges, records in chunks:
+        for (a, b), (descriptor, normalised, hash_, _, found) in zip(edges, records):
+            if a in paths and b in paths:
+                plan.edges.append((a, b, PairEvidence(descriptor, normalised, hash_)))
+                geometry[(a, b)] = Geometry(**found) if found else None
+    save_groups(library, name, last_stage(plan, geometry), threshold)
+    with library.catalog.session() as s:
+        return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
+            status="succeeded", finished_at=utcnow())).rowcount == 1
+
+
+def run_duplicates_job(library: Library, job_id: int) -> None:
+    """The whole scan in this process: plan, verify every pending chunk on every core, commit each,
+    finish. Any error fails the job (chunks committed stay done) and is raised."""
+    try:
+        pending = plan_duplicates_job(library, job_id)
+        with library.catalog.session() as s:
+            chunks = [(c.id, [tuple(e) for e in c.image_ids], c.results)
+                      for c in s.scalars(select(JobChunk).where(JobChunk.id.in_(pending)).order_by(JobChunk.seq))]
+        wanted = {chunk_id: [pair for pair, record in zip(edges, records) if record[3]]
+                  for chunk_id, edges, records in chunks}
+        paths = _paths(library, {i for pairs in wanted.values() for pair in pairs for i in pair})
+        geometry = verify_pairs(library, [pair for pairs in wanted.values() for pair in pairs
+                                          if pair[0] in paths and pair[1] in paths], paths)
+        for chunk_id, edges, records in chunks:
+            _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted[chunk_id]))
+        finish_duplicates_job(library, job_id)
+    except BaseException as exc:
+        fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+DUPLICATES = JobKind("duplicates", "scanned for duplicates", run=run_duplicates_job,
+                     pieces=JobPieces(plan=plan_duplicates_job, run=run_duplicates_chunk, finish=finish_duplicates_job))

@@ -21,12 +21,25 @@ ACTIVE = ACTIVE_JOB_STATUSES
 
 
 @dataclass(frozen=True)
+class JobPieces:
+    """A kind whose job splits into pieces that any cpu worker may run (a duplicate scan's chunks
+    of pairs): ``plan`` claims the job and returns the pending pieces' ids, ``run`` does one piece
+    (once; False if it was done), ``finish`` closes the job when none is pending (True if it did).
+    Each is safe to repeat."""
+
+    plan: Callable[[Library, int], list[int]]
+    run: Callable[[Library, int, int], bool]
+    finish: Callable[[Library, int], bool]
+
+
+@dataclass(frozen=True)
 class JobKind:
     """What one kind of job does at each step of its life.
 
     A ``chunked`` kind is planned into chunks of image ids (``plan``), each embedded into the
     stores ``target`` names, and closed by ``finish`` once no chunk is pending; it writes vectors,
-    so it holds the collection's writer lock. Any other kind is one ``run``. ``conflicts``: the
+    so it holds the collection's writer lock. Any other kind is one ``run`` in-process; with
+    ``pieces`` a fleet spreads it over its cpu workers instead. ``conflicts``: the
     kinds that may not be active on the same collection at the same time, each with what such a
     job is doing to it ("re-indexed")."""
 
@@ -38,6 +51,7 @@ class JobKind:
     target: Callable[[Library, Session, JobInfo, Collection], object] | None = None
     finish: Callable[[Library, JobInfo], dict] | None = None
     run: Callable[[Library, int], None] | None = None
+    pieces: JobPieces | None = None
 
 
 @dataclass(frozen=True)
