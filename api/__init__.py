@@ -15,7 +15,7 @@ from api.context import ApiContext
 from api.errors import register_error_handlers
 from api.routes import collections, duplicates, images, jobs, search, system
 from api.schemas import ErrorResponse
-from dinoseek.settings import Settings, SettingsError, load_settings
+from dinoseek.settings import Settings, SettingsError, check_secrets, load_settings
 from indexer.library import Library
 
 PREFIX = "/api/v1"
@@ -30,8 +30,10 @@ class DinoseekApi(Api):
 def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = False,
                library: Library | None = None) -> Flask:
     """The API for ``settings`` (default: read from the environment). Refuses to build without API
-    keys unless ``insecure_no_auth`` (a development server on a trusted machine)."""
+    keys unless ``insecure_no_auth`` (a development server on a trusted machine), and with any
+    placeholder or short secret (``check_secrets``)."""
     settings = settings or load_settings()
+    check_secrets(settings)
     if not settings.api_keys and not insecure_no_auth:
         raise SettingsError("DINOSEEK_API_KEYS is not set: the API refuses to start without keys "
                             "(comma-separated; KEY is read-write, KEY:ro read-only), unless started with --insecure-no-auth")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from dinoseek.settings import load_settings  # noqa: E402
 from indexer.library import Library  # noqa: E402
 
-KEY = "bench-key"
+KEY = "bench-key-0123456789"
 
 
 def build_collection(settings, size: int) -> None:

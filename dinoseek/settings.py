@@ -11,11 +11,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 VECTOR_BACKENDS = ("faiss", "qdrant")
 _DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
 QDRANT_QUANTIZATIONS = ("int8", "none")
 QDRANT_PATCH_LAYOUTS = ("points", "multivector")
+MIN_SECRET_LENGTH = 16
+PLACEHOLDER_PREFIX = "change-me"  # every secret .env.example ships begins so
+MAKE_A_SECRET = "make one with `openssl rand -hex 24`"
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -185,3 +189,32 @@ def _bool(raw: Mapping[str, object], name: str, default: bool) -> bool:
     if text in _FALSE:
         return False
     raise SettingsError(f"DINOSEEK_{name.upper()} must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What is wrong with the secrets the settings hold (API keys, the Qdrant key, the database's
+    and the broker's passwords): placeholders (``change-me…``, as .env.example ships them) and
+    ones shorter than MIN_SECRET_LENGTH. Each problem names the setting, never the secret."""
+    found: list[tuple[str, str]] = [(f"DINOSEEK_API_KEYS entry {n}", entry.removesuffix(":ro"))
+                                    for n, entry in enumerate(settings.api_keys, 1)]
+    if settings.qdrant_api_key:
+        found.append(("DINOSEEK_QDRANT_API_KEY", settings.qdrant_api_key))
+    for name, url in (("DINOSEEK_DATABASE_URL", settings.database_url), ("DINOSEEK_BROKER_URL", settings.broker_url)):
+        password = urlsplit(url).password if url else None
+        if password:
+            found.append((f"the password in {name}", unquote(password)))
+    problems = []
+    for name, secret in found:
+        if secret.lower().startswith(PLACEHOLDER_PREFIX):
+            problems.append(f"{name} is a placeholder from .env.example")
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+    return problems
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse (SettingsError) settings whose secrets are placeholders or short: a server started
+    from the published example must not answer with a key printed in the repository."""
+    problems = secret_problems(settings)
+    if problems:
+        raise SettingsError(f"refusing to start: {'; '.join(problems)}; {MAKE_A_SECRET} for each (docs/DEPLOY.md)")

@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 
 from tests.support.photos import skimage_photo
 
-RW = {"Authorization": "Bearer rw-key"}
-RO = {"X-API-Key": "ro-key"}
+RW = {"Authorization": "Bearer rw-key-for-tests-0123"}
+RO = {"X-API-Key": "ro-key-for-tests-0123"}
 NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
 
 
@@ -30,7 +30,7 @@ def _settings(tmp_path: Path, model: Path, **changes):
 
     home = tmp_path / "home"
     values = {"home": home, "database_url": f"sqlite:///{home / 'dinoseek.db'}", "model": str(model),
-              "api_keys": ("rw-key", "ro-key:ro"), "allowed_roots": (tmp_path.resolve() / "served",)}
+              "api_keys": ("rw-key-for-tests-0123", "ro-key-for-tests-0123:ro"), "allowed_roots": (tmp_path.resolve() / "served",)}
     return replace(load_settings({}), **{**values, **changes})
 
 
@@ -91,6 +91,37 @@ def test_the_api_refuses_to_start_without_keys(tmp_path, tiny_model) -> None:
     app = create_app(_settings(tmp_path, tiny_model, api_keys=()), insecure_no_auth=True)
     assert app.test_client().get("/api/v1/collections").status_code == 200
     app.extensions["dinoseek"].close()
+
+
+def test_the_api_and_workers_refuse_placeholder_and_short_secrets(tmp_path, tiny_model, monkeypatch, capsys) -> None:
+    """Issue 17, finding 1: a key or password from .env.example (``change-me…``) or shorter than
+    16 characters stops the API and a worker at start, naming the setting, never the secret."""
+    from api import create_app
+    from dinoseek.cli import main
+    from dinoseek.settings import SettingsError
+
+    strong = "0123456789abcdef0123"
+    for changes, named in (({"api_keys": ("change-me-admin-key", "change-me-dashboard-key:ro")},
+                            "DINOSEEK_API_KEYS entry 1 is a placeholder"),
+                           ({"api_keys": (strong, "s3cret:ro")}, "DINOSEEK_API_KEYS entry 2 is shorter than 16"),
+                           ({"api_keys": (strong,), "qdrant_api_key": "change-me-qdrant-api-key"},
+                            "DINOSEEK_QDRANT_API_KEY is a placeholder"),
+                           ({"api_keys": (strong,), "database_url": "postgresql://dinoseek:hunter2@127.0.0.1/x"},
+                            "the password in DINOSEEK_DATABASE_URL is shorter"),
+                           ({"api_keys": (strong,), "broker_url": "redis://:Change-Me-redis@127.0.0.1:6379/0"},
+                            "the password in DINOSEEK_BROKER_URL is a placeholder")):
+        with pytest.raises(SettingsError, match=named) as refused:
+            create_app(_settings(tmp_path, tiny_model, **changes))
+        assert "openssl rand -hex 24" in str(refused.value)
+        assert not any(secret in str(refused.value) for secret in ("change-me-admin", "s3cret", "hunter2"))
+    for key in [k for k in os.environ if k.startswith("DINOSEEK_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DINOSEEK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DINOSEEK_API_KEYS", "short-key")
+    for command in (["serve", "--port", "1"], ["worker"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "DINOSEEK_API_KEYS entry 1 is shorter than 16" in err and "Traceback" not in err, command
 
 
 def test_errors_are_json_with_a_code_a_message_and_details(client) -> None:

@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from tests.support.photos import skimage_photo
 
-KEY = {"Authorization": "Bearer fuzz-key"}
+KEY = {"Authorization": "Bearer fuzz-test-key-0123456"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def fuzz_app(tmp_path_factory, tiny_model):
     (root / "served").mkdir()
     skimage_photo("coffee").save(root / "served" / "coffee.jpg")
     settings = replace(load_settings({}), home=root / "home", database_url=f"sqlite:///{root / 'home' / 'c.db'}",
-                       model=str(tiny_model), api_keys=("fuzz-key",), allowed_roots=(root / "served",))
+                       model=str(tiny_model), api_keys=("fuzz-test-key-0123456",), allowed_roots=(root / "served",))
     app = create_app(settings)
     client = app.test_client()
     client.post("/api/v1/collections", json={"name": "photos"}, headers=KEY)

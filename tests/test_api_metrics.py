@@ -20,8 +20,8 @@ def _series(text: str) -> set[tuple[str, str]]:
 
 def test_made_up_methods_and_unauthenticated_requests_add_no_series(tmp_path, tiny_model) -> None:
     settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
-                       model=str(tiny_model), api_keys=("metrics-key",))
-    key = {"X-API-Key": "metrics-key"}
+                       model=str(tiny_model), api_keys=("metrics-test-key-01234",))
+    key = {"X-API-Key": "metrics-test-key-01234"}
     with serving(create_app(settings)) as base:
         with httpx.Client(timeout=30) as client:
             assert client.get(f"{base}/collections", headers=key).status_code == 200

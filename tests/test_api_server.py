@@ -18,7 +18,7 @@ from tests.support.photos import skimage_photo
 from tests.support.processes import cli_text, serve, stop, wait_until_ready, worker_env
 from tests.support.services import free_port, wait_healthy
 
-KEY = {"Authorization": "Bearer e2e-key"}
+KEY = {"Authorization": "Bearer e2e-test-key-0123456"}
 NAMES = ("coffee", "rocket", "astronaut", "chelsea", "camera")
 
 
@@ -30,7 +30,7 @@ def _jpeg(img, quality: int = 90) -> bytes:
 
 def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tiny_model, redis_url, fresh_postgres) -> None:
     env = worker_env(tmp_path / "home", tiny_model, redis_url)
-    env.update(DINOSEEK_DATABASE_URL=fresh_postgres, DINOSEEK_API_KEYS="e2e-key,viewer:ro",
+    env.update(DINOSEEK_DATABASE_URL=fresh_postgres, DINOSEEK_API_KEYS="e2e-test-key-0123456,viewer-test-key-01234:ro",
                DINOSEEK_QUERY_EMBEDDING="gpu")  # query pictures are embedded by the worker
     cli_text(env, "db", "upgrade")
     port = free_port()
@@ -76,7 +76,7 @@ def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tin
         assert top["evidence"]["inliers"] >= 12, top
         x0, y0, x1, y1 = top["evidence"]["query_box"]
         assert abs(x0 - 150) < 15 and abs(y0 - 170) < 15 and abs(x1 - 450) < 15 and abs(y1 - 370) < 15, top["evidence"]
-        viewer = httpx.Client(base_url=base, headers={"X-API-Key": "viewer"}, timeout=60)
+        viewer = httpx.Client(base_url=base, headers={"X-API-Key": "viewer-test-key-01234"}, timeout=60)
         assert viewer.post("/collections/lib/search", json={"image_id": chelsea}).status_code == 200
         assert viewer.delete(f"/images/{chelsea}").status_code == 403
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from dinoseek.settings import Settings, load_settings
+from dinoseek.settings import Settings, load_settings, secret_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -290,6 +290,11 @@ def test_env_example_values_load_as_settings() -> None:
     assert (api.qdrant_hnsw_m, api.qdrant_hnsw_ef_construct, api.qdrant_quantization, api.qdrant_on_disk,
             api.qdrant_patch_layout) == (16, 100, "int8", False, "points")  # the example spells out the defaults
     assert api.qdrant_api_key == env_file["DINOSEEK_QDRANT_API_KEY"]
+    # its secrets are public placeholders: the API and the workers refuse to start with them
+    assert secret_problems(api) == ["DINOSEEK_API_KEYS entry 1 is a placeholder from .env.example",
+                                    "DINOSEEK_API_KEYS entry 2 is a placeholder from .env.example",
+                                    "DINOSEEK_QDRANT_API_KEY is a placeholder from .env.example",
+                                    "the password in DINOSEEK_DATABASE_URL is a placeholder from .env.example"]
     # the alternative values the example documents load too
     for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4"),
                        ("DINOSEEK_QDRANT_QUANTIZATION", "none"), ("DINOSEEK_QDRANT_ON_DISK", "true"),

@@ -29,7 +29,7 @@ from tests.support.photos import many_photos
 from tests.support.processes import cli_json, cli_text, serve, start_worker, stop, wait_for, wait_until_ready, worker_env
 from tests.support.services import free_port, service_or_skip, wait_healthy
 
-KEY = {"Authorization": "Bearer fleet-key"}
+KEY = {"Authorization": "Bearer fleet-test-key-012345"}
 COUNT, CHUNK = 96, 8
 
 
@@ -86,7 +86,7 @@ def test_fleet_indexes_survives_a_worker_kill_backs_up_and_restores(tmp_path, ti
     queries = _queries(tmp_path / "queries", folder)
     database = databases.create()
     env = worker_env(tmp_path / "home", tiny_model, redis_db11)  # one home: the workers share the FAISS files
-    env.update(DINOSEEK_DATABASE_URL=database, DINOSEEK_API_KEYS="fleet-key", DINOSEEK_ALLOWED_ROOTS=str(folder),
+    env.update(DINOSEEK_DATABASE_URL=database, DINOSEEK_API_KEYS="fleet-test-key-012345", DINOSEEK_ALLOWED_ROOTS=str(folder),
                DINOSEEK_CHUNK_SIZE=str(CHUNK), DINOSEEK_VISIBILITY_TIMEOUT="4")
     cli_text(env, "db", "upgrade")  # the fleet's one-shot migrate service
 

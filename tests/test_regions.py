@@ -145,11 +145,11 @@ def test_region_route(tmp_path, tiny_model) -> None:
     for name in NAMES[:3]:
         skimage_photo(name).save(tmp_path / "lib" / f"{name}.jpg")
     settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/home/c.db",
-                       model=str(tiny_model), api_keys=("k",))
+                       model=str(tiny_model), api_keys=("regions-test-key-0123",))
     app = create_app(settings)
     index_paths(app.extensions["dinoseek"].library, "c", [tmp_path / "lib"])
     client = app.test_client()
-    headers = {"X-API-Key": "k"}
+    headers = {"X-API-Key": "regions-test-key-0123"}
     buf = io.BytesIO()
     skimage_photo("coffee").save(buf, "JPEG")
     response = client.post("/api/v1/collections/c/search/region", headers=headers, content_type="multipart/form-data",

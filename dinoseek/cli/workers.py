@@ -10,7 +10,7 @@ import cv2
 from dinoseek.cli.errors import UsageError
 from dinoseek.cli.library import open_library
 from dinoseek.cli.output import emit_json
-from dinoseek.settings import load_settings
+from dinoseek.settings import check_secrets, load_settings
 from indexer.jobs import job_json
 from model.embedder import available_cores
 from workers.app import QUEUES, create_celery
@@ -23,7 +23,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     unknown = sorted(set(queues) - set(QUEUES))
     if unknown or not queues:
         raise UsageError(f"--queues takes a comma-separated subset of {', '.join(QUEUES)}, got {args.queues!r}")
-    app = create_celery(load_settings())
+    settings = load_settings()
+    check_secrets(settings)
+    app = create_celery(settings)
     # each pool process its share of the cores for OpenCV's threads (a scan's matching), not all of them
     cv2.setNumThreads(max(1, available_cores() // max(1, args.concurrency)))
     argv = ["worker", f"--queues={','.join(queues)}", f"--concurrency={args.concurrency}", f"--pool={args.pool}",
