@@ -88,7 +88,8 @@ def _flatten(details: dict) -> str:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message, e.details, e.code))
-    app.register_error_handler(IndexerError, lambda e: error_response(_status_of(e), str(e)))
+    app.register_error_handler(IndexerError, lambda e: error_response(_status_of(e), str(e),
+                                                                      code="busy" if isinstance(e, Busy) else None))
     app.register_error_handler(HTTPException, handle_http_exception)
 
     def unavailable(exc: Exception):

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import io
+from contextlib import ExitStack
 
 import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
 from indexer.catalog.models import Collection, Image
-from indexer.errors import InvalidRequest, NotFound
+from indexer.errors import Busy, InvalidRequest, NotFound
 from indexer.ingest.reading import read_image
 from indexer.library import Library
 from indexer.stores.patches import all_patch_ids
 from model.preprocess import ImageDecodeError
 
 MAX_THUMBNAIL = 1024
+DELETE_LOCK_SECONDS = 5.0  # how long a delete waits for the collection's writer lock (a job holds it for its run)
 
 
 def image_metadata(row: Image) -> dict:
@@ -46,13 +48,19 @@ def get_image(library: Library, image_id: int) -> dict:
         return image_json(row, collection.name)
 
 
-def delete_image(library: Library, image_id: int) -> dict:
+def delete_image(library: Library, image_id: int, wait: float = DELETE_LOCK_SECONDS) -> dict:
     """Remove an image's vectors, then its row (and its duplicate-group memberships); returns what it was.
-    Takes the collection's writer lock: embedded stores have one writer at a time."""
+    Takes the collection's writer lock (embedded stores have one writer at a time), waiting at
+    most ``wait`` seconds: while a job writes the collection, Busy instead of a request that hangs."""
     with library.catalog.session() as s:
         row, collection = _row(s, image_id)
         doc, name = image_json(row, collection.name), collection.name
-    with library.writer_lock(name):
+    with ExitStack() as held:
+        try:
+            held.enter_context(library.writer_lock(name, timeout=wait))
+        except Busy:
+            raise Busy(f"image {image_id} cannot be deleted now: collection {name!r} is being written (a job is "
+                       "indexing it); try again when the job is done") from None
         with library.catalog.session() as s:
             collection = s.scalar(select(Collection).where(Collection.name == name))
             stores = library.stores_for(s, collection)

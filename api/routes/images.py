@@ -23,8 +23,10 @@ def describe_image(image_id: int):
 @blp.route("/images/<int(max=9223372036854775807):image_id>", methods=["DELETE"])
 @blp.response(200, ImageOut)
 @blp.alt_response(404, schema=ErrorResponse)
+@blp.alt_response(409, schema=ErrorResponse)
 def remove_image(image_id: int):
-    """Remove the image from its collection: its vectors, then its row. The file is left alone."""
+    """Remove the image from its collection: its vectors, then its row. The file is left alone.
+    409 ``busy`` while a job writes the collection (the request waits a few seconds, not forever)."""
     return delete_image(ctx().library, image_id)
 
 
