@@ -46,6 +46,7 @@ class Settings:
     scan_pairs_per_chunk: int = 512  # pairs a duplicate scan's chunk verifies (a worker's task)
     visibility_timeout: int = 600
     max_upload_mb: int = 256
+    max_file_mb: int = 512  # the largest image file read from disk (larger ones fail with the reason)
     query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
     # The Qdrant server (DINOSEEK_QDRANT_URL): its API key, and how dinoseek creates collections there.
     qdrant_api_key: str | None = field(default=None, repr=False)  # a secret: kept out of logs
@@ -131,6 +132,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         scan_pairs_per_chunk=_positive_int(raw, "scan_pairs_per_chunk", 512),
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
+        max_file_mb=_positive_int(raw, "max_file_mb", 512),
         query_embedding=query_embedding,
         qdrant_api_key=str(raw["qdrant_api_key"]) if raw.get("qdrant_api_key") else None,
         qdrant_hnsw_m=_int_at_least(raw, "qdrant_hnsw_m", 16, 0),

@@ -88,7 +88,8 @@ def read_picture(library: Library, image_id: int, collection_name: str | None = 
                 raise NotFound(f"no image {image_id} in collection {collection_name!r}")
         path = row.path
     try:
-        return read_image(path, library.settings.max_image_pixels, target_long_side=target_long_side).image
+        return read_image(path, library.settings.max_image_pixels, target_long_side=target_long_side,
+                          max_mb=library.settings.max_file_mb).image
     except ImageDecodeError as exc:
         raise NotFound(f"image {image_id}: its file is no longer readable ({exc})") from exc
 

@@ -1,8 +1,10 @@
 """Read one image file completely: its bytes' SHA-256, its metadata, and its pixels as RGB.
 
 The file is read once; hashing, probing and decoding work on those bytes. Every way a file can be
-bad (unreadable, empty, not an image, truncated, too many pixels) raises ``ImageDecodeError``
-with the path and the reason, so the caller fails that file alone.
+bad (unreadable, empty, not a regular file, too large, not an image, truncated, too many pixels)
+raises ``ImageDecodeError`` with the path and the reason, so the caller fails that file alone. A
+file is opened without blocking (a FIFO named ``a.jpg`` is refused, not waited on) and read only
+if it is a regular file within the size limit.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat as file_types
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from PIL import ExifTags, Image
 
 from model.preprocess import ImageDecodeError, decode_errors, finish_decode
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k photo; larger files are refused as decompression bombs
+DEFAULT_MAX_FILE_MB = 512  # DINOSEEK_MAX_FILE_MB: the largest file read (a RAW or a TIFF panorama fits)
+MB = 1024 * 1024
 _EXIF_DATETIME = ExifTags.Base.DateTimeOriginal
 _plugins_registered = False
 
@@ -95,24 +99,48 @@ def _exif_fields(img: Image.Image) -> tuple[int | None, datetime | None, str | N
             taken, camera[:128] or None)
 
 
-def read_bytes(path: str | os.PathLike) -> tuple[bytes, FileStat]:
-    """The file's bytes and the size/mtime they were read at; unreadable or empty files raise."""
+def read_bytes(path: str | os.PathLike, max_mb: int = DEFAULT_MAX_FILE_MB) -> tuple[bytes, FileStat]:
+    """The file's bytes and the size/mtime they were read at. Unreadable, empty, non-regular
+    (FIFO, device, socket, folder) and files over ``max_mb`` raise, before any byte is read."""
     name = str(path)
     try:
-        stat = stat_file(path)
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if not file_types.S_ISREG(st.st_mode):
+            raise ImageDecodeError(f"{name}: not a regular file ({_file_type(st.st_mode)}); skipped")
+        if st.st_size > max_mb * MB:
+            raise ImageDecodeError(f"{name}: file is {st.st_size / MB:.0f} MB, over the {max_mb} MB limit "
+                                   "(DINOSEEK_MAX_FILE_MB)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_mb * MB + 1)  # a file growing while read stops at the limit
+    except OSError as exc:
+        raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if len(data) > max_mb * MB:
+        raise ImageDecodeError(f"{name}: file grew over the {max_mb} MB limit while read (DINOSEEK_MAX_FILE_MB)")
     if not data:
         raise ImageDecodeError(f"{name}: empty file (0 bytes)")
-    return data, stat
+    return data, FileStat(st.st_size, st.st_mtime_ns)
+
+
+def _file_type(mode: int) -> str:
+    for test, what in ((file_types.S_ISFIFO, "a FIFO"), (file_types.S_ISCHR, "a character device"),
+                       (file_types.S_ISBLK, "a block device"), (file_types.S_ISSOCK, "a socket"),
+                       (file_types.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return "not a plain file"
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-               target_long_side: int | None = None) -> LoadedImage:
+               target_long_side: int | None = None, max_mb: int = DEFAULT_MAX_FILE_MB) -> LoadedImage:
     """Hash, probe and decode ``path``. ``target_long_side`` lets JPEGs decode at a reduced scale
     (never below it); metadata always describes the full-size picture."""
-    data, stat = read_bytes(path)
+    data, stat = read_bytes(path, max_mb)
     return decode_bytes(str(path), data, stat, max_pixels, target_long_side)
 
 

@@ -178,7 +178,7 @@ class ChunkRun:
     # ---------------------------------------------------------------- per file, on worker threads
     def load(self, item: _Item) -> _Item:
         try:
-            data, item.stat = read_bytes(item.path)
+            data, item.stat = read_bytes(item.path, self.library.settings.max_file_mb)
             item.sha256 = sha256_bytes(data)
             previous = self.previous.get(item.image_id, NOT_INDEXED)
             max_pixels = self.library.settings.max_image_pixels

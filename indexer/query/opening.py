@@ -30,6 +30,6 @@ def read_query_file(library: Library, path: str | os.PathLike, target_long_side:
     not a usable picture is a bad request naming it."""
     try:
         return read_image(os.path.abspath(str(path)), library.settings.max_image_pixels,
-                          target_long_side=target_long_side)
+                          target_long_side=target_long_side, max_mb=library.settings.max_file_mb)
     except ImageDecodeError as exc:
         raise InvalidRequest(f"query image {exc}") from exc

@@ -212,7 +212,8 @@ def _verified_box(library: Library, query: Keypoints, hit: SearchHit) -> tuple[i
     """(agreeing matches, the query box mapped into the hit's pixels) when the hit's file shows the
     region, else None (a file gone or broken keeps its unverified rank)."""
     try:
-        picture = read_image(hit.path, library.settings.max_image_pixels, target_long_side=VERIFY_SIDE).image
+        picture = read_image(hit.path, library.settings.max_image_pixels, target_long_side=VERIFY_SIDE,
+                             max_mb=library.settings.max_file_mb).image
     except ImageDecodeError:
         return None
     target = region_keypoints(picture, VERIFY_SIDE)
