@@ -85,6 +85,8 @@ class IndexJobCreate(Schema):
                         validate=validate.Length(min=1, max=1000),
                         metadata={"description": "server paths (files or folders) under DINOSEEK_ALLOWED_ROOTS"})
     prune = fields.Boolean(load_default=False)
+    force = fields.Boolean(load_default=False, metadata={
+        "description": "with prune: prune even when more than half of the paths' images are missing"})
 
 
 class Filters(Base):

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,64 @@ def test_prune_and_identical_bytes(env, capsys) -> None:
     code, doc, _ = run(capsys, "collections", "--json")
     row = doc["collections"][0]
     assert row["images"] == row["vectors"] == len(files) - 1
+
+
+def test_prune_touches_only_its_paths_and_refuses_what_looks_like_a_missing_share(env, capsys) -> None:
+    """Issue 17, finding 6: a prune removes only rows under the job's paths; an emptied folder (a
+    share not mounted), a folder now on another device, or more than half of the images gone
+    stop it with nothing removed; --force prunes the mass deletion."""
+    photos, other = env / "photos", env / "other"
+    for folder, names in ((photos, ("coffee", "rocket", "astronaut", "chelsea")), (other, ("camera",))):
+        folder.mkdir()
+        for name in names:
+            skimage_photo(name).save(folder / f"{name}.jpg", quality=90)
+    run(capsys, "index", str(photos), str(other), "--collection", "c", "--json")
+    (other / "camera.jpg").unlink()  # gone, but not under the pruned path: its row stays
+    (photos / "chelsea.jpg").unlink()
+    code, doc, _ = run(capsys, "index", str(photos), "--collection", "c", "--prune", "--json")
+    assert code == 0 and doc["pruned"] == 1
+    assert run(capsys, "collections", "--json")[1]["collections"][0]["images"] == 4
+
+    hidden = env / "hidden"
+    photos.rename(hidden)
+    photos.mkdir()  # the mount point is there, the share is not
+    code, _, err = run(capsys, "index", str(photos), "--collection", "c", "--prune")
+    assert code == 2 and "is empty" in err and "nothing was removed" in err
+    assert run(capsys, "collections", "--json")[1]["collections"][0]["images"] == 4
+    photos.rmdir()
+    hidden.rename(photos)
+
+    for name in ("rocket", "astronaut"):  # two of the three left: more than half
+        (photos / f"{name}.jpg").rename(env / f"{name}.jpg")
+    code, _, err = run(capsys, "index", str(photos), "--collection", "c", "--prune")
+    assert code == 2 and "2 of the 3 images" in err and "--force" in err
+    assert run(capsys, "collections", "--json")[1]["collections"][0]["images"] == 4
+    code, doc, _ = run(capsys, "index", str(photos), "--collection", "c", "--prune", "--force", "--json")
+    assert code == 0 and doc["pruned"] == 2
+    assert run(capsys, "collections", "--json")[1]["collections"][0]["images"] == 2
+
+
+def test_prune_refuses_a_path_on_another_device_than_at_indexing(env, capsys) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(env).st_dev:
+        pytest.skip("needs /dev/shm on a filesystem of its own")
+    photos = env / "photos"
+    photos.mkdir()
+    for name in ("coffee", "rocket"):
+        skimage_photo(name).save(photos / f"{name}.jpg", quality=90)
+    library = env / "library"
+    library.symlink_to(photos)
+    run(capsys, "index", str(library), "--collection", "d", "--json")
+    elsewhere = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        shutil.copy(photos / "coffee.jpg", elsewhere / "coffee.jpg")  # another disk under the same path
+        library.unlink()
+        library.symlink_to(elsewhere)
+        code, _, err = run(capsys, "index", str(library), "--collection", "d", "--prune")
+        assert code == 2 and "another device" in err, err
+        assert run(capsys, "collections", "--json")[1]["collections"][0]["images"] == 2
+    finally:
+        shutil.rmtree(elsewhere)
 
 
 def test_collection_refuses_another_model(env, capsys, monkeypatch, tmp_path) -> None:

@@ -72,6 +72,7 @@ def create_index_job_route(body: dict, name: str):
     """Index server paths (files or folders under DINOSEEK_ALLOWED_ROOTS); answers the job."""
     context = ctx()
     paths = check_allowed_paths(body["paths"], context.settings.allowed_roots)
-    job_id = create_index_job(context.library, name, paths, prune=body["prune"], chunk_size=context.settings.chunk_size)
+    job_id = create_index_job(context.library, name, paths, prune=body["prune"], force=body["force"],
+                              chunk_size=context.settings.chunk_size)
     context.jobs.start(job_id)
     return {"job": job_json(context.library, job_id)}

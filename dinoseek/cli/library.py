@@ -70,7 +70,8 @@ def _print_report(args: argparse.Namespace, doc: dict, summary: str) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     """Add or refresh images in a collection; unchanged files are skipped."""
     report = _run_job(args, lambda library, size: create_index_job(
-        library, args.collection, args.paths, chunk_size=size, prune=args.prune, follow_symlinks=args.follow_symlinks))
+        library, args.collection, args.paths, chunk_size=size, prune=args.prune, follow_symlinks=args.follow_symlinks,
+        force=args.force))
     if report is None:
         return 0
     doc = report.to_json()
@@ -235,7 +236,10 @@ def add_library_commands(sub) -> None:
     index = sub.add_parser("index", help="add or refresh image files in a collection")
     index.add_argument("paths", nargs="+", help="image files or folders (walked recursively)")
     index.add_argument("--collection", required=True)
-    index.add_argument("--prune", action="store_true", help="remove rows and vectors of files that no longer exist")
+    index.add_argument("--prune", action="store_true",
+                       help="remove rows and vectors of files under the paths that no longer exist")
+    index.add_argument("--force", action="store_true",
+                       help="with --prune: remove them even when more than half of the paths' images are missing")
     index.add_argument("--follow-symlinks", action="store_true")
     index.add_argument("--chunk-size", type=_positive, help="images per task (default DINOSEEK_CHUNK_SIZE, 512)")
     index.add_argument("--no-wait", action="store_true", help="with workers: print the job id and return")

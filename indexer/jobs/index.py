@@ -28,6 +28,7 @@ from indexer.stores.patches import all_patch_ids
 from model.files import iter_image_paths
 
 ROW_BATCH = 1000  # new rows inserted per statement
+PRUNE_MAX_SHARE = 0.5  # a prune that would remove more of the rows under its paths needs force (an unmounted share?)
 
 
 def check_paths(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -41,14 +42,28 @@ def check_paths(paths: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def create_index_job(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], *,
-                     prune: bool = False, follow_symlinks: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
-    """Record an index job (``queued``) for the collection, created if new; returns its id."""
+                     prune: bool = False, follow_symlinks: bool = False, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                     force: bool = False) -> int:
+    """Record an index job (``queued``) for the collection, created if new; returns its id.
+    ``force``: prune even more than PRUNE_MAX_SHARE of the rows under the paths."""
     check_chunk_size(chunk_size)
     absolute = check_paths(paths)
     with library.catalog.session() as s:
         collection = library.get_or_create_collection(s, collection_name)
         return add_job(s, collection, INDEX, {"paths": absolute, "prune": prune, "follow_symlinks": follow_symlinks,
-                                              "chunk_size": chunk_size, "token": uuid.uuid4().hex}).id
+                                              "chunk_size": chunk_size, "token": uuid.uuid4().hex,
+                                              "force": force, "devices": _devices(absolute)}).id
+
+
+def _devices(paths: list[str]) -> dict[str, int]:
+    """The device each path lies on now (what a later prune compares with)."""
+    out = {}
+    for path in paths:
+        try:
+            out[path] = os.stat(path).st_dev
+        except OSError:
+            continue
+    return out
 
 
 def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
@@ -107,24 +122,51 @@ def live_target(library: Library, s: Session, job: JobInfo, collection: Collecti
 
 
 def finish_index(library: Library, job: JobInfo) -> dict:
-    """Prune the rows and vectors of deleted files when the job asked; returns its params with
-    how many went. The caller holds the writer lock."""
+    """Prune the rows and vectors of deleted files under the job's paths when the job asked;
+    returns its params with how many went. The caller holds the writer lock."""
     if not job.params.get("prune"):
         return job.params
     with library.catalog.session() as s:
-        stores = library.stores_for(s, library.get_collection(s, job.collection_name))
-    pruned = prune_missing(library, job.collection_name, stores) if stores is not None else 0
+        collection = library.get_collection(s, job.collection_name)
+        stores = library.stores_for(s, collection)
+        indexed_on = _devices_at_last_index(s, collection.id, job.id)
+    if stores is None:
+        return dict(job.params, pruned=0)
+    pruned = prune_missing(library, job.collection_name, stores, job.params["paths"], indexed_on,
+                           force=bool(job.params.get("force")))
     return dict(job.params, pruned=pruned)
 
 
-def prune_missing(library: Library, collection_name: str, stores: CollectionStores) -> int:
-    """Remove the rows and vectors of files that no longer exist; returns how many went."""
+def _devices_at_last_index(s: Session, collection_id: int, job_id: int) -> dict[str, int]:
+    """Each path's device as the collection's latest earlier index job found it."""
+    found: dict[str, int] = {}
+    for params in s.scalars(select(Job.params).where(Job.collection_id == collection_id, Job.kind == INDEX.name,
+                                                     Job.status == "succeeded", Job.id != job_id)
+                            .order_by(Job.id.desc()).limit(50)):
+        for path, device in ((params or {}).get("devices") or {}).items():
+            found.setdefault(path, device)
+    return found
+
+
+def prune_missing(library: Library, collection_name: str, stores: CollectionStores, roots: list[str],
+                  indexed_on: dict[str, int] | None = None, force: bool = False) -> int:
+    """Remove the rows and vectors of files under ``roots`` that no longer exist; returns how many
+    went. Refused (InvalidRequest, nothing removed) when a root is gone, unreadable, empty or on
+    another device than ``indexed_on`` says (an unmounted or replaced share), or when more than
+    PRUNE_MAX_SHARE of the rows under the roots would go, unless ``force``."""
+    for root in roots:
+        _check_root(root, (indexed_on or {}).get(root))
     with library.catalog.session() as s:
         collection = library.get_collection(s, collection_name)
         rows = s.execute(select(Image.id, Image.path).where(Image.collection_id == collection.id)).all()
-    gone = [image_id for image_id, path in rows if not os.path.lexists(path)]
+    under = [(image_id, path) for image_id, path in rows if any(_is_under(path, root) for root in roots)]
+    gone = [image_id for image_id, path in under if not os.path.lexists(path)]
     if not gone:
         return 0
+    if not force and len(gone) > PRUNE_MAX_SHARE * len(under):
+        raise InvalidRequest(f"not pruning: {len(gone)} of the {len(under)} images under {', '.join(roots)} are missing "
+                             f"(more than {PRUNE_MAX_SHARE:.0%}: a share not mounted?); check the paths, or prune with "
+                             "--force (API: force=true)")
     stores.global_.delete(np.array(gone))
     stores.patches.delete(all_patch_ids(gone))
     stores.persist()
@@ -132,6 +174,30 @@ def prune_missing(library: Library, collection_name: str, stores: CollectionStor
         for start in range(0, len(gone), 500):
             s.execute(Image.__table__.delete().where(Image.id.in_(gone[start:start + 500])))
     return len(gone)
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_root(root: str, device: int | None) -> None:
+    """Refuse to prune under a root that is gone, unreadable, an empty folder or on another device."""
+    refuse = f"not pruning under {root}: it "
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise InvalidRequest(refuse + f"cannot be reached ({exc.strerror or exc}); nothing was removed") from exc
+    if device is not None and st.st_dev != device:
+        raise InvalidRequest(refuse + "is on another device than when it was indexed (a share not mounted, or "
+                             "another disk?); nothing was removed")
+    if os.path.isdir(root):
+        try:
+            with os.scandir(root) as entries:
+                empty = next(entries, None) is None
+        except OSError as exc:
+            raise InvalidRequest(refuse + f"cannot be read ({exc.strerror or exc}); nothing was removed") from exc
+        if empty:
+            raise InvalidRequest(refuse + "is empty (a share not mounted?); nothing was removed")
 
 
 INDEX = JobKind("index", "indexed", conflicts={"reindex": "re-indexed"}, chunked=True, plan=plan_index, target=live_target,

@@ -138,12 +138,12 @@ def run_new_job_here(library: Library, collection_name: str, create: Callable[[]
 
 def index_paths(library: Library, collection_name: str, paths: Sequence[str | os.PathLike], *, prune: bool = False,
                 follow_symlinks: bool = False, progress: Progress | None = None, workers: int | None = None,
-                chunk_size: int = DEFAULT_CHUNK_SIZE) -> IndexReport:
+                chunk_size: int = DEFAULT_CHUNK_SIZE, force: bool = False) -> IndexReport:
     """Add or refresh the images under ``paths`` in a collection (created if new), in this process."""
     check_paths(paths)
     return run_new_job_here(library, collection_name, lambda: create_index_job(
-        library, collection_name, paths, prune=prune, follow_symlinks=follow_symlinks, chunk_size=chunk_size),
-        progress=progress, workers=workers)
+        library, collection_name, paths, prune=prune, follow_symlinks=follow_symlinks, chunk_size=chunk_size,
+        force=force), progress=progress, workers=workers)
 
 
 def reindex(library: Library, collection_name: str, checkpoint: str | os.PathLike, *,

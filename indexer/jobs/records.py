@@ -87,7 +87,8 @@ class IndexReport:
 
     def to_json(self) -> dict:
         return {"collection": self.collection, "job_id": self.job_id, "scanned": self.scanned,
-                "indexed": self.indexed, "skipped": self.skipped, "failed": self.failed, "errors": self.errors}
+                "indexed": self.indexed, "skipped": self.skipped, "failed": self.failed, "pruned": self.pruned,
+                "errors": self.errors}
 
 
 @dataclass(frozen=True)
