@@ -52,11 +52,12 @@ def create_index_job(library: Library, collection_name: str, paths: Sequence[str
         collection = library.get_or_create_collection(s, collection_name)
         return add_job(s, collection, INDEX, {"paths": absolute, "prune": prune, "follow_symlinks": follow_symlinks,
                                               "chunk_size": chunk_size, "token": uuid.uuid4().hex,
-                                              "force": force, "devices": _devices(absolute)}).id
+                                              "force": force}).id
 
 
 def _devices(paths: list[str]) -> dict[str, int]:
-    """The device each path lies on now (what a later prune compares with)."""
+    """The device each path lies on now, as the process that walks it sees it (what a later
+    prune compares with)."""
     out = {}
     for path in paths:
         try:
@@ -97,6 +98,7 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
         todo.append(row.id)
     todo.extend(_add_rows(s, collection.id, new_paths))
     job.scanned, job.total, job.skipped = len(files), len(todo), len(files) - len(todo)
+    job.params = {**p, "devices": _devices(p["paths"])}
     return chunks_of(job, todo)
 
 
@@ -124,17 +126,18 @@ def live_target(library: Library, s: Session, job: JobInfo, collection: Collecti
 def finish_index(library: Library, job: JobInfo) -> dict:
     """Prune the rows and vectors of deleted files under the job's paths when the job asked;
     returns its params with how many went. The caller holds the writer lock."""
-    if not job.params.get("prune"):
-        return job.params
     with library.catalog.session() as s:
+        params = dict(s.get(Job, job.id).params or {})  # as planning left them (with the paths' devices)
+        if not params.get("prune"):
+            return params
         collection = library.get_collection(s, job.collection_name)
         stores = library.stores_for(s, collection)
         indexed_on = _devices_at_last_index(s, collection.id, job.id)
     if stores is None:
-        return dict(job.params, pruned=0)
-    pruned = prune_missing(library, job.collection_name, stores, job.params["paths"], indexed_on,
-                           force=bool(job.params.get("force")))
-    return dict(job.params, pruned=pruned)
+        return dict(params, pruned=0)
+    pruned = prune_missing(library, job.collection_name, stores, params["paths"], indexed_on,
+                           force=bool(params.get("force")))
+    return dict(params, pruned=pruned)
 
 
 def _devices_at_last_index(s: Session, collection_id: int, job_id: int) -> dict[str, int]:
