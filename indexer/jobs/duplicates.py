@@ -110,11 +110,20 @@ def run_duplicates_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
         if chunk is None or chunk.job_id != job_id or chunk.status != "pending":
             return False
         edges, records = [tuple(e) for e in chunk.image_ids], chunk.results
-    wanted = [pair for pair, record in zip(edges, records) if record[3]]
+    wanted = _wanted(edges, records)
     paths = _paths(library, {i for pair in wanted for i in pair})
-    present = [pair for pair in wanted if pair[0] in paths and pair[1] in paths]  # others were deleted since
-    geometry = verify_pairs(library, present, paths, cache=_job_cache(library, job_id))
+    geometry = verify_pairs(library, _present(wanted, paths), paths, cache=_job_cache(library, job_id))
     return _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted))
+
+
+def _wanted(edges: list[Pair], records: list[list]) -> list[Pair]:
+    """The chunk's pairs whose verdict geometry could change (marked so when planned)."""
+    return [pair for pair, record in zip(edges, records) if record[3]]
+
+
+def _present(pairs: list[Pair], paths: dict[int, str]) -> list[Pair]:
+    """The pairs whose two pictures are still indexed (others were deleted since the plan)."""
+    return [pair for pair in pairs if pair[0] in paths and pair[1] in paths]
 
 
 _cache: dict = {}  # this process's keypoint cache, for the chunks of one scan job at a time
@@ -193,11 +202,10 @@ def run_duplicates_job(library: Library, job_id: int) -> None:
         with library.catalog.session() as s:
             chunks = [(c.id, [tuple(e) for e in c.image_ids], c.results)
                       for c in s.scalars(select(JobChunk).where(JobChunk.id.in_(pending)).order_by(JobChunk.seq))]
-        wanted = {chunk_id: [pair for pair, record in zip(edges, records) if record[3]]
-                  for chunk_id, edges, records in chunks}
-        paths = _paths(library, {i for pairs in wanted.values() for pair in pairs for i in pair})
-        geometry = verify_pairs(library, [pair for pairs in wanted.values() for pair in pairs
-                                          if pair[0] in paths and pair[1] in paths], paths)
+        wanted = {chunk_id: _wanted(edges, records) for chunk_id, edges, records in chunks}
+        every = [pair for pairs in wanted.values() for pair in pairs]
+        paths = _paths(library, {i for pair in every for i in pair})
+        geometry = verify_pairs(library, _present(every, paths), paths)
         for chunk_id, edges, records in chunks:
             _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted[chunk_id]))
         finish_duplicates_job(library, job_id)
