@@ -18,6 +18,7 @@ from indexer.errors import (
     InvalidRequest,
     InvalidValue,
     ModelMismatch,
+    NotActive,
     NotFound,
     Unavailable,
     UnusableImage,
@@ -58,11 +59,20 @@ def _status_of(exc: IndexerError) -> int:
         return 403
     if isinstance(exc, (UnusableImage, InvalidValue)):
         return 422
-    if isinstance(exc, (Busy, ModelMismatch, AlreadyExists)):
+    if isinstance(exc, (Busy, ModelMismatch, AlreadyExists, NotActive)):
         return 409
     if isinstance(exc, InvalidRequest):
         return 400
     return 400
+
+
+def _code_of(exc: IndexerError) -> str | None:
+    """The machine-readable ``code`` of the errors a client is expected to act on."""
+    if isinstance(exc, Busy):
+        return "busy"
+    if isinstance(exc, NotActive):
+        return "not_active"
+    return None
 
 
 def handle_http_exception(exc: HTTPException):
@@ -89,7 +99,7 @@ def _flatten(details: dict) -> str:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, lambda e: error_response(e.status, e.message, e.details, e.code))
     app.register_error_handler(IndexerError, lambda e: error_response(_status_of(e), str(e),
-                                                                      code="busy" if isinstance(e, Busy) else None))
+                                                                      code=_code_of(e)))
     app.register_error_handler(HTTPException, handle_http_exception)
 
     def unavailable(exc: Exception):

@@ -7,6 +7,7 @@ from datetime import timezone
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from indexer.catalog.names import COLLECTION_NAME_PATTERN
+from indexer.jobs import STATUSES as JOB_STATUSES
 from indexer.query import MAX_K, MAX_VERIFY_TOP, VERIFY_TOP
 
 
@@ -65,7 +66,7 @@ class JobErrorOut(Schema):
 class JobOut(Schema):
     id = fields.Integer(required=True)
     kind = fields.String(required=True)
-    status = fields.String(required=True, validate=validate.OneOf(["queued", "running", "succeeded", "failed"]))
+    status = fields.String(required=True, validate=validate.OneOf(list(JOB_STATUSES)))
     collection = fields.String(allow_none=True)
     total = fields.Integer(required=True)
     done = fields.Integer(required=True)

@@ -45,6 +45,8 @@ class Settings:
     chunk_size: int = 512
     scan_pairs_per_chunk: int = 512  # pairs a duplicate scan's chunk verifies (a worker's task)
     visibility_timeout: int = 600
+    max_chunk_starts: int = 3  # a chunk started this often without finishing fails its files instead of a 4th start
+    task_time_limit: int = 1800  # seconds a worker task may run before its process is killed (and the chunk redelivered)
     max_upload_mb: int = 256
     max_file_mb: int = 512  # the largest image file read from disk (larger ones fail with the reason)
     query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
@@ -131,6 +133,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         chunk_size=_positive_int(raw, "chunk_size", 512),
         scan_pairs_per_chunk=_positive_int(raw, "scan_pairs_per_chunk", 512),
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
+        max_chunk_starts=_positive_int(raw, "max_chunk_starts", 3),
+        task_time_limit=_positive_int(raw, "task_time_limit", 1800),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
         max_file_mb=_positive_int(raw, "max_file_mb", 512),
         query_embedding=query_embedding,

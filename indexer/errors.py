@@ -39,5 +39,13 @@ class InvalidValue(InvalidRequest):
     """A parameter is not of its form (a box that is not four finite numbers) (HTTP 422)."""
 
 
+class NotActive(IndexerError):
+    """The job has ended (succeeded, failed or cancelled): it can no longer be cancelled (HTTP 409)."""
+
+
+class JobCancelled(IndexerError):
+    """The job this process was running was cancelled (what it had committed stays)."""
+
+
 class Unavailable(IndexerError):
     """A service the request needs did not answer in time (no worker serves a queue) (HTTP 503)."""

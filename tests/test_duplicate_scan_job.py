@@ -12,15 +12,18 @@ from PIL import Image, ImageDraw
 from sqlalchemy import select
 
 from dinoseek.settings import load_settings
-from indexer.catalog.models import Job
+from indexer.catalog.models import Job, JobChunk
 from indexer.duplicates import find_duplicates, list_groups
-from indexer.jobs import index_paths, job_json
+from indexer.errors import JobCancelled, NotActive
+from indexer.jobs import cancel_job, index_paths, job_json
 from indexer.jobs.duplicates import (
     create_duplicates_job,
     finish_duplicates_job,
     plan_duplicates_job,
     run_duplicates_chunk,
+    run_duplicates_job,
 )
+from indexer.jobs.records import start_chunk
 from indexer.library import Library
 from model.checkpoint import DEFAULT_CHECKPOINT
 from tests.support.photos import skimage_photo
@@ -121,3 +124,43 @@ def test_cpu_workers_share_a_scans_chunks(tmp_path, redis_url) -> None:
     pieces = [log.read_text().count("dinoseek.run_piece") for log in logs]
     assert all(pieces) and sum(pieces) >= job["total"] // 2, pieces  # both workers verified chunks
     library.close()
+
+
+def test_a_scan_chunk_whose_worker_died_too_often_is_judged_without_geometry(indexed) -> None:
+    """A chunk already started DINOSEEK_MAX_CHUNK_STARTS times (each start's process died) is
+    committed unverified on its next start, with an error saying so, and the scan still closes."""
+    library = indexed
+    library.settings = replace(library.settings, max_chunk_starts=1)
+    job_id = create_duplicates_job(library, "lib", pairs_per_chunk=4)
+    first, *rest = plan_duplicates_job(library, job_id)
+    assert start_chunk(library, job_id, first) == 1  # a worker took it and died
+    assert run_duplicates_chunk(library, job_id, first)
+    for chunk_id in rest:
+        assert run_duplicates_chunk(library, job_id, chunk_id)
+    assert finish_duplicates_job(library, job_id)
+    with library.catalog.session() as s:
+        given_up = s.get(JobChunk, first)
+        assert given_up.starts == 2 and all(record[4] is None for record in given_up.results)
+    doc = job_json(library, job_id)
+    assert doc["status"] == "succeeded" and doc["done"] == doc["total"]
+    assert [e["path"] for e in doc["errors"]] == ["(pairs of chunk 0)"]
+    assert "judged without geometry" in doc["errors"][0]["error"] and "started 1 times" in doc["errors"][0]["error"]
+
+
+def test_a_cancelled_scan_saves_no_groups_and_says_so(indexed) -> None:
+    library = indexed
+    find_duplicates(library, "lib")
+    before = _groups(library)
+    job_id = create_duplicates_job(library, "lib", pairs_per_chunk=4)
+    pending = plan_duplicates_job(library, job_id)
+    assert run_duplicates_chunk(library, job_id, pending[0])
+    cancel_job(library, job_id)
+    assert not run_duplicates_chunk(library, job_id, pending[1])  # a chunk delivered after the cancel does nothing
+    assert not finish_duplicates_job(library, job_id)
+    with pytest.raises(JobCancelled, match=f"job {job_id} was cancelled"):
+        run_duplicates_job(library, job_id)
+    doc = job_json(library, job_id)
+    assert doc["status"] == "cancelled" and doc["done"] < doc["total"]
+    assert _groups(library) == before  # the last scan's groups stay
+    with pytest.raises(NotActive, match="already been cancelled"):
+        cancel_job(library, job_id)

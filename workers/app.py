@@ -6,7 +6,9 @@ crash-safe: a task is acknowledged only after it finished (``acks_late``), a wor
 mid-task hands it back (``reject_on_worker_lost``), and each process takes one task at a time
 (prefetch 1), so a killed worker strands nothing. When a whole worker dies, Redis hands its task to
 another after the visibility timeout (``DINOSEEK_VISIBILITY_TIMEOUT``, default 10 min): tasks are
-one chunk each, so it can be short, and a chunk that runs twice is committed once.
+one chunk each, so it can be short, and a chunk that runs twice is committed once. A task runs
+at most ``DINOSEEK_TASK_TIME_LIMIT`` seconds, and a chunk started ``DINOSEEK_MAX_CHUNK_STARTS``
+times without finishing fails its files on the next start instead of killing a worker forever.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def create_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_expires=7 * 24 * 3600,
         task_track_started=True,
+        # a task still running after this is killed with its process; its chunk is redelivered and
+        # counted (indexer.jobs.records.start_chunk), so a chunk that always hangs ends failed
+        task_time_limit=settings.task_time_limit,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from celery import Celery
 
-from indexer.errors import IndexerError, ModelMismatch, Unavailable, UnusableImage
+from indexer.errors import IndexerError, JobCancelled, ModelMismatch, Unavailable, UnusableImage
 from indexer.jobs import Progress, fail_job, job_kind, job_progress, load_job, run_job_here, run_new_job_here
 from indexer.library import Library
 from workers import task_names
@@ -106,7 +106,7 @@ class JobDispatcher:
 
     # ------------------------------------------------------------------ following
     def wait(self, job_id: int, progress: Progress | None = None) -> None:
-        """Poll the catalog until the job ends; a failed job raises its message."""
+        """Poll the catalog until the job ends; a failed job raises its message, a cancelled one JobCancelled."""
         started, warned = time.monotonic(), False
         while True:
             now = job_progress(self.library, job_id)
@@ -116,6 +116,8 @@ class JobDispatcher:
                 return
             if now.status == "failed":
                 raise IndexerError(f"job {job_id} failed: {now.message}")
+            if now.status == "cancelled":
+                raise JobCancelled(f"job {job_id} was cancelled; what it had finished stays")
             if now.status == "queued" and not warned and time.monotonic() - started > QUEUED_WARNING_SECONDS:
                 warned = True
                 print(f"job {job_id} is still queued after {QUEUED_WARNING_SECONDS:.0f} s: the workers may be busy, "

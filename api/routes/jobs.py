@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from api.context import ctx
 from api.schemas import ErrorResponse, JobOut
-from indexer.jobs import job_json
+from indexer.jobs import cancel_job, job_json
 
 blp = Blueprint("jobs", __name__, description="Jobs started by other routes")
 
@@ -16,4 +16,15 @@ blp = Blueprint("jobs", __name__, description="Jobs started by other routes")
 @blp.alt_response(404, schema=ErrorResponse)
 def get_job(job_id: int):
     """A job's status, counters and per-file errors."""
+    return job_json(ctx().library, job_id)
+
+
+@blp.route("/jobs/<int(max=9223372036854775807):job_id>/cancel", methods=["POST"])
+@blp.response(200, JobOut)
+@blp.alt_response(404, schema=ErrorResponse)
+@blp.alt_response(409, schema=ErrorResponse)
+def cancel(job_id: int):
+    """Cancel a queued or running job of any kind (index, re-index, duplicate scan): it stops at its
+    next chunk or batch, what it finished stays. 409 ``not_active`` once it has ended."""
+    cancel_job(ctx().library, job_id)
     return job_json(ctx().library, job_id)

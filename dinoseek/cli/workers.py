@@ -11,7 +11,7 @@ from dinoseek.cli.errors import UsageError
 from dinoseek.cli.library import open_library
 from dinoseek.cli.output import emit_json
 from dinoseek.settings import check_secrets, load_settings
-from indexer.jobs import job_json
+from indexer.jobs import cancel_job, job_json
 from model.embedder import available_cores
 from workers.app import QUEUES, create_celery
 from workers.dispatch import JobDispatcher
@@ -36,11 +36,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _job_words(words: list[str]) -> tuple[bool, int]:
+    """``ID`` or ``cancel ID``: whether to cancel, and the job id."""
+    cancel = len(words) == 2 and words[0] == "cancel"
+    if len(words) != (2 if cancel else 1) or not words[-1].isdigit():
+        raise UsageError(f"dinoseek job takes a job id or 'cancel ID', got {' '.join(words)!r}")
+    return cancel, int(words[-1])
+
+
 def cmd_job(args: argparse.Namespace) -> int:
-    """Show a job (``--wait``: until it ends)."""
+    """Show a job (``--wait``: until it ends), or cancel it (``job cancel ID``)."""
+    cancel, args.id = _job_words(args.words)
     library = open_library()
     try:
-        if args.wait:
+        if cancel:
+            cancel_job(library, args.id)
+        elif args.wait:
             try:
                 JobDispatcher(library).wait(args.id)
             except Exception:  # noqa: BLE001 - a failed job is still shown below, with its message
@@ -55,7 +66,7 @@ def cmd_job(args: argparse.Namespace) -> int:
         print(line + (f" — {doc['message']}" if doc.get("message") else ""))
         for err in doc["errors"]:
             print(f"failed: {err['error']}", file=sys.stderr)
-    return 0 if doc["status"] != "failed" else 1
+    return 0 if cancel or doc["status"] not in ("failed", "cancelled") else 1
 
 
 def add_worker_commands(sub) -> None:
@@ -68,8 +79,9 @@ def add_worker_commands(sub) -> None:
     worker.add_argument("--hostname", help="node name, e.g. gpu1@%%h (default: celery@host)")
     worker.set_defaults(func=cmd_worker)
 
-    job = sub.add_parser("job", help="show a job's progress and errors (index, re-index, duplicate scan)")
-    job.add_argument("id", type=int)
+    job = sub.add_parser("job", help="show a job's progress and errors (index, re-index, duplicate scan), "
+                                     "or cancel it: job cancel ID")
+    job.add_argument("words", nargs="+", metavar="[cancel] ID", help="the job's id, after 'cancel' to cancel it")
     job.add_argument("--wait", action="store_true", help="wait until the job ends")
     job.add_argument("--json", action="store_true")
     job.set_defaults(func=cmd_job)

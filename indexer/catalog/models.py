@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 IMAGE_STATUSES = ("pending", "indexed", "failed")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 CHUNK_STATUSES = ("pending", "done")
 DUPLICATE_KINDS = ("exact", "near", "similar")
@@ -147,6 +147,7 @@ class JobChunk(Base):
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     results: Mapped[list | None] = mapped_column(JSON, nullable=True)  # staged rows of a re-index, a scan's evidence
+    starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # tasks that began it (start_chunk)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

@@ -32,6 +32,7 @@ from indexer.catalog.models import (
 from indexer.ingest import local_features
 from indexer.ingest.phash import perceptual_hash
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, read_bytes, sha256_bytes
+from indexer.jobs.records import check_not_cancelled, given_up_reason, start_chunk
 from indexer.jobs.target import Target
 from indexer.library import Library
 from indexer.stores import CollectionStores
@@ -395,7 +396,8 @@ def pending_chunks(library: Library, job_id: int, chunk_ids: Sequence[int] | Non
 def run_chunks_locked(library: Library, job_id: int, target: Target, *, progress: Progress | None = None,
                       workers: int | None = None) -> int:
     """Every pending chunk of the job, streamed through one pipeline (batches run across chunk
-    boundaries), writing as it goes and committing on an interval. The caller holds the writer lock."""
+    boundaries), writing as it goes and committing on an interval; a cancelled job stops after
+    the batch in hand, committing its finished chunks (JobCancelled). The caller holds the writer lock."""
     chunks = pending_chunks(library, job_id)
     if not chunks:
         return 0
@@ -409,6 +411,7 @@ def run_chunks_locked(library: Library, job_id: int, target: Target, *, progress
             run.apply_writes(stores)  # keep memory flat: vectors go to the stores batch by batch
             if run.checkpoint_due():
                 run.commit(stores)
+            check_not_cancelled(library, job_id)
         run.commit(stores)
     except BaseException:
         try:  # keep the chunks finished before the interruption (Ctrl-C, a store or database error)
@@ -426,14 +429,22 @@ def _job_running(library: Library, job_id: int) -> bool:
 
 def run_chunk(library: Library, job_id: int, chunk_id: int, target: Target, *, workers: int | None = None) -> bool:
     """One chunk, as a worker runs it: embed without touching the stores, then take the writer
-    lock only to apply the writes, persist and commit. False if the chunk was already done."""
-    chunks = pending_chunks(library, job_id, [chunk_id])
+    lock only to apply the writes, persist and commit. False if the chunk was already done or
+    the job is no longer running. A chunk started more than DINOSEEK_MAX_CHUNK_STARTS times
+    (each earlier start killed its process) fails its files with the reason and reads none."""
+    starts = start_chunk(library, job_id, chunk_id)
+    chunks = pending_chunks(library, job_id, [chunk_id]) if starts is not None else []
     if not chunks:
         return False
     run = ChunkRun(library, target)
     items = run.prepare(chunks)
-    for batch in run.loaded(items, workers, passes=1):  # small batches: decoding overlaps the model sooner
-        run.process(batch)
+    if starts > library.settings.max_chunk_starts:
+        for item in items:
+            item.error = f"{item.path}: {given_up_reason(starts)}"
+        run.process(items)
+    else:
+        for batch in run.loaded(items, workers, passes=1):  # small batches: decoding overlaps the model sooner
+            run.process(batch)
     with library.writer_lock(run.target.collection_name):
         if not pending_chunks(library, job_id, [chunk_id]):  # a redelivered copy of this task won the race
             return False

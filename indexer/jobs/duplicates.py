@@ -18,14 +18,24 @@ from dataclasses import asdict
 
 from sqlalchemy import select, update
 
-from indexer.catalog.models import Collection, Image, Job, JobChunk, utcnow
+from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, utcnow
 from indexer.duplicates import check_threshold
 from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
 from indexer.duplicates.scan import ScanPlan, exact_groups, first_stage, last_stage
 from indexer.errors import InvalidRequest
-from indexer.jobs.records import ACTIVE, JobKind, JobPieces, add_job, fail_job, get_job
+from indexer.jobs.records import (
+    ACTIVE,
+    JobKind,
+    JobPieces,
+    add_job,
+    check_not_cancelled,
+    fail_job,
+    get_job,
+    given_up_reason,
+    start_chunk,
+)
 from indexer.library import Library
 from indexer.verdicts import PairEvidence
 from indexer.verification import Geometry
@@ -104,13 +114,21 @@ def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[Job
 
 
 def run_duplicates_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
-    """Verify one chunk's pairs and commit them (once); False if it was done already."""
+    """Verify one chunk's pairs and commit them (once); False if it was done already or the job
+    is no longer running. A chunk started more than DINOSEEK_MAX_CHUNK_STARTS times (each earlier
+    start killed its process) is committed unverified: its pairs are judged on the cheap evidence."""
+    starts = start_chunk(library, job_id, chunk_id)
+    if starts is None:
+        return False
     with library.catalog.session() as s:
         chunk = s.get(JobChunk, chunk_id)
-        if chunk is None or chunk.job_id != job_id or chunk.status != "pending":
-            return False
-        edges, records = [tuple(e) for e in chunk.image_ids], chunk.results
+        edges, records, seq = [tuple(e) for e in chunk.image_ids], chunk.results, chunk.seq
     wanted = _wanted(edges, records)
+    if starts > library.settings.max_chunk_starts:
+        with library.catalog.session() as s:
+            s.add(JobError(job_id=job_id, path=f"(pairs of chunk {seq})",
+                           error=f"{len(wanted)} pairs judged without geometry: {given_up_reason(starts)}"))
+        return _commit(library, job_id, chunk_id, edges, records, {}, len(wanted))
     paths = _paths(library, {i for pair in wanted for i in pair})
     geometry = verify_pairs(library, _present(wanted, paths), paths, cache=_job_cache(library, job_id))
     return _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted))
@@ -148,9 +166,12 @@ def _paths(library: Library, image_ids: set[int]) -> dict[int, str]:
 
 def _commit(library: Library, job_id: int, chunk_id: int, edges: list[Pair], records: list[list],
             geometry: dict[Pair, Geometry | None], wanted: int) -> bool:
-    """The chunk done with its geometry and its pairs counted, in one transaction, if still pending."""
+    """The chunk done with its geometry and its pairs counted, in one transaction, if still pending
+    and the job still running (a cancelled scan keeps nothing more)."""
     found = [record[:4] + [_geometry_record(geometry.get(pair))] for pair, record in zip(edges, records)]
     with library.catalog.session() as s:
+        if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) != "running":
+            return False
         if s.execute(update(JobChunk).where(JobChunk.id == chunk_id, JobChunk.status == "pending").values(
                 status="done", results=found, finished_at=utcnow())).rowcount != 1:
             s.rollback()
@@ -196,7 +217,8 @@ def finish_duplicates_job(library: Library, job_id: int) -> bool:
 
 def run_duplicates_job(library: Library, job_id: int) -> None:
     """The whole scan in this process: plan, verify every pending chunk on every core, commit each,
-    finish. Any error fails the job (chunks committed stay done) and is raised."""
+    finish. Any error fails the job (chunks committed stay done) and is raised; a scan cancelled
+    meanwhile saves no groups (JobCancelled)."""
     try:
         pending = plan_duplicates_job(library, job_id)
         with library.catalog.session() as s:
@@ -208,6 +230,7 @@ def run_duplicates_job(library: Library, job_id: int) -> None:
         geometry = verify_pairs(library, _present(every, paths), paths)
         for chunk_id, edges, records in chunks:
             _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted[chunk_id]))
+        check_not_cancelled(library, job_id)
         finish_duplicates_job(library, job_id)
     except BaseException as exc:
         fail_job(library, job_id, f"{type(exc).__name__}: {exc}")

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from indexer.catalog.models import ACTIVE_JOB_STATUSES, Collection, Job, JobChunk, JobError, utcnow
-from indexer.errors import Busy, InvalidRequest, NotFound
+from indexer.catalog.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, Collection, Job, JobChunk, JobError, utcnow
+from indexer.errors import Busy, InvalidRequest, JobCancelled, NotActive, NotFound
 from indexer.library import Library
 
 DEFAULT_CHUNK_SIZE = 512  # images per chunk: a multiple of every power-of-two GPU batch up to 512
 ACTIVE = ACTIVE_JOB_STATUSES
+STATUSES = JOB_STATUSES  # every status a job can have, as the REST contract lists them
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,46 @@ def fail_job(library: Library, job_id: int, message: str) -> None:
     with library.catalog.session() as s:
         s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(
             status="failed", message=message, finished_at=utcnow()))
+
+
+def cancel_job(library: Library, job_id: int) -> None:
+    """Cancel a queued or running job of any kind: its status becomes ``cancelled`` at once, what it
+    committed stays, and whichever process runs a piece of it stops at its next check
+    (``start_chunk``, ``check_not_cancelled``) without writing more. NotActive once it has ended."""
+    with library.catalog.session() as s:
+        job = get_job(s, job_id)
+        if s.execute(update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(
+                status="cancelled", message="cancelled", finished_at=utcnow())).rowcount != 1:
+            s.rollback()
+            raise NotActive(f"job {job_id} has already {'been ' if job.status == 'cancelled' else ''}{job.status}: "
+                            "only a queued or running job can be cancelled")
+
+
+def check_not_cancelled(library: Library, job_id: int) -> None:
+    """Raise JobCancelled if the job was cancelled (an in-process run checks between batches)."""
+    with library.catalog.session() as s:
+        if s.scalar(select(Job.status).where(Job.id == job_id)) == "cancelled":
+            raise JobCancelled(f"job {job_id} was cancelled; what it had finished stays")
+
+
+def start_chunk(library: Library, job_id: int, chunk_id: int) -> int | None:
+    """Count one more start of a pending chunk of a running job and return the count (a worker
+    that dies on a chunk, killed by a crash or by the task time limit, has it redelivered: the
+    count lets the next start give up on it instead of dying again, forever). None when the chunk
+    is done already or the job is no longer running (failed, cancelled)."""
+    with library.catalog.session() as s:
+        if s.scalar(select(Job.status).where(Job.id == job_id)) != "running":
+            return None
+        if s.execute(update(JobChunk).where(JobChunk.id == chunk_id, JobChunk.job_id == job_id,
+                                            JobChunk.status == "pending").values(starts=JobChunk.starts + 1)).rowcount != 1:
+            return None
+        return s.scalar(select(JobChunk.starts).where(JobChunk.id == chunk_id))
+
+
+def given_up_reason(starts: int) -> str:
+    """Why a chunk's work was not done on its ``starts``-th start (``start_chunk``)."""
+    return (f"not processed: its chunk was started {starts - 1} times and never finished (the worker died or hit "
+            "DINOSEEK_TASK_TIME_LIMIT each time, DINOSEEK_MAX_CHUNK_STARTS); a file in it may crash the decoder")
 
 
 def mark_interrupted_jobs(library: Library, collection_name: str, kinds: tuple[str, ...]) -> None:
