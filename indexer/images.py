@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from indexer.catalog.models import Collection, Image
 from indexer.errors import Busy, InvalidRequest, NotFound
-from indexer.ingest.reading import read_image
 from indexer.library import Library
+from indexer.readback import read_back, readable_roots
 from indexer.stores.patches import all_patch_ids
 from model.preprocess import ImageDecodeError
 
@@ -86,10 +86,10 @@ def read_picture(library: Library, image_id: int, collection_name: str | None = 
             row = s.get(Image, image_id)
             if row is None or row.collection_id != library.get_collection(s, collection_name).id:
                 raise NotFound(f"no image {image_id} in collection {collection_name!r}")
-        path = row.path
+        path, collection_id = row.path, row.collection_id
     try:
-        return read_image(path, library.settings.max_image_pixels, target_long_side=target_long_side,
-                          max_mb=library.settings.max_file_mb).image
+        return read_back(path, readable_roots(library, collection_id), library.settings.max_image_pixels,
+                         library.settings.max_file_mb, target_long_side=target_long_side).image
     except ImageDecodeError as exc:
         raise NotFound(f"image {image_id}: its file is no longer readable ({exc})") from exc
 

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Integer, func, select, text
 from sqlalchemy.engine import Connection
 
+from indexer.archive.checks import checked_row
 from indexer.archive.common import (
     LOCK_TIMEOUT,
     ROLES,
@@ -188,7 +189,7 @@ def _drop_quietly(library: Library, name: str, generation: int) -> None:
 def _insert_rows(conn: Connection, archive: Archive, table) -> int:
     count, batch, columns = 0, [], None
     for row, where in archive.rows(table.name):
-        decoded = decode_row(table, row, where)
+        decoded = checked_row(table.name, decode_row(table, row, where), where)
         if columns is None:
             columns = list(decoded)
         elif list(decoded) != columns:
@@ -295,7 +296,7 @@ def _import_rows(conn: Connection, archive: Archive, name: str, report: ArchiveR
 
     def rows(table: str) -> Iterator[dict]:
         for row, where in archive.rows(table):
-            yield decode_row(t[table], row, where)
+            yield checked_row(table, decode_row(t[table], row, where), where)
 
     def remapped(ids: dict[int, int], value, what: str):
         if value is None:

@@ -18,6 +18,7 @@ import cv2
 from indexer.catalog.database import Catalog
 from indexer.duplicates.judging import PictureCache, picture_cache
 from indexer.library import Library
+from indexer.readback import Roots, fixed_roots
 from indexer.verification import Geometry, verify_keypoints
 from model.embedder import available_cores
 
@@ -40,7 +41,8 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str],
     batches = [ordered[start:start + BATCH] for start in range(0, len(ordered), BATCH)]
     needed = [{i: paths[i] for pair in batch for i in pair} for batch in batches]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start,
-                             initargs=(library.catalog.url, library.settings.max_image_pixels)) as pool:
+                             initargs=(library.catalog.url, library.settings.max_image_pixels,
+                                       fixed_roots(library.settings.allowed_roots, library.settings.home))) as pool:
         results = pool.map(_verify_batch, batches, needed)
         return {pair: geometry for batch, found in zip(batches, results) for pair, geometry in zip(batch, found)}
 
@@ -56,11 +58,11 @@ def _verify(cache: PictureCache, pairs: list[Pair], paths: dict[int, str]) -> li
     return out
 
 
-def _start(database_url: str, max_pixels: int) -> None:
+def _start(database_url: str, max_pixels: int, roots: Roots) -> None:
     """A worker process: its own catalog connection and keypoint cache, and OpenCV on one thread
     (there is a process per core: its own threads would only contend with the others)."""
     cv2.setNumThreads(1)
-    _worker["cache"] = PictureCache(Catalog(database_url), max_pixels)
+    _worker["cache"] = PictureCache(Catalog(database_url), max_pixels, roots)
 
 
 def _verify_batch(pairs: list[Pair], paths: dict[int, str]) -> list[Geometry | None]:

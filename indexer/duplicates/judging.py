@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from indexer.catalog.database import Catalog
-from indexer.catalog.models import ImageFeatures
+from indexer.catalog.models import Image, ImageFeatures
 from indexer.errors import InvalidRequest
 from indexer.ingest import local_features
-from indexer.ingest.reading import read_image
+from indexer.ingest.reading import DEFAULT_MAX_FILE_MB
 from indexer.library import Library
+from indexer.readback import Roots, collection_roots, fixed_roots, read_back
 from indexer.verdicts import Calibration, PairEvidence, calibration_for, model_near_threshold
 from indexer.verification import VERIFY_SIDE, Keypoints, verify_keypoints
 from model.preprocess import ImageDecodeError
@@ -44,16 +45,18 @@ def calibration(library: Library, threshold: float | None = None) -> Calibration
 
 def picture_cache(library: Library) -> PictureCache:
     """A keypoint cache over the library's catalog."""
-    return PictureCache(library.catalog, library.settings.max_image_pixels)
+    return PictureCache(library.catalog, library.settings.max_image_pixels,
+                        fixed_roots(library.settings.allowed_roots, library.settings.home))
 
 
 class PictureCache:
     """Keypoints of indexed pictures (a bounded LRU): their stored local features, or for an image
     indexed before features were stored (until ``dinoseek index`` fills them in), its file."""
 
-    def __init__(self, catalog: Catalog, max_pixels: int, size: int = KEYPOINT_CACHE) -> None:
+    def __init__(self, catalog: Catalog, max_pixels: int, roots: Roots, size: int = KEYPOINT_CACHE) -> None:
         self.catalog = catalog
         self.max_pixels = max_pixels
+        self.roots = roots  # readback.fixed_roots; a file is read back under them or its collection's
         self.size = size
         self.entries: OrderedDict[int, Keypoints | None] = OrderedDict()
         self.files_read = 0  # images whose keypoints had to come from their file
@@ -66,16 +69,21 @@ class PictureCache:
         with self.catalog.session() as s:
             stored = s.get(ImageFeatures, image_id)
             data = stored.data if stored is not None else None
-        entry = local_features.decode(data) if data is not None else self._from_file(path)
+            row = s.get(Image, image_id) if data is None else None
+            roots = self.roots + collection_roots(s, row.collection_id) if row is not None else None
+        if data is not None:
+            entry = local_features.decode(data)
+        else:  # a picture without stored features: its file, if it is still indexed and readable
+            entry = self._from_file(path, roots) if roots is not None else None
         self.entries[image_id] = entry
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
         return entry
 
-    def _from_file(self, path: str) -> Keypoints | None:
+    def _from_file(self, path: str, roots: Roots) -> Keypoints | None:
         self.files_read += 1
         try:
-            picture = read_image(path, self.max_pixels, target_long_side=VERIFY_SIDE).image
+            picture = read_back(path, roots, self.max_pixels, DEFAULT_MAX_FILE_MB, target_long_side=VERIFY_SIDE).image
         except (ImageDecodeError, OSError):
             return None  # a file gone or broken since indexing: judged on the other evidence
         return local_features.extract(picture)

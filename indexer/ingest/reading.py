@@ -9,6 +9,7 @@ if it is a regular file within the size limit.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -99,13 +100,17 @@ def _exif_fields(img: Image.Image) -> tuple[int | None, datetime | None, str | N
             taken, camera[:128] or None)
 
 
-def read_bytes(path: str | os.PathLike, max_mb: int = DEFAULT_MAX_FILE_MB) -> tuple[bytes, FileStat]:
+def read_bytes(path: str | os.PathLike, max_mb: int = DEFAULT_MAX_FILE_MB,
+               nofollow: bool = False) -> tuple[bytes, FileStat]:
     """The file's bytes and the size/mtime they were read at. Unreadable, empty, non-regular
-    (FIFO, device, socket, folder) and files over ``max_mb`` raise, before any byte is read."""
+    (FIFO, device, socket, folder) and files over ``max_mb`` raise, before any byte is read; with
+    ``nofollow``, so does a symlink."""
     name = str(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0))
     except OSError as exc:
+        if nofollow and exc.errno == errno.ELOOP:
+            raise ImageDecodeError(f"{name}: is a symbolic link now; not followed") from exc
         raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
     try:
         st = os.fstat(fd)
@@ -137,10 +142,11 @@ def _file_type(mode: int) -> str:
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
-               target_long_side: int | None = None, max_mb: int = DEFAULT_MAX_FILE_MB) -> LoadedImage:
+               target_long_side: int | None = None, max_mb: int = DEFAULT_MAX_FILE_MB,
+               nofollow: bool = False) -> LoadedImage:
     """Hash, probe and decode ``path``. ``target_long_side`` lets JPEGs decode at a reduced scale
     (never below it); metadata always describes the full-size picture."""
-    data, stat = read_bytes(path, max_mb)
+    data, stat = read_bytes(path, max_mb, nofollow)
     return decode_bytes(str(path), data, stat, max_pixels, target_long_side)
 
 

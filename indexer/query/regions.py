@@ -28,11 +28,11 @@ from sqlalchemy import select
 
 from indexer.catalog.models import Image
 from indexer.images import image_metadata, read_picture
-from indexer.ingest.reading import read_image
 from indexer.library import Library
 from indexer.query.boxes import check_box
 from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.search import QueryResult, SearchHit, check_k
+from indexer.readback import Roots, read_back, readable_roots
 from indexer.stores import VectorStore
 from indexer.stores.patches import PATCH_SLOTS, image_of_patch, patch_ids, pool_grid
 from indexer.verification import Keypoints, grey_levels, homography, match, orb_keypoints
@@ -180,7 +180,7 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
             hit_box = cells_to_box(cells, row.patch_rows, row.patch_cols, row.width or 1, row.height or 1)
             hits.append(SearchHit(image_id, row.path, score, hit_box, image_metadata(row)))
     hits.sort(key=lambda h: -h.score)
-    verify_hits(library, crop, hits[:VERIFY_TOP])
+    verify_hits(library, crop, hits[:VERIFY_TOP], readable_roots(library, collection.id))
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
 
@@ -193,14 +193,15 @@ def region_keypoints(picture: PILImage.Image, side: int, features: int = REGION_
     return orb_keypoints(grey_levels(sized, side), cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15))
 
 
-def verify_hits(library: Library, crop: PILImage.Image, hits: list[SearchHit]) -> None:
+def verify_hits(library: Library, crop: PILImage.Image, hits: list[SearchHit], roots: Roots) -> None:
     """Re-score in place the hits whose file shows the region, with the box the match maps it to
-    (files read and matched on a few threads: OpenCV and the decoders release the GIL)."""
+    (files read back under ``roots``, readback.py, and matched on a few threads: OpenCV and the
+    decoders release the GIL)."""
     query = region_keypoints(crop, QUERY_SIDE, features=800)
     if len(query.points) < MIN_INLIERS or not hits:
         return
     with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
-        found = list(pool.map(lambda hit: _verified_box(library, query, hit), hits))
+        found = list(pool.map(lambda hit: _verified_box(library, query, hit, roots), hits))
     for hit, result in zip(hits, found):
         if result is not None:
             count, box = result
@@ -208,12 +209,13 @@ def verify_hits(library: Library, crop: PILImage.Image, hits: list[SearchHit]) -
             hit.box = box
 
 
-def _verified_box(library: Library, query: Keypoints, hit: SearchHit) -> tuple[int, list[int]] | None:
+def _verified_box(library: Library, query: Keypoints, hit: SearchHit,
+                  roots: Roots) -> tuple[int, list[int]] | None:
     """(agreeing matches, the query box mapped into the hit's pixels) when the hit's file shows the
-    region, else None (a file gone or broken keeps its unverified rank)."""
+    region, else None (a file gone, broken or no longer under ``roots`` keeps its unverified rank)."""
     try:
-        picture = read_image(hit.path, library.settings.max_image_pixels, target_long_side=VERIFY_SIDE,
-                             max_mb=library.settings.max_file_mb).image
+        picture = read_back(hit.path, roots, library.settings.max_image_pixels, library.settings.max_file_mb,
+                            target_long_side=VERIFY_SIDE).image
     except ImageDecodeError:
         return None
     target = region_keypoints(picture, VERIFY_SIDE)

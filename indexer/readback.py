@@ -1,0 +1,73 @@
+"""Reading an indexed picture back from the path the catalog stores (thumbnails, region and
+duplicate verification from files): the path is resolved at read time and read only when it still
+lies under a folder the server may read — one its collection's index jobs were given, the uploads
+folder, or an allowed root — and is then opened without following a symlink. So an indexed file
+swapped for a link to another file, or an imported catalog edited to name one, reads nothing.
+Folders indexed with ``--follow-symlinks`` are the exception their owner chose: links under them
+are followed wherever they lead, as indexing followed them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from indexer.catalog.models import Job
+from indexer.ingest.reading import LoadedImage, read_image
+from indexer.library import Library
+from model.preprocess import ImageDecodeError
+
+
+@dataclass(frozen=True)
+class Roots:
+    """Where files may be read back from: under ``resolved`` once every link is resolved, or
+    anywhere a link under ``linked`` (roots indexed with --follow-symlinks) leads."""
+
+    resolved: tuple[str, ...]
+    linked: tuple[str, ...] = ()
+
+    def __add__(self, other: Roots) -> Roots:
+        return Roots(self.resolved + other.resolved, self.linked + other.linked)
+
+
+def fixed_roots(allowed_roots: tuple[Path, ...], home: Path) -> Roots:
+    """The folders any collection's files may be read back from: the allowed roots and the uploads folder."""
+    return Roots(tuple(os.path.realpath(p) for p in (*allowed_roots, home / "uploads")))
+
+
+def collection_roots(session: Session, collection_id: int) -> Roots:
+    """The paths the collection's index jobs were given (folders or single files), resolved."""
+    resolved: set[str] = set()
+    linked: set[str] = set()
+    for params in session.scalars(select(Job.params).where(Job.collection_id == collection_id, Job.kind == "index")):
+        paths = [p for p in (params or {}).get("paths", []) if isinstance(p, str)]
+        resolved.update(os.path.realpath(p) for p in paths)
+        if (params or {}).get("follow_symlinks"):
+            linked.update(os.path.abspath(p) for p in paths)
+    return Roots(tuple(sorted(resolved)), tuple(sorted(linked)))
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == root or Path(path).is_relative_to(root) for root in roots)
+
+
+def read_back(path: str, roots: Roots, max_pixels: int, max_mb: int, target_long_side: int | None = None) -> LoadedImage:
+    """The indexed picture at ``path``, read as indexing reads it, if it resolves under ``roots``
+    (opened with O_NOFOLLOW, so a link put in place after the check is refused too) or lies under
+    a root whose links were followed; else ImageDecodeError naming both paths."""
+    real = os.path.realpath(path)
+    if _under(real, roots.resolved):
+        return read_image(real, max_pixels, target_long_side=target_long_side, max_mb=max_mb, nofollow=True)
+    if _under(os.path.abspath(path), roots.linked):
+        return read_image(path, max_pixels, target_long_side=target_long_side, max_mb=max_mb)
+    raise ImageDecodeError(f"{path}: resolves to {real}, outside the folders this collection indexed, the uploads and "
+                           "DINOSEEK_ALLOWED_ROOTS; not read")
+
+
+def readable_roots(library: Library, collection_id: int) -> Roots:
+    """Every folder the collection's files may be read back from (``fixed_roots`` and ``collection_roots``)."""
+    with library.catalog.session() as s:
+        return fixed_roots(library.settings.allowed_roots, library.settings.home) + collection_roots(s, collection_id)
