@@ -49,6 +49,7 @@ class Settings:
     task_time_limit: int = 1800  # seconds a worker task may run before its process is killed (and the chunk redelivered)
     max_upload_mb: int = 256
     max_file_mb: int = 512  # the largest image file read from disk (larger ones fail with the reason)
+    decode_memory_mb: int = 2048  # memory this process's decodes may hold at once (model/decode_memory.py)
     query_embedding: str = "api"  # where the API embeds query pictures: "api" (its own process) or "gpu" (a worker)
     # The Qdrant server (DINOSEEK_QDRANT_URL): its API key, and how dinoseek creates collections there.
     qdrant_api_key: str | None = field(default=None, repr=False)  # a secret: kept out of logs
@@ -137,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         task_time_limit=_positive_int(raw, "task_time_limit", 1800),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
         max_file_mb=_positive_int(raw, "max_file_mb", 512),
+        decode_memory_mb=_positive_int(raw, "decode_memory_mb", 2048),
         query_embedding=query_embedding,
         qdrant_api_key=str(raw["qdrant_api_key"]) if raw.get("qdrant_api_key") else None,
         qdrant_hnsw_m=_int_at_least(raw, "qdrant_hnsw_m", 16, 0),

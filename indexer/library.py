@@ -19,6 +19,7 @@ from indexer.catalog.models import Collection, ModelRecord
 from indexer.catalog.names import check_collection_name
 from indexer.catalog.schema import ensure_schema
 from indexer.errors import InvalidRequest, ModelMismatch, NotFound
+from indexer.ingest.reading import set_decode_memory
 from indexer.stores import CollectionStores, QdrantConfig, StoreBackend, StoreSpec, store_backend
 from indexer.stores.locks import collection_writer_lock
 from indexer.stores.patches import PATCH_SLOTS
@@ -46,6 +47,7 @@ class Library:
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
                  other_embedders: dict[str, Embedder] | None = None) -> None:
         self.settings = settings
+        set_decode_memory(settings.decode_memory_mb)
         self.catalog = Catalog(settings.database_url)
         ensure_schema(self.catalog)
         self._embedder = embedder

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from model.decode_memory import DecodeBudget, DecodeTooLarge, decode_footprint
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # (pixel / 255 - mean) / std as one multiply-add per channel on the uint8 planes
@@ -50,15 +52,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(_integer_to_8bit(np.asarray(img))).convert("RGB")
     if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.astype(np.uint8)).convert("RGB")
+        return Image.fromarray(_float_to_8bit(np.array(img, dtype=np.float32))).convert("RGB")
     return img.convert("RGB")
+
+
+def _integer_to_8bit(values: np.ndarray) -> np.ndarray:
+    """16- or 32-bit grey levels as 8 bits: 0-65535 (0-255 when nothing exceeds it) onto 0-255,
+    rounded, through a lookup table (no float64 copies of a 100 M-pixel picture)."""
+    top = 65535 if values.max() > 255 else 255
+    table = np.minimum((np.arange(65536, dtype=np.uint32) * 255 + top // 2) // top, 255).astype(np.uint8)
+    return table[values if values.dtype == np.uint16 else np.clip(values, 0, 65535)]
+
+
+def _float_to_8bit(values: np.ndarray) -> np.ndarray:
+    """Float grey levels stretched from their minimum to their maximum onto 0-255, in place."""
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    values -= lo
+    values *= 255.0 / (hi - lo)
+    np.nan_to_num(values, copy=False, nan=0.0)
+    return values.astype(np.uint8)
 
 
 @contextlib.contextmanager
@@ -68,7 +84,7 @@ def decode_errors(name: object) -> Iterator[None]:
         yield
     except ImageDecodeError:
         raise
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, DecodeTooLarge) as exc:
         raise ImageDecodeError(f"{name}: image too large ({exc})") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageDecodeError(f"{name}: not an image, or a format Pillow cannot read") from exc
@@ -76,16 +92,19 @@ def decode_errors(name: object) -> Iterator[None]:
         raise ImageDecodeError(f"{name}: cannot decode image ({exc})") from exc
 
 
-def finish_decode(img: Image.Image, target_long_side: int | None = None) -> Image.Image:
+def finish_decode(img: Image.Image, target_long_side: int | None = None,
+                  budget: DecodeBudget | None = None) -> Image.Image:
     """Decode an opened image to oriented RGB; JPEGs use draft mode (DCT-domain downscaling by 1/2,
-    1/4 or 1/8) when ``target_long_side`` allows, never below that size."""
+    1/4 or 1/8) when ``target_long_side`` allows, never below that size. With ``budget``, the
+    decode first reserves its footprint there (waits for room; refused if it can never fit)."""
     if target_long_side and img.format == "JPEG":
         w, h = img.size
         scale = target_long_side / max(w, h)
         if scale < 1:
             img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-    img.load()
-    return to_rgb(ImageOps.exif_transpose(img))
+    with budget.reserve(decode_footprint(img)) if budget is not None else contextlib.nullcontext():
+        img.load()
+        return to_rgb(ImageOps.exif_transpose(img))
 
 
 def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | None = None) -> Image.Image:

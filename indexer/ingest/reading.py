@@ -19,11 +19,11 @@ from datetime import datetime, timezone
 
 from PIL import ExifTags, Image
 
+from model.decode_memory import MB, DecodeBudget
 from model.preprocess import ImageDecodeError, decode_errors, finish_decode
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k photo; larger files are refused as decompression bombs
 DEFAULT_MAX_FILE_MB = 512  # DINOSEEK_MAX_FILE_MB: the largest file read (a RAW or a TIFF panorama fits)
-MB = 1024 * 1024
 _EXIF_DATETIME = ExifTags.Base.DateTimeOriginal
 _plugins_registered = False
 
@@ -100,6 +100,16 @@ def _exif_fields(img: Image.Image) -> tuple[int | None, datetime | None, str | N
             taken, camera[:128] or None)
 
 
+DEFAULT_DECODE_MEMORY_MB = 2048  # DINOSEEK_DECODE_MEMORY_MB
+# every decode of this process (indexing threads, API requests, a worker's tasks) draws from it
+DECODE_BUDGET = DecodeBudget(DEFAULT_DECODE_MEMORY_MB * MB)
+
+
+def set_decode_memory(mb: int) -> None:
+    """Size this process's decode budget (the library does, from DINOSEEK_DECODE_MEMORY_MB)."""
+    DECODE_BUDGET.resize(mb * MB)
+
+
 def read_bytes(path: str | os.PathLike, max_mb: int = DEFAULT_MAX_FILE_MB,
                nofollow: bool = False) -> tuple[bytes, FileStat]:
     """The file's bytes and the size/mtime they were read at. Unreadable, empty, non-regular
@@ -162,7 +172,7 @@ def decode_bytes(name: str, data: bytes, stat: FileStat, max_pixels: int = DEFAU
                                    f"{max_pixels:,} (possible decompression bomb; raise DINOSEEK_MAX_IMAGE_PIXELS)")
         fmt = img.format or "UNKNOWN"
         orientation, taken_at, camera = _exif_fields(img)
-        img = finish_decode(img, target_long_side)
+        img = finish_decode(img, target_long_side, DECODE_BUDGET)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     info = ImageInfo(fmt, width, height, orientation, taken_at, camera)
