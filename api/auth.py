@@ -49,8 +49,17 @@ def _match(presented: str, keys: dict[str, bool]) -> bool | None:
     return found
 
 
+def holds_key() -> bool:
+    """Whether this request presents a known key (always, with auth switched off): what the public
+    routes show only to key holders."""
+    keys = current_app.extensions["dinoseek_keys"]
+    presented = _presented_key()
+    return keys is None or (presented is not None and _match(presented, keys) is not None)
+
+
 def install(app: Flask, keys: dict[str, bool] | None) -> None:
     """Check the key of every request; ``keys`` None switches auth off (``--insecure-no-auth``)."""
+    app.extensions["dinoseek_keys"] = keys
 
     @app.before_request
     def check_key():

@@ -248,7 +248,8 @@ class ThumbnailQuery(Base):
 
 class Health(Schema):
     status = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Dict(),
+                         metadata={"description": "each service's answer and latency; only to a request with a key"})
 
 
 class RegionJson(Schema):

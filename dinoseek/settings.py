@@ -28,6 +28,17 @@ class SettingsError(ValueError):
     """A setting has a value dinoseek cannot use; the message names the setting."""
 
 
+def redacted_url(url: str | None) -> str | None:
+    """The URL with its password, if any, shown as ``***`` (for messages, logs and reprs)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, host = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{user_info.split(':', 1)[0]}:***@{host}").geturl()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob the services read. Field ``x`` comes from ``DINOSEEK_X`` or key ``x`` in TOML."""
@@ -58,6 +69,21 @@ class Settings:
     qdrant_quantization: str = "int8"  # "int8": scalar int8 copy kept in RAM, searches rescore; "none"
     qdrant_on_disk: bool = False  # original vectors on disk (memory-mapped), only the int8 copy in RAM
     qdrant_patch_layout: str = "points"  # "points": one point per patch cell; "multivector": one per image (MAX_SIM)
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets: keys counted, URLs with their passwords masked, the
+        Qdrant key left out (a logged or printed Settings must not hand them out)."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_keys":
+                value = f"<{len(value)} keys>"
+            elif f.name in ("database_url", "broker_url", "qdrant_url"):
+                value = redacted_url(value)
+            elif not f.repr:
+                continue
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @property
     def models_dir(self) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 
 import redis
 from sqlalchemy import text
@@ -21,8 +23,24 @@ def _timed(check) -> dict:
                 "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+HEALTH_CACHE_SECONDS = 2.0  # a burst of health checks (probes, a load balancer, a loop) is answered once
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # library → (when, report)
+_cache_lock = threading.Lock()
+
+
 def check_health(library: Library) -> dict:
-    """Each backing service's answer and latency; ``status`` is ``ok`` when every one answered."""
+    """Each backing service's answer and latency; ``status`` is ``ok`` when every one answered.
+    Computed at most once per HEALTH_CACHE_SECONDS per library, by one caller at a time."""
+    with _cache_lock:
+        at, report = _cache.get(library, (-HEALTH_CACHE_SECONDS, {}))
+        if time.monotonic() - at < HEALTH_CACHE_SECONDS:
+            return report
+        report = _check(library)
+        _cache[library] = (time.monotonic(), report)
+        return report
+
+
+def _check(library: Library) -> dict:
     settings = library.settings
     checks = {}
 

@@ -9,6 +9,10 @@ from pathlib import Path
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 )
+# The Pillow formats those are (the JPEG opener also reads a camera's multi-picture MPO files; HEIF
+# and AVIF once their plugin is there); no other decoder is ever tried, so a file of any other of
+# Pillow's dozens of formats (PSD, EPS, FITS...) is refused before decoding.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
 
 
 def iter_image_paths(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> Iterator[Path]:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps
 
 from model.decode_memory import DecodeBudget, DecodeTooLarge, decode_footprint
+from model.files import IMAGE_FORMATS
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -77,6 +78,13 @@ def _float_to_8bit(values: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def open_image(source: BinaryIO) -> Image.Image:
+    """``Image.open`` trying only the product's formats (model/files.py ``IMAGE_FORMATS``) that this
+    installation can read."""
+    Image.init()
+    return Image.open(source, formats=[f for f in IMAGE_FORMATS if f in Image.OPEN])
+
+
 @contextlib.contextmanager
 def decode_errors(name: object) -> Iterator[None]:
     """Turn whatever Pillow raises for a bad file into one ``ImageDecodeError`` naming ``name``."""
@@ -87,7 +95,7 @@ def decode_errors(name: object) -> Iterator[None]:
     except (Image.DecompressionBombError, DecodeTooLarge) as exc:
         raise ImageDecodeError(f"{name}: image too large ({exc})") from exc
     except Image.UnidentifiedImageError as exc:
-        raise ImageDecodeError(f"{name}: not an image, or a format Pillow cannot read") from exc
+        raise ImageDecodeError(f"{name}: not an image, or not one of the formats read ({', '.join(IMAGE_FORMATS)})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"{name}: cannot decode image ({exc})") from exc
 
@@ -120,7 +128,7 @@ def load_image(source: str | os.PathLike | BinaryIO, target_long_side: int | Non
                 source = stack.enter_context(open(source, "rb"))  # closed once the pixels are loaded
             except OSError as exc:
                 raise ImageDecodeError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
-        return finish_decode(Image.open(source), target_long_side)
+        return finish_decode(open_image(source), target_long_side)
 
 
 def preprocess(img: Image.Image, image_size: int = 224, patch_size: int = 14) -> torch.Tensor:

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 from celery import Celery
 
+from dinoseek.settings import redacted_url
 from indexer.errors import IndexerError, JobCancelled, ModelMismatch, Unavailable, UnusableImage
 from indexer.jobs import Progress, fail_job, job_kind, job_progress, load_job, run_job_here, run_new_job_here
 from indexer.library import Library
@@ -61,7 +62,7 @@ class JobDispatcher:
         missing = [q for q in QUEUES if q not in served]
         if missing:
             raise IndexerError(f"no worker is serving the {' and '.join(repr(q) for q in missing)} queue at "
-                               f"{self.settings.broker_url}: start one with `dinoseek worker --queues "
+                               f"{redacted_url(self.settings.broker_url)}: start one with `dinoseek worker --queues "
                                f"{','.join(missing)}`, or unset DINOSEEK_BROKER_URL to run jobs in-process")
 
     # ------------------------------------------------------------------ starting

@@ -7,6 +7,7 @@ from flask import Response, current_app, send_from_directory
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.auth import holds_key
 from api.context import ctx
 from api.schemas import Health
 from indexer.health import check_health
@@ -18,9 +19,11 @@ blp = Blueprint("system", __name__, description="Health and metrics")
 @blp.response(200, Health)
 @blp.alt_response(503, schema=Health, description="a backing service is down")
 def health():
-    """Checks the database, the broker (when configured) and the vector store; no key needed."""
+    """Checks the database, the broker (when configured) and the vector store; no key needed for
+    the status, the checks' latencies and errors only with one (answers are cached a moment)."""
     report = check_health(ctx().library)
-    return report, 200 if report["status"] == "ok" else 503
+    shown = report if holds_key() else {"status": report["status"]}
+    return shown, 200 if report["status"] == "ok" else 503
 
 
 @blp.route("/metrics", methods=["GET"])

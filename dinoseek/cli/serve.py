@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import sys
 
 from gunicorn.app.base import BaseApplication
 
@@ -24,9 +26,22 @@ def gunicorn_application(app_factory, options: dict):
     return DinoseekServer()
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or name (only this machine can connect)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the API; refuses to start without API keys unless ``--insecure-no-auth``."""
     settings = load_settings()
+    if args.insecure_no_auth and not _loopback(args.host):
+        print(f"WARNING: --insecure-no-auth on {args.host}, which is not a loopback address: anyone who can reach "
+              f"port {args.port} can read, add and delete images without a key", file=sys.stderr)
     create_app(settings, insecure_no_auth=args.insecure_no_auth).extensions["dinoseek"].close()  # fail fast here
 
     def factory():

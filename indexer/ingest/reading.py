@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from PIL import ExifTags, Image
 
 from model.decode_memory import MB, DecodeBudget
-from model.preprocess import ImageDecodeError, decode_errors, finish_decode
+from model.preprocess import ImageDecodeError, decode_errors, finish_decode, open_image
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k photo; larger files are refused as decompression bombs
 DEFAULT_MAX_FILE_MB = 512  # DINOSEEK_MAX_FILE_MB: the largest file read (a RAW or a TIFF panorama fits)
@@ -165,7 +165,7 @@ def decode_bytes(name: str, data: bytes, stat: FileStat, max_pixels: int = DEFAU
     """Probe and decode bytes already read from ``name`` (see ``read_image``)."""
     register_optional_plugins()
     with decode_errors(name):
-        img = Image.open(io.BytesIO(data))
+        img = open_image(io.BytesIO(data))
         width, height = img.size
         if width * height > max_pixels:
             raise ImageDecodeError(f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of "

@@ -7,7 +7,9 @@ to one process at a time (let go after each write so another process may open it
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 from dinoseek.settings import VECTOR_BACKENDS as BACKENDS
@@ -47,9 +49,11 @@ class _Directory(StoreBackend):
 
     def probe(self) -> dict:
         self.directory.mkdir(parents=True, exist_ok=True)
-        probe = self.directory / ".health"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        probe = self.directory / f".health-{os.getpid()}-{uuid.uuid4().hex}"  # callers at once never share one
+        try:
+            probe.write_bytes(b"ok")
+        finally:
+            probe.unlink(missing_ok=True)
         return {"backend": self.name}
 
 
