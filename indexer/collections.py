@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from indexer.catalog.models import Collection, Image, ModelRecord
-from indexer.catalog.names import check_collection_name
+from indexer.catalog.names import check_collection_name, check_no_case_twin
 from indexer.errors import AlreadyExists
 from indexer.library import Library
 
@@ -18,6 +18,7 @@ def create_collection(library: Library, name: str) -> dict:
         with library.catalog.session() as s:
             if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
                 raise AlreadyExists(f"collection {name!r} exists")
+            check_no_case_twin(s, name)
             s.add(Collection(name=name))
     except IntegrityError as exc:  # created by a concurrent request between the check and the insert
         raise AlreadyExists(f"collection {name!r} exists") from exc

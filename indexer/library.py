@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.database import Catalog
 from indexer.catalog.models import Collection, ModelRecord
-from indexer.catalog.names import check_collection_name
+from indexer.catalog.names import check_collection_name, check_no_case_twin
 from indexer.catalog.schema import ensure_schema
 from indexer.errors import InvalidRequest, ModelMismatch, NotFound
 from indexer.ingest.reading import set_decode_memory
@@ -148,6 +148,7 @@ class Library:
         check_collection_name(name)
         collection = session.scalar(select(Collection).where(Collection.name == name))
         if collection is None:
+            check_no_case_twin(session, name)
             collection = Collection(name=name)
             session.add(collection)
             session.flush()

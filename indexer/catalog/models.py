@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    func,
     select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
@@ -67,6 +68,11 @@ class Collection(Base):
     store_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     model: Mapped[ModelRecord | None] = relationship()
+
+
+# Names that differ only in case would share store files on a case-insensitive filesystem (macOS,
+# Windows, many NAS shares): the catalog keeps them apart as one name.
+Index("uq_collections_name_folded", func.lower(Collection.name), unique=True)
 
 
 class Image(Base):
