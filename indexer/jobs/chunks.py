@@ -151,7 +151,8 @@ class ChunkRun:
 
     # ---------------------------------------------------------------- setup
     def prepare(self, chunks: Sequence[JobChunk]) -> list[_Item]:
-        """The chunks' images, in chunk order; images deleted since planning count as skipped."""
+        """The chunks' images, in chunk order; images deleted since planning count as skipped (so
+        does an id that now names a row of another collection: SQLite may reuse a deleted id)."""
         ids = [int(i) for c in chunks for i in c.image_ids]
         rows: dict[int, tuple] = {}
         with self.library.catalog.session() as s:
@@ -159,7 +160,8 @@ class ChunkRun:
                 for r in s.execute(select(Image.id, Image.path, Image.sha256, Image.status, Image.patch_rows,
                                           ImageFeatures.image_id.is_not(None).label("has_features"))
                                    .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id)
-                                   .where(Image.id.in_(ids[start:start + 500]))):
+                                   .where(Image.id.in_(ids[start:start + 500]),
+                                          Image.collection_id == self.target.collection_id)):
                     rows[r.id] = r
         items: list[_Item] = []
         for chunk in chunks:
@@ -326,6 +328,7 @@ class ChunkRun:
         started = time.monotonic()
         self.apply_writes(stores)
         complete, self.complete = self.complete, []
+        self._drop_deleted(complete, stores)
         failed_ids = [f.image_id for c in complete for f in c.failures]
         if failed_ids:  # a file that turned bad must not keep serving its old vectors
             stores.global_.delete(np.array(failed_ids))
@@ -341,6 +344,33 @@ class ChunkRun:
         self.last_checkpoint = time.monotonic()
         self.checkpoint_interval = checkpoint_interval(self.last_checkpoint - started)
         return committed
+
+    def _drop_deleted(self, complete: list[_ChunkState], stores: CollectionStores) -> None:
+        """Under the writer lock: images of these chunks deleted (or their ids reused elsewhere)
+        since they were read lose the vectors just written for them and count as skipped."""
+        if self.target.staged:
+            return
+        ids = [row["id"] for chunk in complete for row in chunk.rows] + [f.image_id for c in complete for f in c.failures]
+        present: set[int] = set()
+        with self.library.catalog.session() as s:
+            for start in range(0, len(ids), 500):
+                present.update(s.scalars(select(Image.id).where(Image.id.in_(ids[start:start + 500]),
+                                                                 Image.collection_id == self.target.collection_id)))
+        gone = [i for i in ids if i not in present]
+        if not gone:
+            return
+        stores.global_.delete(np.array(gone))
+        stores.patches.delete(all_patch_ids(gone))
+        for chunk in complete:
+            embedded_gone = sum(1 for row in chunk.rows if row["id"] not in present and "sha256" in row)
+            chunk.indexed -= embedded_gone  # an unchanged file's row (no sha256) was counted skipped already
+            chunk.skipped += embedded_gone
+            chunk.skipped += sum(1 for f in chunk.failures if f.image_id not in present)
+            chunk.rows = [row for row in chunk.rows if row["id"] in present]
+            chunk.failures = [f for f in chunk.failures if f.image_id in present]
+            for image_id in gone:
+                chunk.features.pop(image_id, None)
+                self.pending_rows.pop(image_id, None)
 
     def checkpoint_due(self) -> bool:
         return time.monotonic() - self.last_checkpoint > self.checkpoint_interval
