@@ -25,16 +25,19 @@ from model.preprocess import ImageDecodeError, _integer_to_8bit
 from tests.support.photos import skimage_photo
 
 PEAK = """
-import json, resource, sys
+import json, sys
 from indexer.ingest.reading import read_bytes, decode_bytes
 from PIL import Image
 from model.decode_memory import decode_footprint
 data, stat = read_bytes(sys.argv[1])
 footprint = decode_footprint(Image.open(sys.argv[1]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def kb(field):
+    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from the RSS now
+before = kb("VmRSS:")
 loaded = decode_bytes(sys.argv[1], data, stat, 10**9)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"grown_mb": (after - before) / 1024, "footprint_mb": footprint / 2**20, "size": loaded.image.size}))
+grown = (kb("VmHWM:") - before) / 1024
+print(json.dumps({"grown_mb": grown, "footprint_mb": footprint / 2**20, "size": loaded.image.size}))
 """
 
 
