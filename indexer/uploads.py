@@ -7,7 +7,6 @@ so a request either adds all its pictures or fails naming the one that is not a 
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from sqlalchemy import select
 
 from indexer.catalog.models import Image
 from indexer.catalog.names import check_collection_name
+from indexer.durable import replace_durably, sync_folder
 from indexer.errors import InvalidRequest, UnusableImage
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, sha256_bytes
 from indexer.library import Library
@@ -63,10 +63,13 @@ def store_uploads(library: Library, collection_name: str, uploads: list[Upload])
         digest = sha256_bytes(upload.data)
         path = root / digest[:2] / f"{digest}.{EXTENSIONS.get(fmt, 'img')}"
         if not path.exists():
+            made = [p for p in (path.parent, path.parent.parent) if not p.exists()]
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across processes and threads
             tmp.write_bytes(upload.data)
-            os.replace(tmp, path)
+            replace_durably(tmp, path)  # the row below points at it: it must outlive a power cut
+            for folder in made:  # new folders' own entries too
+                sync_folder(folder.parent)
         paths.append(str(path))
     with library.catalog.session() as s:
         collection = library.get_or_create_collection(s, collection_name)

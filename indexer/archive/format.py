@@ -33,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 from sqlalchemy import JSON, DateTime, LargeBinary, Table, bindparam
 
+from indexer.durable import replace_durably, sync_file, sync_folder
 from indexer.errors import IndexerError, InvalidRequest
 
 FORMAT = "dinoseek-archive/1"
@@ -175,10 +176,13 @@ class ArchiveWriter:
         return NpyWriter(self.stage / rel, dtype, rows, dim)
 
     def commit(self, manifest: dict) -> Path:
+        """Write the manifest and put the archive in place, every file and folder flushed to disk
+        first: an archive that exists is whole."""
         files = {}
         for path in sorted(p for p in self.stage.rglob("*") if p.is_file()):
             rel = path.relative_to(self.stage).as_posix()
             files[rel] = {"sha256": _sha256_file(path), "bytes": path.stat().st_size}
+            sync_file(path)
         doc = dict(manifest, format=FORMAT, tables=self.tables, files=files)
         with open(self.stage / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=1, sort_keys=True)
@@ -190,12 +194,13 @@ class ArchiveWriter:
             with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
                 for path in [self.stage / MANIFEST] + [self.stage / rel for rel in files]:
                     tar.add(path, arcname=path.relative_to(self.stage).as_posix(), recursive=False)
-            with open(partial, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(partial, self.out)
+            replace_durably(partial, self.out)
             shutil.rmtree(self.stage, ignore_errors=True)
         else:
+            for folder in sorted({p.parent for p in self.stage.rglob("*")} | {self.stage}):
+                sync_folder(folder)
             os.replace(self.stage, self.out)
+            sync_folder(self.out.parent)
         return self.out
 
     def abandon(self) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.durable import replace_durably
 from indexer.stores.base import SearchResult, StoreError, StoreSpec, VectorStore, as_ids, as_vectors, check_batch_size
 
 DEFAULT_ANN_THRESHOLD = 50_000
@@ -317,14 +318,7 @@ class FaissStore(VectorStore):
                 np.savez(fh, format=np.array(FILE_FORMAT), dim=np.array(self.spec.dim),
                          precision=np.array(self.spec.precision), kind=np.array(self._kind),
                          index=self._faiss.serialize_index(self._index), ids=self._ids, alive=self._alive)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_durably(tmp, self.path)
             self._dirty = False
             self._stamp = self.path.stat().st_mtime_ns
 
