@@ -4,6 +4,7 @@ crash-safe writes, readers picking up a writer's changes."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -76,11 +77,13 @@ def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="disk full"):
         store.persist()
     monkeypatch.undo()
     reopened = FaissStore(StoreSpec("s", 32), tmp_path)
     assert reopened.count() == 50  # the old state, complete; never a half-written file
+    assert store.count() == 50  # the failed writes discarded: their chunks were not committed, they are redone
+    store.upsert(np.arange(50, 100), data[50:])
     store.persist()
     assert FaissStore(StoreSpec("s", 32), tmp_path).count() == 100
 
@@ -107,3 +110,58 @@ def test_unreadable_or_mismatched_file(tmp_path) -> None:
     store.close()
     with pytest.raises(StoreError, match="expected 64-d"):
         FaissStore(StoreSpec("s", 64), tmp_path)
+
+
+def test_a_rewrite_behind_an_unchanged_mtime_is_still_seen(tmp_path) -> None:
+    """Issue 17, finding 13: coarse-timestamp filesystems (FAT, some NAS shares) can give a rewrite
+    the old mtime; the store compares (inode, size, mtime), so another process's write is read."""
+    spec = StoreSpec("s", 32, "float32")
+    reader = FaissStore(spec, tmp_path)
+    reader.upsert(np.arange(10), clustered(10))
+    reader.persist()
+    old = os.stat(tmp_path / "s.faiss")
+    writer = FaissStore(spec, tmp_path)
+    writer.upsert(np.arange(10, 30), clustered(20, seed=1))
+    writer.persist()
+    os.utime(tmp_path / "s.faiss", ns=(old.st_atime_ns, old.st_mtime_ns))  # the same mtime as before
+    assert reader.refresh() and reader.count() == 30
+    writer.close()
+    reader.close()
+
+
+def test_a_failed_persist_leaves_no_partial_file_and_the_store_reloads(tmp_path) -> None:
+    """Issue 17, finding 13: after a persist fails, nothing half-written is left, the store holds
+    what its file holds again (not the writes that failed), and it sees later writes of others."""
+    spec = StoreSpec("s", 32, "float32")
+    store = FaissStore(spec, tmp_path)
+    store.upsert(np.arange(10), clustered(10))
+    store.persist()
+    store.upsert(np.arange(10, 15), clustered(5, seed=2))
+    blocker = tmp_path / f".s.faiss.{os.getpid()}.tmp"
+    blocker.mkdir()  # the partial file cannot be written: the persist fails
+    with pytest.raises(StoreError, match="could not persist .* re-read from its file"):
+        store.persist()
+    blocker.rmdir()
+    assert store.count() == 10 and not list(tmp_path.glob(".s.faiss.*.tmp"))
+    other = FaissStore(spec, tmp_path)
+    other.upsert(np.arange(100, 103), clustered(3, seed=3))
+    other.persist()
+    other.close()
+    assert store.refresh() and store.count() == 13  # a dirty store never reloaded before
+    store.close()
+
+
+def test_partial_files_of_dead_persists_are_removed(tmp_path) -> None:
+    dead = subprocess_pid_that_exited()
+    partial = tmp_path / f".s.faiss.{dead}.tmp"
+    partial.write_bytes(b"half an index")
+    live = tmp_path / f".s.faiss.{os.getppid()}.tmp"  # a persist of a running process: left alone
+    live.write_bytes(b"in progress")
+    FaissStore(StoreSpec("s", 32, "float32"), tmp_path).close()
+    assert not partial.exists() and live.exists()
+
+
+def subprocess_pid_that_exited() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

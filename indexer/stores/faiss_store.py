@@ -63,16 +63,36 @@ class FaissStore(VectorStore):
         self._closed = False
         self._dirty = False
         self._gpu_index = None
-        self._stamp: int | None = None
+        self._stamp: tuple[int, int, int] | None = None  # the file as last read or written (_file_stamp)
+        self._remove_stale_partials()
         if self.path.exists():
             self._load()
-            self._stamp = self.path.stat().st_mtime_ns
+            self._stamp = self._file_stamp()
         else:
-            self._index = self._new_index(kind="exact")
-            self._kind = "exact"
-            self._ids = np.empty(0, dtype=np.int64)  # position -> caller id
-            self._alive = np.empty(0, dtype=bool)
+            self._empty()
         self._rebuild_position_map()
+
+    def _empty(self) -> None:
+        self._index = self._new_index(kind="exact")
+        self._kind = "exact"
+        self._ids = np.empty(0, dtype=np.int64)  # position -> caller id
+        self._alive = np.empty(0, dtype=bool)
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        """(inode, size, mtime) of the file: a rewrite is a new inode (renamed into place), so a
+        filesystem with coarse timestamps cannot hide it behind an unchanged mtime."""
+        st = self.path.stat()
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _partial(self, pid: int) -> Path:
+        return self.path.with_name(f".{self.path.name}.{pid}.tmp")
+
+    def _remove_stale_partials(self) -> None:
+        """Remove half-written files of persists whose process has died."""
+        for partial in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            pid = partial.name[len(self.path.name) + 2:-4]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                partial.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ index construction
     def _new_index(self, kind: str):
@@ -313,14 +333,36 @@ class FaissStore(VectorStore):
             if not self._dirty and self.path.exists():
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:  # straight to the file: no second in-memory copy of the index
-                np.savez(fh, format=np.array(FILE_FORMAT), dim=np.array(self.spec.dim),
-                         precision=np.array(self.spec.precision), kind=np.array(self._kind),
-                         index=self._faiss.serialize_index(self._index), ids=self._ids, alive=self._alive)
-            replace_durably(tmp, self.path)
+            tmp = self._partial(os.getpid())
+            try:
+                with open(tmp, "wb") as fh:  # straight to the file: no second in-memory copy of the index
+                    np.savez(fh, format=np.array(FILE_FORMAT), dim=np.array(self.spec.dim),
+                             precision=np.array(self.spec.precision), kind=np.array(self._kind),
+                             index=self._faiss.serialize_index(self._index), ids=self._ids, alive=self._alive)
+                replace_durably(tmp, self.path)
+            except Exception as exc:
+                self._discard_unpersisted(tmp)
+                raise StoreError(f"{self.path}: could not persist ({type(exc).__name__}: {exc}); the changes since "
+                                 "the last persist were discarded and the store re-read from its file") from exc
             self._dirty = False
-            self._stamp = self.path.stat().st_mtime_ns
+            self._stamp = self._file_stamp()
+
+    def _discard_unpersisted(self, tmp: Path) -> None:
+        """After a failed persist: no partial file left, and the store as its file holds it (the
+        writes that failed are the caller's to redo: their chunks were not committed)."""
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if self.path.exists():
+            self._load()
+            self._stamp = self._file_stamp()
+        else:
+            self._empty()
+            self._stamp = None
+        self._rebuild_position_map()
+        self._gpu_index = None
+        self._dirty = False
 
     def _load(self) -> None:
         try:
@@ -347,7 +389,7 @@ class FaissStore(VectorStore):
             self._check_open()
             if self._dirty or not self.path.exists():
                 return False
-            stamp = self.path.stat().st_mtime_ns
+            stamp = self._file_stamp()
             if stamp == self._stamp:
                 return False
             self._load()
@@ -369,3 +411,14 @@ class FaissStore(VectorStore):
             self.persist()
             self._closed = True
             self._index = self._gpu_index = None
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
