@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from api import auth, body_limits, metrics
+from api import auth, body_limits, concurrency, metrics
 from api.context import ApiContext
 from api.errors import register_error_handlers
 from api.routes import collections, duplicates, images, jobs, search, system
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
     app.extensions["dinoseek"] = context
     app.extensions["dinoseek_metrics"] = metrics.install(app, context.library)
     body_limits.install(app)
+    concurrency.install(app, settings.expensive_reads)
     api = DinoseekApi(app)
     app.add_url_rule(f"{PREFIX}/docs-assets/<path:filename>", "docs_assets", system.docs_assets)
     for module in (collections, jobs, search, duplicates, images, system):

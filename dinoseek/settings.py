@@ -58,6 +58,7 @@ class Settings:
     visibility_timeout: int = 600
     max_chunk_starts: int = 3  # a chunk started this often without finishing fails its files instead of a 4th start
     task_time_limit: int = 1800  # seconds a worker task may run before its process is killed (and the chunk redelivered)
+    expensive_reads: int = 4  # searches, region queries, duplicate checks running at once per route and API process
     max_upload_mb: int = 256
     max_file_mb: int = 512  # the largest image file read from disk (larger ones fail with the reason)
     decode_memory_mb: int = 2048  # memory this process's decodes may hold at once (model/decode_memory.py)
@@ -162,6 +163,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         visibility_timeout=_positive_int(raw, "visibility_timeout", 600),
         max_chunk_starts=_positive_int(raw, "max_chunk_starts", 3),
         task_time_limit=_positive_int(raw, "task_time_limit", 1800),
+        expensive_reads=_positive_int(raw, "expensive_reads", 4),
         max_upload_mb=_positive_int(raw, "max_upload_mb", 256),
         max_file_mb=_positive_int(raw, "max_file_mb", 512),
         decode_memory_mb=_positive_int(raw, "decode_memory_mb", 2048),

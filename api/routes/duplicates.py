@@ -6,6 +6,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from api.auth import reads
+from api.concurrency import limited
 from api.context import ctx
 from api.errors import ApiError
 from api.query_params import embed_upload, filters_of, parse_query, upload_of
@@ -21,7 +22,9 @@ blp = Blueprint("duplicates", __name__, description="Near-duplicate detection")
 @blp.response(200, Matches)
 @blp.alt_response(404, schema=ErrorResponse)
 @blp.alt_response(422, schema=ErrorResponse)
+@blp.alt_response(429, schema=ErrorResponse, description="too many of these at once; retry after Retry-After")
 @reads
+@limited
 def check(name: str):
     """Indexed images that duplicate the picture, each with its tier (``exact``, ``near``: an
     edited copy, ``similar``: another shot of the scene) and the evidence. ``threshold``, when

@@ -6,6 +6,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from api.auth import reads
+from api.concurrency import limited
 from api.context import ctx
 from api.errors import ApiError
 from api.query_params import filters_of, parse_query, query_picture, upload_of, view_embedder
@@ -24,7 +25,9 @@ QUERY_BODY = {"required": True, "content": {"application/json": {"schema": Searc
 @blp.response(200, Results)
 @blp.alt_response(404, schema=ErrorResponse)
 @blp.alt_response(422, schema=ErrorResponse, description="the picture is not a usable image, or a parameter is invalid")
+@blp.alt_response(429, schema=ErrorResponse, description="too many of these at once; retry after Retry-After")
 @reads
+@limited
 def search(name: str):
     """The k closest images to a picture or to an indexed image, with metadata; filters and a score threshold optional."""
     params, picture = parse_query()
@@ -47,7 +50,9 @@ def search(name: str):
 @blp.response(200, RegionResults)
 @blp.alt_response(404, schema=ErrorResponse)
 @blp.alt_response(422, schema=ErrorResponse)
+@blp.alt_response(429, schema=ErrorResponse, description="too many of these at once; retry after Retry-After")
 @reads
+@limited
 def search_region_route(name: str):
     """The images that contain a box of a picture (uploaded, or an indexed image), each with the box
     where it matched, in that image's pixels."""
