@@ -63,6 +63,13 @@ class JobErrorOut(Schema):
     error = fields.String(required=True)
 
 
+class JobQuery(Base):
+    errors_offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**62),
+                                   metadata={"description": "errors to skip (in the order they were recorded)"})
+    errors_limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000),
+                                  metadata={"description": "errors to return"})
+
+
 class JobOut(Schema):
     id = fields.Integer(required=True)
     kind = fields.String(required=True)

@@ -49,3 +49,25 @@ def test_a_burst_of_expensive_reads_is_limited_per_route(tmp_path, tiny_model) -
         assert "DINOSEEK_EXPENSIVE_READS" in refused.json()["error"]["message"]
         assert http.get("/collections", headers=KEY).status_code == 200  # other routes are not limited
         assert search(http).status_code == 200  # the slot was given back
+
+
+def test_a_job_s_errors_come_a_page_at_a_time(tmp_path, tiny_model) -> None:
+    settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
+                       model=str(tiny_model), api_keys=(KEY["X-API-Key"],))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    skimage_photo("coffee").save(folder / "coffee.jpg")
+    for n in range(5):
+        (folder / f"broken{n}.jpg").write_bytes(b"\xff\xd8\xff not a picture %d" % n)
+    library = Library(settings)
+    job_id = index_paths(library, "lib", [folder]).job_id
+    library.close()
+    with serving(create_app(settings)) as base, httpx.Client(base_url=base, headers=KEY, timeout=60) as http:
+        first = http.get(f"/jobs/{job_id}", params={"errors_limit": 2}).json()
+        rest = http.get(f"/jobs/{job_id}", params={"errors_offset": 2, "errors_limit": 10}).json()
+        assert first["failed"] == 5 and len(first["errors"]) == 2 and len(rest["errors"]) == 3
+        names = [e["path"].rsplit("/", 1)[1] for e in first["errors"] + rest["errors"]]
+        assert sorted(names) == [f"broken{n}.jpg" for n in range(5)]
+        assert len(http.get(f"/jobs/{job_id}").json()["errors"]) == 5  # a page of 100 by default
+        too_many = http.get(f"/jobs/{job_id}", params={"errors_limit": 5000})
+        assert too_many.status_code == 422 and "errors_limit" in too_many.json()["error"]["message"]

@@ -5,18 +5,20 @@ from __future__ import annotations
 from flask_smorest import Blueprint
 
 from api.context import ctx
-from api.schemas import ErrorResponse, JobOut
+from api.schemas import ErrorResponse, JobOut, JobQuery
 from indexer.jobs import cancel_job, job_json
 
 blp = Blueprint("jobs", __name__, description="Jobs started by other routes")
 
 
 @blp.route("/jobs/<int(max=9223372036854775807):job_id>", methods=["GET"])
+@blp.arguments(JobQuery, location="query")
 @blp.response(200, JobOut)
 @blp.alt_response(404, schema=ErrorResponse)
-def get_job(job_id: int):
-    """A job's status, counters and per-file errors."""
-    return job_json(ctx().library, job_id)
+def get_job(query: dict, job_id: int):
+    """A job's status and counters, and its per-file errors a page at a time (``errors_offset``,
+    ``errors_limit``; ``failed`` counts them all)."""
+    return job_json(ctx().library, job_id, query["errors_offset"], query["errors_limit"])
 
 
 @blp.route("/jobs/<int(max=9223372036854775807):job_id>/cancel", methods=["POST"])

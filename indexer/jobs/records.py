@@ -216,9 +216,10 @@ def job_progress(library: Library, job_id: int) -> JobProgress:
         return JobProgress(job.status, job.done, job.total, job.message)
 
 
-def _errors(session: Session, job: Job) -> list[dict[str, str]]:
-    return [{"path": e.path, "error": e.error}
-            for e in session.scalars(select(JobError).where(JobError.job_id == job.id).order_by(JobError.id))]
+def _errors(session: Session, job: Job, offset: int = 0, limit: int | None = None) -> list[dict[str, str]]:
+    """The job's per-file errors in the order they were recorded, ``limit`` of them from ``offset``."""
+    query = select(JobError).where(JobError.job_id == job.id).order_by(JobError.id).offset(offset)
+    return [{"path": e.path, "error": e.error} for e in session.scalars(query.limit(limit) if limit else query)]
 
 
 def job_report(library: Library, job_id: int) -> IndexReport:
@@ -231,15 +232,16 @@ def job_report(library: Library, job_id: int) -> IndexReport:
                            errors=_errors(s, job))
 
 
-def job_json(library: Library, job_id: int) -> dict:
-    """A job as the REST contract and ``dinoseek job --json`` show it."""
+def job_json(library: Library, job_id: int, errors_offset: int = 0, errors_limit: int | None = None) -> dict:
+    """A job as the REST contract and ``dinoseek job --json`` show it; its errors a page at a time
+    with ``errors_limit`` (a job over a million files may have as many)."""
     with library.catalog.session() as s:
         job = get_job(s, job_id)
         collection = s.get(Collection, job.collection_id) if job.collection_id else None
         return {"id": job.id, "kind": job.kind, "status": job.status,
                 "collection": collection.name if collection else None, "total": job.total, "done": job.done,
                 "failed": job.failed, "indexed": job.indexed, "skipped": job.skipped, "message": job.message,
-                "errors": _errors(s, job)}
+                "errors": _errors(s, job, errors_offset, errors_limit)}
 
 
 def job_counts(library: Library) -> dict[tuple[str, str], int]:
