@@ -30,10 +30,18 @@ def kb(field):
     return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
 open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from the RSS now
 before = kb("VmRSS:")
-decode_bytes(sys.argv[1], data, stat, 10**9)
+loaded = decode_bytes(sys.argv[1], data, stat, 10**9)
 grown = (kb("VmHWM:") - before) / 1024
-print(json.dumps({"grown_mb": round(grown), "footprint_mb": round(footprint / 2**20)}))
+print(json.dumps({"grown_mb": grown, "footprint_mb": footprint / 2**20, "size": loaded.image.size}))
 """
+
+
+def peak_decode(path: Path, root: Path = ROOT) -> dict:
+    """Decode ``path`` in a fresh process with the code under ``root``: peak RSS growth
+    (``grown_mb``), the stated footprint (``footprint_mb``) and the decoded ``size``."""
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(root)], capture_output=True, text=True,
+                         timeout=300, check=True)
+    return json.loads(out.stdout)
 
 
 def hostile(folder: Path, side: int) -> list[Path]:
@@ -58,12 +66,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for path in hostile(Path(tmp), args.side):
-            out = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(ROOT)], capture_output=True, text=True,
-                                 check=True)
-            doc = json.loads(out.stdout)
+            doc = peak_decode(path)
             with Image.open(path) as img:
                 print(f"{path.name:12s} {img.mode:5s} {img.width}x{img.height} file {path.stat().st_size / 1024:.0f} kB: "
-                      f"peak RSS +{doc['grown_mb']} MB, stated footprint {doc['footprint_mb']} MB")
+                      f"peak RSS +{doc['grown_mb']:.0f} MB, stated footprint {doc['footprint_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ concurrent decodes wait for room in the process's budget."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import importlib.util
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,38 +23,17 @@ from model.decode_memory import MB, DecodeBudget, DecodeTooLarge, decode_footpri
 from model.preprocess import ImageDecodeError, _integer_to_8bit
 from tests.support.photos import skimage_photo
 
-PEAK = """
-import json, sys
-from indexer.ingest.reading import read_bytes, decode_bytes
-from PIL import Image
-from model.decode_memory import decode_footprint
-data, stat = read_bytes(sys.argv[1])
-footprint = decode_footprint(Image.open(sys.argv[1]))
-def kb(field):
-    return int(next(line for line in open("/proc/self/status") if line.startswith(field)).split()[1])
-open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from the RSS now
-before = kb("VmRSS:")
-loaded = decode_bytes(sys.argv[1], data, stat, 10**9)
-grown = (kb("VmHWM:") - before) / 1024
-print(json.dumps({"grown_mb": grown, "footprint_mb": footprint / 2**20, "size": loaded.image.size}))
-"""
-
-
-def _peak(path) -> dict:
-    out = subprocess.run([sys.executable, "-c", PEAK, str(path)], capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(out.stdout)
+# the measurement bench/decode_memory.py prints, loaded from its file (bench/ is not a package)
+_spec = importlib.util.spec_from_file_location("decode_memory_bench", Path(__file__).parents[1] / "bench/decode_memory.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
 
 
 def test_hostile_high_depth_pictures_decode_within_their_footprint(tmp_path) -> None:
-    grey16 = np.zeros((10_000, 10_000), dtype=np.uint16)
-    grey16[::97, :] = 60_000  # a few bright lines: values above 255, as a real 16-bit scan has
-    Image.fromarray(grey16).save(tmp_path / "deep.png", compress_level=9)
-    floats = np.zeros((6_000, 6_000), dtype=np.float32)
-    floats[::50, :] = 3.5
-    Image.fromarray(floats).save(tmp_path / "float.tif", compression="tiff_adobe_deflate")
-    assert (tmp_path / "deep.png").stat().st_size < 2 * MB
-    for name, budget_mb in (("deep.png", 1500), ("float.tif", 800)):
-        peak = _peak(tmp_path / name)
+    bench.hostile(tmp_path, 10_000)  # a 16-bit PNG of 10000 x 10000, a float TIFF and an RGB PNG of 6000 x 6000
+    assert (tmp_path / "grey16.png").stat().st_size < 2 * MB
+    for name, budget_mb in (("grey16.png", 1500), ("float32.tif", 800)):
+        peak = bench.peak_decode(tmp_path / name)
         assert peak["grown_mb"] <= peak["footprint_mb"] <= budget_mb, (name, peak)
     assert peak["size"] == [6_000, 6_000]
 
