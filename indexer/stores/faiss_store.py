@@ -65,18 +65,23 @@ class FaissStore(VectorStore):
         self._gpu_index = None
         self._stamp: tuple[int, int, int] | None = None  # the file as last read or written (_file_stamp)
         self._remove_stale_partials()
-        if self.path.exists():
-            self._load()
-            self._stamp = self._file_stamp()
-        else:
-            self._empty()
-        self._rebuild_position_map()
+        self._reread()
 
-    def _empty(self) -> None:
-        self._index = self._new_index(kind="exact")
-        self._kind = "exact"
-        self._ids = np.empty(0, dtype=np.int64)  # position -> caller id
-        self._alive = np.empty(0, dtype=bool)
+    def _reread(self) -> None:
+        """The store as its file holds it (empty without one), the file's stamp taken first, so a
+        rewrite during the read is seen by the next refresh."""
+        if self.path.exists():
+            self._stamp = self._file_stamp()
+            self._load()
+        else:
+            self._stamp = None
+            self._index = self._new_index(kind="exact")
+            self._kind = "exact"
+            self._ids = np.empty(0, dtype=np.int64)  # position -> caller id
+            self._alive = np.empty(0, dtype=bool)
+        self._rebuild_position_map()
+        self._gpu_index = None
+        self._dirty = False
 
     def _file_stamp(self) -> tuple[int, int, int]:
         """(inode, size, mtime) of the file: a rewrite is a new inode (renamed into place), so a
@@ -354,15 +359,7 @@ class FaissStore(VectorStore):
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        if self.path.exists():
-            self._load()
-            self._stamp = self._file_stamp()
-        else:
-            self._empty()
-            self._stamp = None
-        self._rebuild_position_map()
-        self._gpu_index = None
-        self._dirty = False
+        self._reread()
 
     def _load(self) -> None:
         try:
@@ -389,13 +386,9 @@ class FaissStore(VectorStore):
             self._check_open()
             if self._dirty or not self.path.exists():
                 return False
-            stamp = self._file_stamp()
-            if stamp == self._stamp:
+            if self._file_stamp() == self._stamp:
                 return False
-            self._load()
-            self._rebuild_position_map()
-            self._gpu_index = None
-            self._stamp = stamp
+            self._reread()
             return True
 
     def discard(self) -> None:
