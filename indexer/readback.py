@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import Job
 from indexer.ingest.reading import LoadedImage, read_image
+from indexer.ingest.roots import is_under
 from indexer.library import Library
 from model.preprocess import ImageDecodeError
 
@@ -39,10 +40,11 @@ def fixed_roots(allowed_roots: tuple[Path, ...], home: Path) -> Roots:
 
 
 def collection_roots(session: Session, collection_id: int) -> Roots:
-    """The paths the collection's index jobs were given (folders or single files), resolved."""
+    """The paths the collection's index jobs were given (folders or single files), resolved (only
+    index jobs record ``paths``: no kind name is compared outside indexer/jobs)."""
     resolved: set[str] = set()
     linked: set[str] = set()
-    for params in session.scalars(select(Job.params).where(Job.collection_id == collection_id, Job.kind == "index")):
+    for params in session.scalars(select(Job.params).where(Job.collection_id == collection_id)):
         paths = [p for p in (params or {}).get("paths", []) if isinstance(p, str)]
         resolved.update(os.path.realpath(p) for p in paths)
         if (params or {}).get("follow_symlinks"):
@@ -50,18 +52,14 @@ def collection_roots(session: Session, collection_id: int) -> Roots:
     return Roots(tuple(sorted(resolved)), tuple(sorted(linked)))
 
 
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or Path(path).is_relative_to(root) for root in roots)
-
-
 def read_back(path: str, roots: Roots, max_pixels: int, max_mb: int, target_long_side: int | None = None) -> LoadedImage:
     """The indexed picture at ``path``, read as indexing reads it, if it resolves under ``roots``
     (opened with O_NOFOLLOW, so a link put in place after the check is refused too) or lies under
     a root whose links were followed; else ImageDecodeError naming both paths."""
     real = os.path.realpath(path)
-    if _under(real, roots.resolved):
+    if is_under(real, roots.resolved):
         return read_image(real, max_pixels, target_long_side=target_long_side, max_mb=max_mb, nofollow=True)
-    if _under(os.path.abspath(path), roots.linked):
+    if is_under(os.path.abspath(path), roots.linked):
         return read_image(path, max_pixels, target_long_side=target_long_side, max_mb=max_mb)
     raise ImageDecodeError(f"{path}: resolves to {real}, outside the folders this collection indexed, the uploads and "
                            "DINOSEEK_ALLOWED_ROOTS; not read")
