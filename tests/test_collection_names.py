@@ -11,6 +11,7 @@ import sqlalchemy
 from sqlalchemy.exc import IntegrityError
 
 from dinoseek.settings import load_settings
+from indexer.archive import export_collection, import_collection
 from indexer.catalog import schema
 from indexer.catalog.database import Catalog
 from indexer.collections import create_collection
@@ -36,6 +37,9 @@ def test_a_name_differing_only_in_case_is_refused(tmp_path, tiny_model, database
         with pytest.raises(AlreadyExists, match="differs from it only in case"):
             index_paths(library, "PHOTOS", [folder])
         assert index_paths(library, "Photos", [folder]).indexed == 1  # the name itself still works
+        export_collection(library, "Photos", tmp_path / "photos-export")
+        with pytest.raises(AlreadyExists, match="differs from it only in case"):
+            import_collection(library, tmp_path / "photos-export", "photos")
         with pytest.raises(IntegrityError), library.catalog.engine.begin() as conn:  # the database itself refuses
             conn.execute(sqlalchemy.text("insert into collections (name, store_generation, created_at) "
                                          "values ('pHoToS', 0, '2026-01-01')"))

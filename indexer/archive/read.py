@@ -30,7 +30,7 @@ from indexer.archive.common import (
 from indexer.archive.format import Archive, ArchiveError, TargetNotEmpty, decode_row, insert_params, insert_statement
 from indexer.catalog.database import Catalog
 from indexer.catalog.models import Base, Collection, ModelRecord
-from indexer.catalog.names import check_collection_name
+from indexer.catalog.names import check_collection_name, check_no_case_twin
 from indexer.catalog.schema import current_revision, head_revision, upgrade
 from indexer.library import Library
 from indexer.stores import CollectionStores
@@ -242,10 +242,10 @@ def import_collection(library: Library, in_path: str | os.PathLike, name: str | 
         report = ArchiveReport(str(archive.path), "collection", [name])
         with library.writer_lock(name, timeout=LOCK_TIMEOUT):
             with library.catalog.session() as s:
-                if s.scalar(select(Collection.id).where(func.lower(Collection.name) == name.lower())) is not None:
+                if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
                     raise TargetNotEmpty(f"collection {name!r} already exists in the catalog at "
-                                         f"{database_name(library)} (or one whose name differs only in case); "
-                                         "import it under another name with --as NAME")
+                                         f"{database_name(library)}; import it under another name with --as NAME")
+                check_no_case_twin(s, name)
             stores = _empty_stores(library, name, entries, 0) if entries else None
             try:
                 with library.catalog.engine.begin() as conn:
