@@ -45,6 +45,9 @@ class CollectionOut(Schema):
     indexed = fields.Integer(required=True)
     failed = fields.Integer(required=True)
     vectors = fields.Integer(required=True)
+    missing_vectors = fields.Integer(required=True, metadata={
+        "description": "indexed images whose vector the store lacks (a lost store): `dinoseek index` repairs them"})
+    missing_patch_vectors = fields.Integer(required=True, metadata={"description": "patch cells of indexed images the store lacks"})
     model = fields.String(allow_none=True, required=True)
 
 
@@ -254,7 +257,9 @@ class ThumbnailQuery(Base):
 
 
 class Health(Schema):
-    status = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded", "unavailable"]), metadata={
+        "description": "ok; degraded: a collection's store lacks vectors of indexed images (checks.collections says "
+                       "which; `dinoseek index` repairs it); unavailable (503): a service does not answer"})
     checks = fields.Dict(keys=fields.String(), values=fields.Dict(),
                          metadata={"description": "each service's answer and latency; only to a request with a key"})
 

@@ -9,6 +9,7 @@ from indexer.catalog.models import Collection, Image, ModelRecord
 from indexer.catalog.names import check_collection_name, check_no_case_twin
 from indexer.errors import AlreadyExists
 from indexer.library import Library
+from indexer.store_gaps import store_gaps
 
 
 def create_collection(library: Library, name: str) -> dict:
@@ -22,12 +23,14 @@ def create_collection(library: Library, name: str) -> dict:
             s.add(Collection(name=name))
     except IntegrityError as exc:  # created by a concurrent request between the check and the insert
         raise AlreadyExists(f"collection {name!r} exists") from exc
-    return {"name": name, "images": 0, "indexed": 0, "failed": 0, "vectors": 0, "model": None}
+    return {"name": name, "images": 0, "indexed": 0, "failed": 0, "vectors": 0, "missing_vectors": 0,
+            "missing_patch_vectors": 0, "model": None}
 
 
 def collection_counts(library: Library, after: str | None = None, limit: int | None = None) -> list[dict]:
-    """Per collection, by name: images, indexed, failed, stored vectors, model digest (the CLI
-    contract's shape). ``after`` and ``limit`` page through them (names after ``after``)."""
+    """Per collection, by name: images, indexed, failed, stored vectors, the vectors of indexed rows
+    its stores lack (a lost store), model digest (the CLI contract's shape). ``after`` and
+    ``limit`` page through them (names after ``after``)."""
     out = []
     with library.catalog.session() as s:
         query = select(Collection).order_by(Collection.name)
@@ -42,9 +45,7 @@ def collection_counts(library: Library, after: str | None = None, limit: int | N
             .group_by(Image.collection_id, Image.status))} if ids else {}
         for c in collections:
             model = s.get(ModelRecord, c.model_id) if c.model_id else None
-            stores = library.stores_for(s, c)
             out.append({"name": c.name, "images": sum(n for (cid, _), n in counts.items() if cid == c.id),
                         "indexed": counts.get((c.id, "indexed"), 0), "failed": counts.get((c.id, "failed"), 0),
-                        "vectors": stores.global_.count() if stores else 0,
-                        "model": model.digest if model else None})
+                        **store_gaps(library, s, c), "model": model.digest if model else None})
     return out

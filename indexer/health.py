@@ -7,9 +7,11 @@ import time
 import weakref
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from indexer.catalog.models import Collection
 from indexer.library import Library
+from indexer.store_gaps import describe_gaps, store_gaps
 
 
 def _timed(check) -> dict:
@@ -29,7 +31,9 @@ _cache_lock = threading.Lock()
 
 
 def check_health(library: Library) -> dict:
-    """Each backing service's answer and latency; ``status`` is ``ok`` when every one answered.
+    """Each backing service's answer and latency; ``status`` is ``ok`` when every one answered and every
+    collection's stores hold its indexed rows' vectors, ``degraded`` when a store lacks some (searches
+    miss them until ``dinoseek index`` repairs it), ``unavailable`` when a service does not answer.
     Computed at most once per HEALTH_CACHE_SECONDS per library, by one caller at a time."""
     with _cache_lock:
         at, report = _cache.get(library, (-HEALTH_CACHE_SECONDS, {}))
@@ -60,4 +64,23 @@ def _check(library: Library) -> dict:
         checks["broker"] = _timed(broker)
 
     checks["vector_store"] = _timed(library.backend.probe)
-    return {"status": "ok" if all(c["ok"] for c in checks.values()) else "unavailable", "checks": checks}
+    if not all(c["ok"] for c in checks.values()):
+        return {"status": "unavailable", "checks": checks}
+    checks["collections"] = _timed(lambda: _incomplete_stores(library))
+    whole = checks["collections"]["ok"] and not checks["collections"]["incomplete"]
+    checks["collections"]["ok"] = whole
+    return {"status": "ok" if whole else "degraded", "checks": checks}
+
+
+def _incomplete_stores(library: Library) -> dict:
+    """The collections whose stores lack vectors of their indexed rows (a lost store), each with
+    what it lacks and how to repair it."""
+    incomplete = []
+    with library.catalog.session() as s:
+        for collection in s.scalars(select(Collection).order_by(Collection.name)):
+            gaps = store_gaps(library, s, collection)
+            problem = describe_gaps(collection.name, gaps)
+            if problem:
+                incomplete.append({"collection": collection.name, "missing_vectors": gaps["missing_vectors"],
+                                   "missing_patch_vectors": gaps["missing_patch_vectors"], "problem": problem})
+    return {"incomplete": incomplete}

@@ -19,11 +19,12 @@ blp = Blueprint("system", __name__, description="Health and metrics")
 @blp.response(200, Health)
 @blp.alt_response(503, schema=Health, description="a backing service is down")
 def health():
-    """Checks the database, the broker (when configured) and the vector store; no key needed for
+    """Checks the database, the broker (when configured), the vector store and that every collection's
+    stores hold its indexed vectors (``degraded``, still 200, when one lacks some); no key needed for
     the status, the checks' latencies and errors only with one (answers are cached a moment)."""
     report = check_health(ctx().library)
     shown = report if holds_key() else {"status": report["status"]}
-    return shown, 200 if report["status"] == "ok" else 503
+    return shown, 503 if report["status"] == "unavailable" else 200
 
 
 @blp.route("/metrics", methods=["GET"])

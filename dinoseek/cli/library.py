@@ -21,6 +21,7 @@ from indexer.errors import InvalidValue
 from indexer.jobs import IndexReport, create_duplicates_job, create_index_job, create_reindex_job, job_report
 from indexer.library import Library
 from indexer.query import VERIFY_TOP, parse_box, search_files, search_region_files
+from indexer.store_gaps import describe_gaps
 from workers.dispatch import JobDispatcher
 
 
@@ -194,6 +195,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
         model = (row["model"] or "-")[:12]
         print(f"{row['name']}: {row['images']} images, {row['indexed']} indexed, {row['failed']} failed, "
               f"{row['vectors']} vectors, model {model}")
+        gap = describe_gaps(row["name"], row)
+        if gap:
+            print(f"  warning: {gap}")
     return 0
 
 

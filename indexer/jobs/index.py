@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -23,6 +23,7 @@ from indexer.ingest.reading import stat_file
 from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
 from indexer.jobs.target import Target
 from indexer.library import Library
+from indexer.store_gaps import describe_gaps, rows_without_vectors, store_gaps
 from indexer.stores import CollectionStores
 from indexer.stores.patches import all_patch_ids
 from model.files import iter_image_paths
@@ -69,7 +70,8 @@ def _devices(paths: list[str]) -> dict[str, int]:
 
 def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
     """Walk the job's paths, add rows for new files, and chunk what needs work: new rows, rows not
-    indexed or whose file changed size or mtime since, and rows without stored local features."""
+    indexed or whose file changed size or mtime since, rows without stored local features, and
+    indexed rows whose vectors the stores lack."""
     collection = s.get(Collection, job.collection_id)
     library.bind_model(s, collection)  # refuses a model other than the collection's before any work
     p = job.params
@@ -78,10 +80,11 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
     except FileNotFoundError as exc:
         raise InvalidRequest(str(exc)) from exc
     known = {r.path: r for r in s.execute(
-        select(Image.id, Image.path, Image.status, Image.size_bytes, Image.mtime_ns,
+        select(Image.id, Image.path, Image.status, Image.size_bytes, Image.mtime_ns, Image.patch_rows, Image.patch_cols,
                ImageFeatures.image_id.is_not(None).label("has_features"))
         .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id).where(Image.collection_id == collection.id))}
     todo: list[int] = []
+    whole: list = []  # indexed rows left alone, unless their vectors are missing from the stores
     new_paths: list[str] = []
     for path in files:
         row = known.get(path)
@@ -94,12 +97,26 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
             st = None  # vanished or unreadable since the walk: let the reader report it
         unchanged = st is not None and (row.size_bytes, row.mtime_ns) == (st.size_bytes, st.mtime_ns)
         if row.status == "indexed" and unchanged and row.has_features:
-            continue  # (indexed before local features were stored: the chunk fills them in, embedding nothing)
+            whole.append(row)  # (indexed before local features were stored: the chunk fills them in, embedding nothing)
+            continue
         todo.append(row.id)
+    todo.extend(_rows_to_repair(library, s, collection, whole))
     todo.extend(_add_rows(s, collection.id, new_paths))
     job.scanned, job.total, job.skipped = len(files), len(todo), len(files) - len(todo)
     job.params = {**p, "devices": _devices(p["paths"])}
     return chunks_of(job, todo)
+
+
+def _rows_to_repair(library: Library, s: Session, collection: Collection, rows: list) -> list[int]:
+    """Ids of indexed ``rows`` whose vectors the stores lack (a lost store), turned back to ``pending``
+    so their chunk embeds them again; looked up only when the stores hold fewer vectors than the rows."""
+    stores = library.stores_for(s, collection)
+    if not rows or stores is None or not describe_gaps(collection.name, store_gaps(library, s, collection)):
+        return []
+    lost = rows_without_vectors(stores, rows)
+    for start in range(0, len(lost), ROW_BATCH):
+        s.execute(update(Image).where(Image.id.in_(lost[start:start + ROW_BATCH])).values(status="pending"))
+    return lost
 
 
 def _add_rows(s: Session, collection_id: int, paths: list[str]) -> list[int]:
