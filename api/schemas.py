@@ -49,6 +49,8 @@ class CollectionOut(Schema):
         "description": "indexed images whose vector the store lacks (a lost store): `dinoseek index` repairs them"})
     missing_patch_vectors = fields.Integer(required=True, metadata={"description": "patch cells of indexed images the store lacks"})
     model = fields.String(allow_none=True, required=True)
+    vector_backend = fields.String(required=True, metadata={
+        "description": "the kind of store holding its vectors, chosen when it was created: faiss, qdrant-edge or qdrant-server"})
 
 
 class CollectionList(Schema):

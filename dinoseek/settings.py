@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-VECTOR_BACKENDS = ("faiss", "qdrant")
+VECTOR_BACKENDS = ("auto", "faiss", "qdrant")  # auto: FAISS when installed, else Qdrant
 _DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, one GPU of several
 QDRANT_QUANTIZATIONS = ("int8", "none")
 QDRANT_PATCH_LAYOUTS = ("points", "multivector")
@@ -45,7 +45,7 @@ class Settings:
 
     home: Path
     database_url: str
-    vector_backend: str = "faiss"
+    vector_backend: str = "auto"
     qdrant_url: str | None = None
     broker_url: str | None = None
     model: str | None = None
@@ -118,7 +118,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
             raw[name] = value
 
     home = Path(str(raw.get("home", "~/.dinoseek"))).expanduser()
-    backend = str(raw.get("vector_backend", "faiss")).lower()
+    backend = str(raw.get("vector_backend", "auto")).lower()
     if backend not in VECTOR_BACKENDS:
         raise SettingsError(f"DINOSEEK_VECTOR_BACKEND must be one of {', '.join(VECTOR_BACKENDS)}, got {backend!r}")
     device = parse_device(raw.get("device", "auto"))

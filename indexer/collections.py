@@ -20,17 +20,17 @@ def create_collection(library: Library, name: str) -> dict:
             if s.scalar(select(Collection.id).where(Collection.name == name)) is not None:
                 raise AlreadyExists(f"collection {name!r} exists")
             check_no_case_twin(s, name)
-            s.add(Collection(name=name))
+            s.add(Collection(name=name, vector_backend=library.backend.name))
     except IntegrityError as exc:  # created by a concurrent request between the check and the insert
         raise AlreadyExists(f"collection {name!r} exists") from exc
     return {"name": name, "images": 0, "indexed": 0, "failed": 0, "vectors": 0, "missing_vectors": 0,
-            "missing_patch_vectors": 0, "model": None}
+            "missing_patch_vectors": 0, "model": None, "vector_backend": library.backend.name}
 
 
 def collection_counts(library: Library, after: str | None = None, limit: int | None = None) -> list[dict]:
     """Per collection, by name: images, indexed, failed, stored vectors, the vectors of indexed rows
-    its stores lack (a lost store), model digest (the CLI contract's shape). ``after`` and
-    ``limit`` page through them (names after ``after``)."""
+    its stores lack (a lost store), model digest, the kind of store holding its vectors (the CLI
+    contract's shape). ``after`` and ``limit`` page through them (names after ``after``)."""
     out = []
     with library.catalog.session() as s:
         query = select(Collection).order_by(Collection.name)
@@ -47,5 +47,6 @@ def collection_counts(library: Library, after: str | None = None, limit: int | N
             model = s.get(ModelRecord, c.model_id) if c.model_id else None
             out.append({"name": c.name, "images": sum(n for (cid, _), n in counts.items() if cid == c.id),
                         "indexed": counts.get((c.id, "indexed"), 0), "failed": counts.get((c.id, "failed"), 0),
-                        **store_gaps(library, s, c), "model": model.digest if model else None})
+                        **store_gaps(library, s, c), "model": model.digest if model else None,
+                        "vector_backend": library.backend_of(c.name, c.vector_backend).name})
     return out

@@ -20,7 +20,7 @@ from indexer.catalog.names import check_collection_name, check_no_case_twin
 from indexer.catalog.schema import ensure_schema
 from indexer.errors import InvalidRequest, ModelMismatch, NotFound
 from indexer.ingest.reading import set_decode_memory
-from indexer.stores import CollectionStores, QdrantConfig, StoreBackend, StoreSpec, store_backend
+from indexer.stores import CollectionStores, QdrantConfig, StoreBackend, StoreError, StoreSpec, store_backend, usable_backends
 from indexer.stores.locks import collection_writer_lock
 from indexer.stores.patches import PATCH_SLOTS
 from model import ARCHS, Embedder, load_backbone
@@ -56,8 +56,11 @@ class Library:
         self._model_ids: dict[str, int] = {}  # digest → catalog id, for models already checked
         self._model_dims: dict[int, tuple[int, int]] = {}  # catalog id → (global, patch) dimensions
         self._lock = threading.RLock()
+        # the backend new collections get; each collection keeps the one it was created with
         self.backend: StoreBackend = store_backend(settings.vector_backend, self.stores_dir, settings.qdrant_url,
                                                    self.qdrant_config)
+        self._backends = usable_backends(self.backend, self.stores_dir)
+        self._backend_of: dict[str, StoreBackend] = {}  # collection name → its backend, once looked up
 
     @property
     def stores_dir(self) -> Path:
@@ -149,7 +152,7 @@ class Library:
         collection = session.scalar(select(Collection).where(Collection.name == name))
         if collection is None:
             check_no_case_twin(session, name)
-            collection = Collection(name=name)
+            collection = Collection(name=name, vector_backend=self.backend.name)
             session.add(collection)
             session.flush()
         return collection
@@ -167,6 +170,26 @@ class Library:
             return nullcontext()
         return collection_writer_lock(self.stores_dir, check_collection_name(collection_name), timeout)
 
+    def backend_of(self, collection_name: str, kind: str | None = None) -> StoreBackend:
+        """The backend holding the collection's vectors: ``kind`` or the one its row records (this
+        library's default while it records none); StoreError when this library cannot open that kind,
+        rather than serving an empty store of another."""
+        backend = self._backend_of.get(collection_name)
+        if backend is not None:
+            return backend
+        if kind is None:
+            with self.catalog.session() as s:
+                kind = s.scalar(select(Collection.vector_backend).where(Collection.name == collection_name))
+        backend = self._backends.get(kind or self.backend.name)
+        if backend is None:
+            raise StoreError(f"collection {collection_name!r} keeps its vectors in {kind} stores, which this "
+                             f"library (DINOSEEK_VECTOR_BACKEND={self.settings.vector_backend}, serving "
+                             f"{self.backend.name}) cannot open: configure that backend, or export the collection "
+                             f"and import it here")
+        if kind is not None:
+            self._backend_of[collection_name] = backend
+        return backend
+
     def stores(self, collection_name: str, global_dim: int, patch_dim: int, generation: int = 0) -> CollectionStores:
         """The collection's stores of one generation (a re-index builds the next beside the
         serving one), opened once per process."""
@@ -175,10 +198,11 @@ class Library:
             stores = self._stores.get(key)
             if stores is None:
                 prefix = store_prefix(collection_name, generation)
+                backend = self.backend_of(collection_name)
                 stores = CollectionStores(
-                    self.backend.open(StoreSpec(f"{prefix}.global", global_dim)),
+                    backend.open(StoreSpec(f"{prefix}.global", global_dim)),
                     # patch ids are image id x PATCH_SLOTS + cell
-                    self.backend.open(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS)),
+                    backend.open(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS)),
                 )
                 self._stores[key] = stores
             return stores
@@ -193,7 +217,7 @@ class Library:
     def hand_back_stores(self, collection_name: str) -> None:
         """Let go of a collection's stores when the backend lets one process hold them at a time
         (an Edge shard), so indexers elsewhere may open them; other backends' stay open."""
-        if self.backend.single_owner:
+        if self.backend_of(collection_name).single_owner:
             self.release_stores(collection_name)
 
     def drop_generation(self, collection_name: str, generation: int) -> None:
@@ -203,8 +227,9 @@ class Library:
         if stale is not None:
             stale.discard()
         prefix = store_prefix(collection_name, generation)
+        backend = self.backend_of(collection_name)
         for suffix in ("global", "patches"):
-            self.backend.drop(f"{prefix}.{suffix}")
+            backend.drop(f"{prefix}.{suffix}")
 
     def stores_for(self, session: Session, collection: Collection) -> CollectionStores | None:
         """Stores of a collection that has a model bound (None before its first vectors), up to date
@@ -217,6 +242,9 @@ class Library:
             dims = (record.dim, token_dim(record.dim, record.pooling))
             self._model_dims[collection.model_id] = dims
         global_dim, patch_dim = dims
+        if collection.vector_backend is None:  # older than the record: this library's default serves it from now on
+            collection.vector_backend = self.backend.name
+        self.backend_of(collection.name, collection.vector_backend)
         with self._lock:  # a re-index swapped generations since: let the old files go (never a newer shadow)
             stale = [self._stores.pop(k) for k in list(self._stores)
                      if k[0] == collection.name and k[1] < collection.store_generation]

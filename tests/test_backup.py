@@ -128,14 +128,16 @@ def _assert_same(got: dict, expected: dict, new_id=lambda i: i) -> None:
 
 
 def _catalog(library: Library) -> dict[str, list[dict]]:
-    """Every row of every table, datetimes in UTC (SQLite hands them back naive)."""
+    """Every row of every table, datetimes in UTC (SQLite hands them back naive); but a collection's
+    store kind, which is the library's that holds its vectors (checked apart)."""
     out = {}
     with library.catalog.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
             rows = []
             for row in conn.execute(select(table).order_by(*table.primary_key.columns)).mappings():
                 rows.append({k: (v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc))
-                             if hasattr(v, "tzinfo") and hasattr(v, "hour") else v for k, v in row.items()})
+                             if hasattr(v, "tzinfo") and hasattr(v, "hour") else v for k, v in row.items()
+                             if (table.name, k) != ("collections", "vector_backend")})
             out[table.name] = rows
     return out
 
@@ -242,6 +244,7 @@ def test_sqlite_faiss_backup_restores_into_postgres_and_qdrant_edge(source, tmp_
         assert target.catalog.engine.dialect.name == "postgresql"
         assert (tmp_path / "restored" / "stores" / "lib.global" / "edge_config.json").exists()  # an Edge shard
         assert _catalog(target) == _catalog(source.library)  # every row, every column, every id
+        assert target.backend_of("lib").name == "qdrant-edge" and source.library.backend_of("lib").name == "faiss"
         assert len(_catalog(target)["image_features"]) == 13  # each indexed image's local features came too
         _assert_same(_state(target, "lib", source.queries), source.state)
         grids = _grids(source.library, "lib")

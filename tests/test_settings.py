@@ -10,7 +10,7 @@ from dinoseek.settings import SettingsError, load_settings
 def test_defaults_live_under_home(tmp_path) -> None:
     s = load_settings(env={"DINOSEEK_HOME": str(tmp_path)})
     assert s.home == tmp_path and s.database_url == f"sqlite:///{tmp_path / 'dinoseek.db'}"
-    assert s.vector_backend == "faiss" and s.device == "auto" and s.broker_url is None
+    assert s.vector_backend == "auto" and s.device == "auto" and s.broker_url is None
     assert s.models_dir == tmp_path / "models"
 
 

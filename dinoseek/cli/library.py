@@ -194,7 +194,7 @@ def cmd_collections(args: argparse.Namespace) -> int:
     for row in rows:
         model = (row["model"] or "-")[:12]
         print(f"{row['name']}: {row['images']} images, {row['indexed']} indexed, {row['failed']} failed, "
-              f"{row['vectors']} vectors, model {model}")
+              f"{row['vectors']} vectors ({row['vector_backend']}), model {model}")
         gap = describe_gaps(row["name"], row)
         if gap:
             print(f"  warning: {gap}")

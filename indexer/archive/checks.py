@@ -30,6 +30,8 @@ def checked_row(table: str, row: dict, where: str) -> dict:
             check_collection_name(row.get("name"))
         except InvalidRequest as exc:
             raise ArchiveError(f"{where}: {exc}") from exc
+        if "vector_backend" in row:  # the vectors go into this library's stores, of the kind it serves
+            row = dict(row, vector_backend=None)
     elif table == "images":
         _check_path(row.get("path"), where, "image path")
     elif table == "jobs":

@@ -119,9 +119,7 @@ def _write_archive(library: Library, out_path: str | os.PathLike, only: str | No
         writer.commit({
             "kind": report.kind, "dinoseek_version": dinoseek_version(), "alembic_revision": _revision(library),
             "created_at": utcnow().isoformat(),
-            "source": {"database": library.catalog.engine.dialect.name, "vector_backend": library.settings.vector_backend,
-                       "qdrant": None if library.settings.vector_backend != "qdrant"
-                       else ("server" if library.settings.qdrant_url else "edge")},
+            "source": {"database": library.catalog.engine.dialect.name, "vector_backend": library.backend.name},
             "models": [{"id": m.id, "digest": m.digest, "arch": m.arch, "dim": m.dim, "pooling": m.pooling,
                         "image_size": m.image_size, "source": m.source} for m in models],
             "collections": [{"name": c.name, "id": c.id, "store_generation": c.store_generation,

@@ -66,6 +66,9 @@ class Collection(Base):
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), nullable=True)
     # which stores serve the collection: a re-index builds generation n+1 beside n, then swaps
     store_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the kind of store that holds its vectors (a backend name: faiss, qdrant-edge, qdrant-server);
+    # NULL until a library first opens it (collections older than the column)
+    vector_backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     model: Mapped[ModelRecord | None] = relationship()
 

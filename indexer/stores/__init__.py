@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.stores.backends import BACKENDS, StoreBackend, store_backend
+from indexer.stores.backends import BACKENDS, StoreBackend, store_backend, usable_backends
 from indexer.stores.base import SearchResult, StoreError, StoreSpec, VectorStore
 from indexer.stores.collection import CollectionStores
 from indexer.stores.qdrant_server_store import QdrantConfig
@@ -18,4 +18,4 @@ def open_store(spec: StoreSpec, backend: str, directory: Path, qdrant_url: str |
 
 
 __all__ = ["BACKENDS", "CollectionStores", "QdrantConfig", "SearchResult", "StoreBackend", "StoreError", "StoreSpec",
-           "VectorStore", "open_store", "store_backend"]
+           "VectorStore", "open_store", "store_backend", "usable_backends"]

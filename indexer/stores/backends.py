@@ -15,7 +15,7 @@ from pathlib import Path
 from dinoseek.settings import VECTOR_BACKENDS as BACKENDS
 from indexer.stores import qdrant_server_store as server  # ``server.connect``: the one place clients are made
 from indexer.stores.base import StoreError, StoreSpec, VectorStore
-from indexer.stores.faiss_store import FaissStore
+from indexer.stores.faiss_store import FaissStore, faiss_installed
 from indexer.stores.qdrant_edge_store import QdrantEdgeStore
 from indexer.stores.qdrant_multivector_store import QdrantMultivectorStore
 from indexer.stores.qdrant_server_store import QdrantConfig, QdrantServerStore
@@ -138,10 +138,23 @@ def held_layout(client, name: str) -> str | None:
 
 def store_backend(kind: str, directory: Path, qdrant_url: str | None = None,
                   qdrant: QdrantConfig | None = None) -> StoreBackend:
-    """The backend for ``DINOSEEK_VECTOR_BACKEND`` (``faiss`` or ``qdrant``): FAISS files or embedded
-    Qdrant Edge under ``directory``, or the Qdrant server at ``qdrant_url`` when one is set."""
+    """The default backend for ``DINOSEEK_VECTOR_BACKEND``: ``faiss`` (FAISS files under
+    ``directory``), ``qdrant`` (the Qdrant server at ``qdrant_url``, else embedded Qdrant Edge under
+    ``directory``), or ``auto``: FAISS when it is installed, else Qdrant (a plain install)."""
+    if kind == "auto":
+        kind = "faiss" if faiss_installed() else "qdrant"
     if kind == "faiss":
         return FaissBackend(directory)
     if kind == "qdrant":
         return QdrantServerBackend(qdrant_url, qdrant) if qdrant_url else QdrantEdgeBackend(directory)
     raise StoreError(f"unknown vector backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def usable_backends(default: StoreBackend, directory: Path) -> dict[str, StoreBackend]:
+    """Every backend a library with ``default`` opens collections with, by name: both embedded kinds
+    (FAISS files and Edge shards share ``directory`` and its writer locks) beside an embedded default,
+    the server alone beside a server (other machines cannot see this one's files)."""
+    if not default.embedded:
+        return {default.name: default}
+    both = {FaissBackend.name: FaissBackend(directory), QdrantEdgeBackend.name: QdrantEdgeBackend(directory)}
+    return {**both, default.name: default}

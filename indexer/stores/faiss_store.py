@@ -43,6 +43,15 @@ def load_faiss():
     return faiss
 
 
+def faiss_installed() -> bool:
+    """Whether the ``faiss`` module imports here (a plain install has no FAISS extra)."""
+    try:
+        load_faiss()
+    except StoreError:
+        return False
+    return True
+
+
 def gpu_count(faiss) -> int:
     """GPUs faiss can use (0 with faiss-cpu or a broken CUDA setup)."""
     try:
