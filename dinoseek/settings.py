@@ -70,6 +70,9 @@ class Settings:
     qdrant_quantization: str = "int8"  # "int8": scalar int8 copy kept in RAM, searches rescore; "none"
     qdrant_on_disk: bool = False  # original vectors on disk (memory-mapped), only the int8 copy in RAM
     qdrant_patch_layout: str = "points"  # "points": one point per patch cell; "multivector": one per image (MAX_SIM)
+    qdrant_ca_file: str | None = None  # PEM CA the https:// Qdrant server's certificate must chain to (only it is trusted)
+    # Signs the web app's session cookies; unset: a random one kept in DINOSEEK_HOME/session_secret (api/session.py).
+    session_secret: str | None = field(default=None, repr=False)  # a secret: kept out of logs
 
     def __repr__(self) -> str:
         """Every setting but the secrets: keys counted, URLs with their passwords masked, the
@@ -147,6 +150,10 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         raise SettingsError("DINOSEEK_QDRANT_PATCH_LAYOUT=multivector needs a Qdrant server "
                             "(DINOSEEK_VECTOR_BACKEND=qdrant and DINOSEEK_QDRANT_URL): FAISS and Qdrant Edge "
                             "keep patch cells as points")
+    ca_file = str(Path(str(raw["qdrant_ca_file"])).expanduser()) if raw.get("qdrant_ca_file") else None
+    if ca_file and urlsplit(str(raw.get("qdrant_url") or "")).scheme != "https":
+        raise SettingsError("DINOSEEK_QDRANT_CA_FILE needs an https:// DINOSEEK_QDRANT_URL (the CA verifies the "
+                            f"server's certificate), got {redacted_url(str(raw.get('qdrant_url') or '')) or 'none'}")
     return Settings(
         home=home,
         database_url=str(raw.get("database_url") or f"sqlite:///{home / 'dinoseek.db'}"),
@@ -175,6 +182,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | os.Pa
         qdrant_quantization=quantization,
         qdrant_on_disk=_bool(raw, "qdrant_on_disk", False),
         qdrant_patch_layout=patch_layout,
+        qdrant_ca_file=ca_file,
+        session_secret=str(raw["session_secret"]) if raw.get("session_secret") else None,
     )
 
 
@@ -235,6 +244,8 @@ def secret_problems(settings: Settings) -> list[str]:
                                     for n, entry in enumerate(settings.api_keys, 1)]
     if settings.qdrant_api_key:
         found.append(("DINOSEEK_QDRANT_API_KEY", settings.qdrant_api_key))
+    if settings.session_secret:
+        found.append(("DINOSEEK_SESSION_SECRET", settings.session_secret))
     for name, url in (("DINOSEEK_DATABASE_URL", settings.database_url), ("DINOSEEK_BROKER_URL", settings.broker_url)):
         password = urlsplit(url).password if url else None
         if password:

@@ -69,11 +69,8 @@ class Library:
     @property
     def qdrant_config(self) -> QdrantConfig:
         """The Qdrant server's API key and collection layout (the patch store's too: cells as points or
-        one multivector per image), from the ``DINOSEEK_QDRANT_*`` settings."""
-        s = self.settings
-        return QdrantConfig(api_key=s.qdrant_api_key, hnsw_m=s.qdrant_hnsw_m, hnsw_ef_construct=s.qdrant_hnsw_ef_construct,
-                            quantization=s.qdrant_quantization, on_disk=s.qdrant_on_disk,
-                            patch_layout=s.qdrant_patch_layout)
+        one multivector per image, and the CA its certificate chains to), from the ``DINOSEEK_QDRANT_*`` settings."""
+        return QdrantConfig.from_settings(self.settings)
 
     # ------------------------------------------------------------------ model
     @property

@@ -4,8 +4,12 @@ No Docker engine runs here, so nothing is built or started. What can be checked 
 ``docker-compose config -q`` (Debian's docker-compose validates the file against the Compose schema
 and interpolates it; fails under CI when missing, skips on a user's machine), and, from the parsed
 files, that every service names only settings dinoseek reads and gets the ones it needs, that the
-values of .env.example load, that the services can be scaled, and that what the Dockerfiles copy
-and run exists.
+values of .env.example load, that the services can be scaled, that what the Dockerfiles copy
+and run exists, and that the fleet is hardened (issue 17, finding 17): every service without
+capabilities, privilege gain or a writable root filesystem, Redis behind a password that every
+broker URL carries, Qdrant as a non-root user behind an API key and TLS, and the API and the workers
+verifying that TLS against the fleet's own CA. The certificate script and Qdrant's health check run
+here for real, with openssl, against a TLS server in the test.
 """
 
 from __future__ import annotations
@@ -16,9 +20,15 @@ import os
 import re
 import shlex
 import shutil
+import ssl
 import subprocess
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -30,20 +40,27 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILES = {"cpu": ROOT / "docker" / "Dockerfile", "cuda": ROOT / "docker" / "Dockerfile.cuda"}
+CERTS_SCRIPT = ROOT / "docker" / "qdrant-certs.sh"
 
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
 SETTING_NAMES = {f"DINOSEEK_{name.upper()}" for name in FIELDS} | {"DINOSEEK_CONFIG"}  # the file load_settings reads
 
-SERVICES = {"postgres", "redis", "qdrant", "migrate", "api", "worker-gpu", "worker-cpu", "flower"}
+SERVICES = {"postgres", "redis", "certs", "qdrant", "migrate", "api", "worker-gpu", "worker-cpu", "flower"}
 DINOSEEK_SERVICES = ("migrate", "api", "worker-gpu", "worker-cpu")  # built from this repository
 WORKERS = ("worker-gpu", "worker-cpu")
-# Variables a service may set besides dinoseek's settings: what its image reads.
+ONE_SHOT = ("certs", "migrate")  # run once and exit
+# Variables a service may set besides dinoseek's settings: what its image (or script) reads.
 OTHER_ENV = {
     "postgres": ("POSTGRES_",),
-    "qdrant": ("QDRANT__",),
+    "redis": ("REDISCLI_AUTH",),
+    "certs": ("CERTS_",),
+    "qdrant": ("QDRANT__", "QDRANT_INIT_FILE_PATH"),
     "flower": ("FLOWER_", "CELERY_BROKER_URL"),
     "worker-gpu": ("NVIDIA_",),
 }
+# The only capabilities a service adds back after dropping them all, and why: `certs` hands
+# Qdrant's key to Qdrant's uid. Everything else runs as a non-root user from the start.
+CAPABILITIES = {"certs": {"CHOWN"}}
 
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}")
 
@@ -294,7 +311,15 @@ def test_env_example_values_load_as_settings() -> None:
     assert secret_problems(api) == ["DINOSEEK_API_KEYS entry 1 is a placeholder from .env.example",
                                     "DINOSEEK_API_KEYS entry 2 is a placeholder from .env.example",
                                     "DINOSEEK_QDRANT_API_KEY is a placeholder from .env.example",
-                                    "the password in DINOSEEK_DATABASE_URL is a placeholder from .env.example"]
+                                    "the password in DINOSEEK_DATABASE_URL is a placeholder from .env.example",
+                                    "the password in DINOSEEK_BROKER_URL is a placeholder from .env.example"]
+    for name in ("worker-gpu", "worker-cpu"):  # the workers refuse the same (dinoseek worker: check_secrets)
+        assert "the password in DINOSEEK_BROKER_URL is a placeholder from .env.example" in \
+            secret_problems(load_settings(env=service_env(name, env_file)))
+    # a real one passes: `openssl rand -hex 24` is URL-safe, so it goes into the URL as it is
+    real = {key: "0123456789abcdef0123456789abcdef0123456789abcdef" for key in env_file if "PASSWORD" in key}
+    real |= {"DINOSEEK_API_KEYS": "a" * 48, "DINOSEEK_QDRANT_API_KEY": "b" * 48}
+    assert secret_problems(load_settings(env=service_env("api", {**env_file, **real}))) == []
     # the alternative values the example documents load too
     for key, value in (("DINOSEEK_QUERY_EMBEDDING", "gpu"), ("DINOSEEK_MODEL", "dinov2_vits14_reg4"),
                        ("DINOSEEK_QDRANT_QUANTIZATION", "none"), ("DINOSEEK_QDRANT_ON_DISK", "true"),
@@ -304,8 +329,8 @@ def test_env_example_values_load_as_settings() -> None:
 
 def test_healthchecks_and_restart_policies() -> None:
     for name, service in services().items():
-        if name == "migrate":
-            assert service["restart"] in ("no", "on-failure"), "migrate runs once"
+        if name in ONE_SHOT:
+            assert service["restart"] in ("no", "on-failure"), f"{name} runs once"
             continue
         assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
         if name == "flower":
@@ -440,6 +465,188 @@ def test_commands_exist_in_the_cli() -> None:
     for command in commands:
         assert command[0] == "dinoseek", command
         parser.parse_args(command[1:])  # exits (SystemExit) on an unknown command or option
+
+
+# ------------------------------------------------------------------------------------- hardening
+def test_every_service_drops_capabilities_and_privileges_and_writes_only_its_volumes() -> None:
+    """Issue 17, finding 17: no capabilities but the listed ones, no privilege gained through a setuid
+    binary, a read-only root filesystem with /tmp in memory; the servers run as non-root users."""
+    svcs = services(read_env_file(ENV_EXAMPLE))
+    for name, service in svcs.items():
+        assert "no-new-privileges:true" in service.get("security_opt", []), f"{name}: no-new-privileges"
+        assert service.get("cap_drop") == ["ALL"], f"{name}: cap_drop ALL"
+        assert set(service.get("cap_add", [])) == CAPABILITIES.get(name, set()), f"{name}: capabilities added back"
+        assert service.get("read_only") is True, f"{name}: read-only root filesystem"
+        assert "/tmp" in service.get("tmpfs", []), f"{name}: /tmp in memory"
+        assert not service.get("privileged"), name
+        user = service.get("user")
+        if "build" in service:  # dinoseek's images run as their own user (the Dockerfile test)
+            assert user is None, f"{name}: the image's non-root user"
+        elif name in CAPABILITIES:
+            assert user == "0:0", name  # root without capabilities but those named
+        else:
+            assert user and user.split(":")[0] not in ("0", "root"), f"{name}: runs as a non-root user"
+    assert "/var/run/postgresql" in svcs["postgres"]["tmpfs"]  # its socket and lock file
+
+
+def test_redis_requires_a_password_that_every_broker_url_carries() -> None:
+    raw = services()
+    command = raw["redis"]["command"]
+    assert "--requirepass" in command and command[command.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    env_file = read_env_file(ENV_EXAMPLE)
+    svcs = services(env_file)
+    password = env_file["REDIS_PASSWORD"]
+    command = svcs["redis"]["command"]
+    assert command[command.index("--requirepass") + 1] == password
+    assert environment(svcs["redis"])["REDISCLI_AUTH"] == password  # the health check authenticates
+    urls = {f"{name}: {key}": value for name, service in svcs.items() for key, value in environment(service).items()
+            if value.startswith(("redis://", "rediss://"))}
+    assert {"api: DINOSEEK_BROKER_URL", "worker-gpu: DINOSEEK_BROKER_URL", "worker-cpu: DINOSEEK_BROKER_URL",
+            "flower: CELERY_BROKER_URL"} <= set(urls)
+    for where, url in urls.items():
+        assert urlsplit(url).password == password and urlsplit(url).hostname == "redis", where
+    # written as the variable everywhere (not a copy of a value), so that one .env line sets them all
+    text = COMPOSE.read_text()
+    for url in re.findall(r"rediss?://\S*", text):
+        assert url.startswith("redis://:${REDIS_PASSWORD:?"), url
+
+
+def test_qdrant_serves_tls_and_requires_the_key_as_a_non_root_user() -> None:
+    svcs = services(read_env_file(ENV_EXAMPLE))
+    qdrant, certs = svcs["qdrant"], svcs["certs"]
+    env = environment(qdrant)
+    assert env["QDRANT__SERVICE__ENABLE_TLS"] == "true"
+    assert env["QDRANT__SERVICE__API_KEY"] == environment(svcs["api"])["DINOSEEK_QDRANT_API_KEY"] != ""
+    assert qdrant["user"] == "1000:1000" and qdrant["image"].endswith("-unprivileged")
+    assert env["QDRANT_INIT_FILE_PATH"].startswith("/qdrant/storage/")  # not into the read-only image
+    assert qdrant["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+    # the certificate, key and CA Qdrant reads are the ones `certs` writes, mounted read-only
+    written = {source: target for target, (source, _) in mounts(certs).items()}
+    certs_env = environment(certs)
+    assert written["qdrant-tls"] == certs_env["CERTS_TLS_DIR"] and written["qdrant-ca"] == certs_env["CERTS_CA_DIR"]
+    assert certs_env["CERTS_SERVER_NAMES"] == "qdrant" and certs_env["CERTS_KEY_OWNER"] == qdrant["user"]
+    read = mounts(qdrant)
+    for key, volume, name in (("QDRANT__TLS__CERT", "qdrant-tls", "cert.pem"), ("QDRANT__TLS__KEY", "qdrant-tls", "key.pem"),
+                              ("QDRANT__TLS__CA_CERT", "qdrant-ca", "ca.pem")):
+        folder, file = env[key].rsplit("/", 1)
+        assert file == name and read[folder] == (volume, "ro"), key
+    assert (ROOT / mounts(certs)[certs["entrypoint"][-1]][0]).resolve() == CERTS_SCRIPT
+    # the server's key reaches no other service
+    assert {n for n, service in svcs.items() if "qdrant-tls" in str(service.get("volumes"))} == {"certs", "qdrant"}
+
+
+def test_api_and_workers_reach_qdrant_over_https_verified_by_the_fleet_ca() -> None:
+    from indexer.stores.qdrant_server_store import QdrantConfig
+
+    env_file = read_env_file(ENV_EXAMPLE)
+    svcs = services(env_file)
+    ca_dir = environment(svcs["certs"])["CERTS_CA_DIR"]
+    for name in ("api", *WORKERS):
+        env = environment(svcs[name])
+        assert urlsplit(env["DINOSEEK_QDRANT_URL"]).scheme == "https", name
+        folder, file = env["DINOSEEK_QDRANT_CA_FILE"].rsplit("/", 1)
+        assert file == "ca.pem" and mounts(svcs[name])[folder] == ("qdrant-ca", "ro"), name
+        assert mounts(svcs["certs"])[ca_dir][0] == "qdrant-ca"
+        config = QdrantConfig.from_settings(load_settings(env=service_env(name, env_file)))
+        assert config.ca_file == env["DINOSEEK_QDRANT_CA_FILE"] and config.api_key, name
+
+
+# ------------------------------------------------------------------------- certificates (openssl)
+class Certs(NamedTuple):
+    ca: Path
+    cert: Path
+    key: Path
+    said: str
+
+
+def make_certs(directory: Path, names: str = "qdrant", **env: str) -> Certs:
+    """docker/qdrant-certs.sh run as the `certs` service runs it, into ``directory``, the key left to
+    the user running the tests. Skips without openssl."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CERTS_CA_DIR": str(directory / "ca"),
+               "CERTS_TLS_DIR": str(directory / "tls"), "CERTS_SERVER_NAMES": names, "CERTS_KEY_OWNER": "", **env}
+    run = subprocess.run(["sh", str(CERTS_SCRIPT)], env=run_env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return Certs(directory / "ca" / "ca.pem", directory / "tls" / "cert.pem", directory / "tls" / "key.pem", run.stdout)
+
+
+@contextmanager
+def tls_server(server: ThreadingHTTPServer, certs: Certs) -> Iterator[int]:
+    """Serve ``server`` over TLS with the certificate and key of ``certs`` from a thread; yields its port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certs.cert, certs.key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)  # handshakes a client refuses are dropped
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def openssl_text(*args: str) -> str:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_the_certs_script_makes_a_ca_and_a_qdrant_certificate_once(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    assert "made a new CA" in certs.said
+    assert openssl_text("verify", "-CAfile", str(certs.ca), str(certs.cert)).strip().endswith("OK")
+    text = openssl_text("x509", "-in", str(certs.cert), "-noout", "-text")
+    assert "DNS:qdrant" in text and "TLS Web Server Authentication" in text and "CA:FALSE" in text
+    assert "CA:TRUE" in openssl_text("x509", "-in", str(certs.ca), "-noout", "-text")
+    assert certs.key.stat().st_mode & 0o777 == 0o400 and certs.cert.stat().st_mode & 0o777 == 0o444
+    assert certs.ca.stat().st_mode & 0o777 == 0o444 and (certs.ca.parent.stat().st_mode & 0o755) == 0o755
+    # the CA's key is kept nowhere: the volumes hold these three files alone
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["ca.pem", "cert.pem", "key.pem"]
+    files = (certs.ca, certs.cert, certs.key)
+    before = {p: p.read_bytes() for p in files}
+    again = make_certs(tmp_path)
+    assert "keeping" in again.said and {p: p.read_bytes() for p in files} == before
+    rotated = make_certs(tmp_path, CERTS_ROTATE="1")
+    assert "made a new CA" in rotated.said and rotated.ca.read_bytes() != before[certs.ca]
+    certs.ca.unlink()  # a lost CA (or a cut-short run) makes the whole set again
+    assert "made a new CA" in make_certs(tmp_path).said
+
+
+class _Readyz(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/readyz" else 404)
+        self.end_headers()
+        self.wfile.write(b"all shards are ready")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def qdrant_healthcheck(port: int, ca: Path) -> int:
+    """Qdrant's compose health check, run here with bash and openssl against 127.0.0.1:``port``."""
+    test = services()["qdrant"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "bash", "-c"]
+    script = test[3]
+    assert "127.0.0.1:6333" in script and "/qdrant/ca/ca.pem" in script
+    script = script.replace("127.0.0.1:6333", f"127.0.0.1:{port}").replace("/qdrant/ca/ca.pem", str(ca))
+    return subprocess.run(["bash", "-c", script], capture_output=True, timeout=60).returncode
+
+
+@pytest.mark.parametrize("status,ok", [(200, True), (503, False)])
+def test_qdrant_healthcheck_asks_readyz_over_tls_it_verifies(tmp_path: Path, status: int, ok: bool) -> None:
+    fleet = make_certs(tmp_path / "fleet")
+    handler = type("Handler", (_Readyz,), {"status": status})
+    with tls_server(ThreadingHTTPServer(("127.0.0.1", 0), handler), fleet) as port:
+        assert (qdrant_healthcheck(port, fleet.ca) == 0) is ok
+
+
+def test_qdrant_healthcheck_refuses_another_ca_or_another_name(tmp_path: Path) -> None:
+    fleet = make_certs(tmp_path / "fleet")
+    stranger = make_certs(tmp_path / "stranger", names="not-qdrant")
+    with tls_server(ThreadingHTTPServer(("127.0.0.1", 0), _Readyz), stranger) as port:
+        assert qdrant_healthcheck(port, fleet.ca) != 0  # signed by another CA
+        assert qdrant_healthcheck(port, stranger.ca) != 0  # its own CA, but not the name `qdrant`
 
 
 # ---------------------------------------------------------------------------------------- images

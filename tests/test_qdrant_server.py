@@ -302,3 +302,77 @@ def test_without_a_key_the_client_sends_none(tmp_path: Path, fake_qdrant: FakeQd
     assert fake_qdrant.requests and all(key is None for _, _, key, _ in fake_qdrant.requests)
     sent = next(body for method, path, _, body in fake_qdrant.requests if method == "PUT")["vectors"]
     assert sent["hnsw_config"] == {"m": 16, "ef_construct": 100} and sent["on_disk"] is False
+
+
+# ---------------------------------------------------------------------------------- TLS (the fleet's CA)
+def test_the_config_from_settings_carries_https_and_the_ca() -> None:
+    settings = load_settings(env={"DINOSEEK_VECTOR_BACKEND": "qdrant", "DINOSEEK_QDRANT_URL": "https://qdrant:6333",
+                                  "DINOSEEK_QDRANT_CA_FILE": "/etc/dinoseek/qdrant-ca/ca.pem", "DINOSEEK_QDRANT_API_KEY": KEY,
+                                  "DINOSEEK_QDRANT_HNSW_M": "24"})
+    config = QdrantConfig.from_settings(settings)
+    assert (config.ca_file, config.api_key, config.hnsw_m) == ("/etc/dinoseek/qdrant-ca/ca.pem", KEY, 24)
+    assert KEY not in repr(config) and "ca_file='/etc/dinoseek/qdrant-ca/ca.pem'" in repr(config)
+
+
+def test_the_library_hands_the_ca_to_its_qdrant_clients(tmp_path: Path) -> None:
+    library = _library(tmp_path, qdrant_url="https://qdrant:6333", qdrant_ca_file=str(tmp_path / "ca.pem"))
+    try:
+        assert library.qdrant_config == QdrantConfig.from_settings(library.settings)
+    finally:
+        library.close()
+
+
+@pytest.fixture
+def fleet_certs(tmp_path: Path):
+    """The certs service's files for a stand-in server on this machine (host name localhost)."""
+    from tests.test_compose import make_certs
+
+    return make_certs(tmp_path / "fleet", names="localhost")
+
+
+def test_the_client_trusts_the_fleet_ca_and_sends_the_key_over_tls(fleet_certs) -> None:
+    from tests.test_compose import tls_server
+
+    server = FakeQdrant()
+    with tls_server(server, fleet_certs) as port:
+        url = f"https://localhost:{port}"
+        client = qss.connect(url, QdrantConfig(api_key=KEY, ca_file=str(fleet_certs.ca)))
+        try:
+            assert client.get_collections().collections == []
+        finally:
+            client.close()
+    assert [(method, path, key) for method, path, key, _ in server.requests] == [("GET", "/collections", KEY)]
+
+
+def test_the_client_refuses_a_server_its_ca_did_not_sign(tmp_path: Path, fleet_certs) -> None:
+    from tests.test_compose import make_certs, tls_server
+
+    stranger = make_certs(tmp_path / "stranger", names="localhost")
+    server = FakeQdrant()
+    with tls_server(server, fleet_certs) as port:
+        url = f"https://localhost:{port}"
+        for config in (QdrantConfig(api_key=KEY, ca_file=str(stranger.ca)),  # another CA
+                       QdrantConfig(api_key=KEY)):  # the public trust store: the fleet's CA is not in it
+            client = qss.connect(url, config, timeout=5, check_compatibility=False)  # no version probe to warn
+            try:
+                with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED"):
+                    client.get_collections()
+            finally:
+                client.close()
+    assert not any(path == "/collections" for _, path, _, _ in server.requests), "the key went to an unverified server"
+
+
+def test_a_ca_file_needs_https_and_a_readable_certificate(tmp_path: Path) -> None:
+    from dinoseek.settings import SettingsError
+    from indexer.stores.base import StoreError
+
+    with pytest.raises(SettingsError, match="DINOSEEK_QDRANT_CA_FILE needs an https:// DINOSEEK_QDRANT_URL"):
+        load_settings(env={"DINOSEEK_QDRANT_URL": "http://qdrant:6333", "DINOSEEK_QDRANT_CA_FILE": "/ca.pem"})
+    with pytest.raises(StoreError, match="is not https://"):
+        qss.connect("http://qdrant:6333", QdrantConfig(ca_file="/ca.pem"))
+    missing = tmp_path / "nowhere" / "ca.pem"
+    with pytest.raises(StoreError, match=f"DINOSEEK_QDRANT_CA_FILE: cannot load a CA certificate from {missing}"):
+        qss.connect("https://qdrant:6333", QdrantConfig(ca_file=str(missing)))
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(StoreError, match="DINOSEEK_QDRANT_CA_FILE: cannot load a CA certificate from .*junk.pem"):
+        qss.connect("https://qdrant:6333", QdrantConfig(ca_file=str(tmp_path / "junk.pem")))

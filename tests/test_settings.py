@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from dinoseek.settings import SettingsError, load_settings
+from dinoseek.settings import SettingsError, load_settings, secret_problems
 
 
 def test_defaults_live_under_home(tmp_path) -> None:
@@ -38,6 +40,9 @@ def test_env_overrides_toml(tmp_path) -> None:
     ({"DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT": "3"}, "DINOSEEK_QDRANT_HNSW_EF_CONSTRUCT must be at least 4"),
     ({"DINOSEEK_QDRANT_QUANTIZATION": "binary"}, "DINOSEEK_QDRANT_QUANTIZATION must be one of int8, none"),
     ({"DINOSEEK_QDRANT_ON_DISK": "maybe"}, "DINOSEEK_QDRANT_ON_DISK must be true or false"),
+    ({"DINOSEEK_QDRANT_CA_FILE": "/ca.pem"}, "DINOSEEK_QDRANT_CA_FILE needs an https:// DINOSEEK_QDRANT_URL"),
+    ({"DINOSEEK_QDRANT_CA_FILE": "/ca.pem", "DINOSEEK_QDRANT_URL": "http://qdrant:6333"},
+     "DINOSEEK_QDRANT_CA_FILE needs an https://"),
 ])
 def test_bad_values_name_the_setting(env, pattern) -> None:
     with pytest.raises(SettingsError, match=pattern):
@@ -102,3 +107,24 @@ def test_cli_device_option_takes_what_the_setting_takes() -> None:
     for bad in ("cuda:-1", "tpu"):
         with pytest.raises(SystemExit):
             parser.parse_args(["embed", "x.jpg", "--device", bad])
+
+
+def test_the_qdrant_ca_file_goes_with_an_https_url(tmp_path) -> None:
+    s = load_settings(env={"DINOSEEK_QDRANT_URL": "https://qdrant:6333", "DINOSEEK_QDRANT_CA_FILE": "~/ca.pem"})
+    assert s.qdrant_ca_file == str(Path("~/ca.pem").expanduser()) and "qdrant_ca_file=" in repr(s)
+    assert load_settings(env={}).qdrant_ca_file is None
+
+
+@pytest.mark.parametrize("url,problem", [
+    ("redis://:change-me-redis-password@redis:6379/0", "is a placeholder from .env.example"),
+    ("redis://:CHANGE-ME-but-long-enough@redis:6379/0", "is a placeholder from .env.example"),
+    ("redis://:%63hange-me-redis-password@redis:6379/0", "is a placeholder from .env.example"),  # URL-encoded
+    ("redis://:short@redis:6379/0", "is shorter than 16 characters"),
+    ("redis://:0123456789abcdef0123456789abcdef@redis:6379/0", None),
+    ("redis://redis:6379/0", None),  # no password: nothing to check here (the fleet's compose file requires one)
+])
+def test_the_broker_password_is_refused_like_every_secret(url, problem) -> None:
+    """Redis's password (REDIS_PASSWORD in the fleet) reaches dinoseek inside DINOSEEK_BROKER_URL: the
+    API and the workers refuse it on the same terms as keys (check_secrets)."""
+    found = secret_problems(load_settings(env={"DINOSEEK_BROKER_URL": url}))
+    assert found == ([f"the password in DINOSEEK_BROKER_URL {problem}"] if problem else [])

@@ -22,12 +22,14 @@ index settings and searches by brute force.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -49,6 +51,8 @@ from indexer.stores.base import (
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
+    from dinoseek.settings import Settings
+
 UPSERT_BATCH = 512  # points per upsert request
 QUERY_BATCH = 64  # queries per query_batch_points request
 ID_BATCH = 1024  # ids per retrieve/delete request
@@ -64,9 +68,10 @@ SLOTS = "slots"  # multivector layout: payload listing the slot (id % stride) of
 @dataclass(frozen=True)
 class QdrantConfig:
     """How dinoseek talks to a Qdrant server and lays out the collections it creates there
-    (``DINOSEEK_QDRANT_API_KEY``, ``_HNSW_M``, ``_HNSW_EF_CONSTRUCT``, ``_QUANTIZATION``, ``_ON_DISK``)."""
+    (``DINOSEEK_QDRANT_API_KEY``, ``_CA_FILE``, ``_HNSW_M``, ``_HNSW_EF_CONSTRUCT``, ``_QUANTIZATION``, ``_ON_DISK``)."""
 
     api_key: str | None = None
+    ca_file: str | None = None  # PEM CA an https:// server's certificate must chain to; None: the default trust store
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     quantization: str = "int8"  # "int8" (scalar, always in RAM, searches rescore) or "none"
@@ -84,16 +89,42 @@ class QdrantConfig:
 
     def __repr__(self) -> str:  # the API key stays out of logs and tracebacks
         key = "set" if self.api_key else None
-        return (f"QdrantConfig(api_key={key}, hnsw_m={self.hnsw_m}, hnsw_ef_construct={self.hnsw_ef_construct}, "
-                f"quantization={self.quantization!r}, on_disk={self.on_disk}, patch_layout={self.patch_layout!r})")
+        return (f"QdrantConfig(api_key={key}, ca_file={self.ca_file!r}, hnsw_m={self.hnsw_m}, "
+                f"hnsw_ef_construct={self.hnsw_ef_construct}, quantization={self.quantization!r}, "
+                f"on_disk={self.on_disk}, patch_layout={self.patch_layout!r})")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QdrantConfig:
+        """The configuration the ``DINOSEEK_QDRANT_*`` settings describe: the one place settings become a config."""
+        return cls(api_key=settings.qdrant_api_key, ca_file=settings.qdrant_ca_file, hnsw_m=settings.qdrant_hnsw_m,
+                   hnsw_ef_construct=settings.qdrant_hnsw_ef_construct, quantization=settings.qdrant_quantization,
+                   on_disk=settings.qdrant_on_disk, patch_layout=settings.qdrant_patch_layout)
 
 
 def connect(url: str, config: QdrantConfig | None = None, **kwargs: Any) -> QdrantClient:
-    """A client for the Qdrant server at ``url``, with the configured API key (every client the
-    product makes comes from here: stores, dropping stores, health checks)."""
+    """A client for the Qdrant server at ``url``, with the configured API key and, for a private CA,
+    TLS verified against that CA alone (every client the product makes comes from here: stores,
+    dropping stores, health checks)."""
     from qdrant_client import QdrantClient  # imported lazily: only this backend needs qdrant-client
 
-    return QdrantClient(url=url, api_key=(config or QdrantConfig()).api_key, **kwargs)
+    config = config or QdrantConfig()
+    if config.ca_file:
+        if urlsplit(url).scheme != "https":
+            raise StoreError(f"DINOSEEK_QDRANT_CA_FILE is set but the Qdrant URL {url!r} is not https://")
+        # qdrant-client hands unknown keyword arguments to its httpx client: `verify` takes an SSL context.
+        kwargs.setdefault("verify", ca_context(config.ca_file))
+        # Its version check makes a request of its own that ignores `verify`: it would fail, and warn, every time.
+        kwargs.setdefault("check_compatibility", False)
+    return QdrantClient(url=url, api_key=config.api_key, **kwargs)
+
+
+def ca_context(ca_file: str) -> ssl.SSLContext:
+    """A client SSL context that trusts only the CA certificates in ``ca_file`` (hostnames checked)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError(f"DINOSEEK_QDRANT_CA_FILE: cannot load a CA certificate from {ca_file} "
+                         f"({getattr(exc, 'strerror', None) or exc})") from exc
 
 
 def _models():
