@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from indexer.catalog import schema
 from indexer.catalog.database import Catalog, CatalogError
@@ -29,6 +29,24 @@ def _check_round_trip(catalog: Catalog) -> None:
 def test_migrations_round_trip_on_sqlite(tmp_path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     _check_round_trip(catalog)
+    catalog.dispose()
+
+
+def test_downgrading_keeps_every_row_of_the_tables_that_stay(tmp_path) -> None:
+    """A downgrade drops columns in place: rebuilding a table on SQLite (batch mode) would drop the
+    old one and cascade to every image row that refers to it."""
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    schema.upgrade(catalog)
+    with catalog.engine.begin() as conn:
+        conn.execute(text("insert into collections (name, store_generation, created_at) values ('lib', 0, '2026-01-01')"))
+        conn.execute(text("insert into images (collection_id, path, status) values (1, '/p/a.jpg', 'indexed')"))
+        conn.execute(text("insert into image_features (image_id, data) values (1, x'00')"))
+    for revision in ("0006", "0004", "0001"):
+        schema.downgrade(catalog, revision)
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("select count(*) from images")).scalar() == 1, revision
+            if revision != "0001":
+                assert conn.execute(text("select count(*) from image_features")).scalar() == 1, revision
     catalog.dispose()
 
 

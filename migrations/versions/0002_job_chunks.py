@@ -45,14 +45,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('images', schema=None) as batch_op:
-        batch_op.drop_column('client_name')
-    with op.batch_alter_table('collections', schema=None) as batch_op:
-        batch_op.drop_column('store_generation')
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_column('skipped')
-        batch_op.drop_column('indexed')
-        batch_op.drop_column('scanned')
+    # plain DROP COLUMNs (SQLite >= 3.35), never a batch rebuild: dropping the old collections or
+    # images table would cascade to every row that refers to it (foreign keys are on)
+    op.drop_column('images', 'client_name')
+    op.drop_column('collections', 'store_generation')
+    for column in ('skipped', 'indexed', 'scanned'):
+        op.drop_column('jobs', column)
     with op.batch_alter_table('job_chunks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_job_chunks_job_id'))
     op.drop_table('job_chunks')

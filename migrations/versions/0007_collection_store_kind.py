@@ -25,8 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # SQLite's batch mode rebuilds the table without its expression index (0006): drop and remake it
-    op.drop_index('uq_collections_name_folded', table_name='collections')
-    with op.batch_alter_table('collections') as batch:
-        batch.drop_column('vector_backend')
-    op.create_index('uq_collections_name_folded', 'collections', [sa.text('lower(name)')], unique=True)
+    # a plain DROP COLUMN (SQLite >= 3.35), never a batch rebuild: dropping the old collections table
+    # would cascade to every image row (foreign keys are on)
+    op.drop_column('collections', 'vector_backend')
