@@ -44,7 +44,7 @@ def test_http_end_to_end_with_gunicorn_a_worker_redis_and_postgres(tmp_path, tin
         wait_healthy(base, tmp_path / "server.log")
         assert httpx.get(f"{base}/health").json() == {"status": "ok"}  # the details only to key holders
         health = httpx.get(f"{base}/health", headers=KEY).json()
-        assert set(health["checks"]) == {"database", "broker", "vector_store"} and health["status"] == "ok"
+        assert set(health["checks"]) == {"database", "broker", "vector_store", "collections"} and health["status"] == "ok"
         http = httpx.Client(base_url=base, headers=KEY, timeout=60)
 
         assert http.post("/collections", json={"name": "lib"}).status_code == 201
