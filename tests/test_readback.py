@@ -73,6 +73,25 @@ def test_a_file_swapped_for_a_symlink_or_a_row_edited_to_another_file_is_not_ser
             assert region.status_code == 404 and "not read" in region.json()["error"]["message"], region.text
 
 
+def test_a_file_indexed_by_name_then_swapped_for_a_symlink_is_not_served(tmp_path, tiny_model, secret) -> None:
+    """A job given a file (an upload, a single path) makes that file readable, not whatever a link
+    put in its place later points at."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    skimage_photo("coffee").save(folder / "coffee.jpg", quality=90)
+    library = _library(tmp_path, tiny_model)
+    index_paths(library, "lib", [folder / "coffee.jpg"])
+    image_id = _ids(library)["coffee.jpg"]
+    (folder / "coffee.jpg").unlink()
+    (folder / "coffee.jpg").symlink_to(secret)
+    settings = library.settings
+    library.close()
+    with serving(create_app(settings)) as base, httpx.Client(base_url=base, headers=KEY, timeout=60) as http:
+        answer = http.get(f"/images/{image_id}/thumbnail?size=64")
+        assert answer.status_code == 404, answer.text
+        assert f"resolves to {secret}" in answer.json()["error"]["message"]
+
+
 def test_uploads_and_folders_indexed_following_links_are_still_read(tmp_path, tiny_model, secret) -> None:
     linked = tmp_path / "links"
     linked.mkdir()
