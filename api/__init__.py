@@ -2,7 +2,8 @@
 
 Schemas (``api/schemas.py``) validate requests and write the OpenAPI document (``/api/v1/openapi.json``,
 browsable at ``/api/v1/docs``) through flask-smorest; every error is JSON (``api/errors.py``);
-every route but ``/health`` needs an API key (``api/auth.py``).
+every route but ``/health`` and the sign-in needs an API key or a session opened with one
+(``api/auth.py``, ``api/session.py``). The web app (``api/web``) is served at ``/``.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from api import auth, body_limits, concurrency, metrics
+from api import auth, body_limits, concurrency, metrics, session, web
 from api.context import ApiContext
 from api.errors import register_error_handlers
-from api.routes import collections, duplicates, images, jobs, search, system
+from api.routes import collections, compare, duplicates, images, jobs, review, search, system, trash
+from api.routes import session as session_routes
 from api.schemas import ErrorResponse
 from dinoseek.settings import Settings, SettingsError, check_secrets, load_settings
 from indexer.library import Library
@@ -37,7 +39,7 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
     if not settings.api_keys and not insecure_no_auth:
         raise SettingsError("DINOSEEK_API_KEYS is not set: the API refuses to start without keys "
                             "(comma-separated; KEY is read-write, KEY:ro read-only), unless started with --insecure-no-auth")
-    app = Flask("dinoseek")
+    app = Flask("dinoseek", static_folder=None)  # the web app serves its own (api/web)
     app.config.update(
         API_TITLE="dinoseek", API_VERSION="1", OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX=PREFIX, OPENAPI_JSON_PATH="openapi.json",
@@ -48,8 +50,10 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
             "info": {"description": "Self-hosted image retrieval: query by example, near-duplicates, jobs."},
             "components": {"securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
-            "security": [{"bearer": []}, {"apiKey": []}],
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": session.COOKIE_NAME,
+                            "description": "the web app's session (POST /session); writes also need X-CSRF-Token"}}},
+            "security": [{"bearer": []}, {"apiKey": []}, {"session": []}],
         },
     )
     context = ApiContext(settings, library or Library(settings))
@@ -59,8 +63,10 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
     concurrency.install(app, settings.expensive_reads)
     api = DinoseekApi(app)
     app.add_url_rule(f"{PREFIX}/docs-assets/<path:filename>", "docs_assets", system.docs_assets)
-    for module in (collections, jobs, search, duplicates, images, system):
+    for module in (collections, jobs, search, duplicates, review, trash, compare, images, system, session_routes):
         api.register_blueprint(module.blp, url_prefix=PREFIX)
+    session.install(app, settings)
+    web.install(app)
     register_error_handlers(app)
     auth.install(app, None if insecure_no_auth else auth.parse_keys(settings.api_keys))
     return app

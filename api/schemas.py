@@ -39,6 +39,12 @@ class CollectionCreate(Schema):
                          metadata={"description": "1-128 letters, digits, '_', '-' or '.'", "example": "photos"})
 
 
+class LastJob(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    status = fields.String(required=True)
+
+
 class CollectionOut(Schema):
     name = fields.String(required=True)
     images = fields.Integer(required=True)
@@ -51,6 +57,7 @@ class CollectionOut(Schema):
     model = fields.String(allow_none=True, required=True)
     vector_backend = fields.String(required=True, metadata={
         "description": "the kind of store holding its vectors, chosen when it was created: faiss, qdrant-edge or qdrant-server"})
+    last_job = fields.Nested(LastJob, allow_none=True, required=True, metadata={"description": "its newest job, of any kind"})
 
 
 class CollectionList(Schema):
@@ -232,6 +239,7 @@ class GroupOut(Schema):
     image_ids = fields.List(fields.Integer(), required=True)
     paths = fields.List(fields.String(), required=True)
     evidence = fields.Nested(Evidence, allow_none=True, required=True)
+    metadata = fields.List(fields.Nested(Metadata), required=True, metadata={"description": "each member's, in image_ids' order"})
 
 
 class GroupPage(Schema):
@@ -255,7 +263,7 @@ class ImageOut(Schema):
 
 
 class ThumbnailQuery(Base):
-    size = fields.Integer(load_default=256, validate=validate.Range(min=16, max=1024))
+    size = fields.Integer(load_default=256, validate=validate.Range(min=16, max=2048))
 
 
 class Health(Schema):
@@ -286,3 +294,178 @@ class RegionUpload(Schema):
 class RegionResults(Schema):
     box = fields.List(fields.Integer(), required=True, metadata={"description": "the query box, clipped"})
     results = fields.List(fields.Nested(Result), required=True)
+
+
+class SessionOpen(Schema):
+    key = fields.String(required=True, validate=[validate.Length(min=1, max=4096), _no_nul],
+                        metadata={"description": "an API key (KEY or the key of a KEY:ro entry)"})
+
+
+class SessionOut(Schema):
+    signed_in = fields.Boolean(required=True)
+    read_only = fields.Boolean(allow_none=True, required=True)
+    csrf_token = fields.String(allow_none=True, required=True,
+                               metadata={"description": "send it as X-CSRF-Token on every request but GET with the cookie"})
+
+
+class CompareQuery(Base):
+    a = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62), metadata={"description": "an image id"})
+    b = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62),
+                       metadata={"description": "another, of the same collection"})
+
+
+class Heatmap(Schema):
+    rows = fields.Integer(required=True)
+    cols = fields.Integer(required=True)
+    values = fields.List(fields.List(fields.Float()), required=True, metadata={
+        "description": "per patch cell, row-major: its best cosine with the other picture's cells, 0..1"})
+
+
+class Heatmaps(Schema):
+    a = fields.Nested(Heatmap, required=True)
+    b = fields.Nested(Heatmap, required=True)
+
+
+class CompareOut(Schema):
+    a = fields.Nested(ImageOut, required=True)
+    b = fields.Nested(ImageOut, required=True)
+    verdict = fields.String(allow_none=True, required=True, metadata={"description": "copy, same scene, or null"})
+    exact = fields.Boolean(required=True, metadata={"description": "identical bytes"})
+    copy_probability = fields.Float(required=True)
+    descriptor = fields.Float(required=True, metadata={"description": "cosine of the two global descriptors"})
+    inliers = fields.Integer(required=True, metadata={"description": "keypoint matches the homography agrees with"})
+    matches_found = fields.Integer(required=True)
+    mirrored = fields.Boolean(required=True)
+    box_in_b = fields.List(fields.Integer(), allow_none=True, required=True,
+                           metadata={"description": "where a lies in b, in b's pixels (x0, y0, x1, y1)"})
+    box_in_a = fields.List(fields.Integer(), allow_none=True, required=True,
+                           metadata={"description": "where b lies in a, in a's pixels"})
+    matches = fields.List(fields.List(fields.Float()), required=True,
+                          metadata={"description": "agreeing matches as [xa, ya, xb, yb] in each picture's pixels (≤ 200)"})
+    heatmap = fields.Nested(Heatmaps, allow_none=True, required=True)
+    differs = fields.Dict(keys=fields.String(), values=fields.List(fields.Raw()), required=True,
+                          metadata={"description": "metadata field → [value in a, value in b], for those that differ"})
+
+
+class DecisionIn(Base):
+    kind = fields.String(required=True, validate=validate.OneOf(["keep", "discard", "not_duplicate"]))
+    image_id = fields.Integer(required=True, validate=validate.Range(min=1, max=2**62))
+    other_image_id = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=2**62),
+                                    metadata={"description": "the pair's other image: not_duplicate only"})
+
+
+class DecisionsIn(Base):
+    decisions = fields.List(fields.Nested(DecisionIn), required=True, validate=validate.Length(min=1, max=10_000))
+
+
+class DecisionOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    image_id = fields.Integer(required=True)
+    path = fields.String(allow_none=True, required=True)
+    other_image_id = fields.Integer(allow_none=True, required=True)
+    other_path = fields.String(allow_none=True, required=True)
+    rule = fields.String(allow_none=True, required=True, metadata={"description": "the keep rules that made it"})
+    created_at = fields.String(allow_none=True, required=True)
+    collection = fields.String()
+
+
+class TierCounts(Schema):
+    groups = fields.Integer(required=True)
+    images = fields.Integer(required=True)
+
+
+class GroupCounts(Schema):
+    thresholds = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+    groups = fields.Integer(required=True)
+    images = fields.Integer(required=True)
+    by_kind = fields.Dict(keys=fields.String(), values=fields.Nested(TierCounts), required=True)
+
+
+class DecisionList(Schema):
+    decisions = fields.List(fields.Nested(DecisionOut), required=True)
+    groups = fields.Nested(GroupCounts, metadata={
+        "description": "the saved groups once re-made (a pair marked apart splits its group)"})
+
+
+class DecisionQuery(Base):
+    kind = fields.String(load_default=None, validate=validate.OneOf(["keep", "discard", "not_duplicate"]))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+
+
+class DecisionUndone(Schema):
+    decision = fields.Nested(DecisionOut, required=True)
+    groups = fields.Nested(GroupCounts, required=True)
+
+
+class Thresholds(Base):
+    near = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1),
+                        metadata={"description": "a near pair's copy probability at least this"})
+    similar = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=-1, max=1),
+                           metadata={"description": "a similar pair's descriptor cosine at least this"})
+
+
+class ThresholdsIn(Base):
+    thresholds = fields.Nested(Thresholds, required=True)
+
+
+class KeepRuleIn(Base):
+    rule = fields.String(required=True, validate=validate.OneOf(
+        ["largest_resolution", "largest_file", "oldest", "format_priority", "prefer_folder"]))
+    formats = fields.List(fields.String(validate=validate.Length(min=1, max=16)), validate=validate.Length(min=1, max=32),
+                          metadata={"description": "format_priority: best first, e.g. [\"HEIC\", \"PNG\", \"JPEG\"]"})
+    folder = fields.String(validate=[validate.Length(min=1, max=4096), _no_nul], metadata={"description": "prefer_folder"})
+
+
+class KeepRulesIn(Base):
+    rules = fields.List(fields.Nested(KeepRuleIn), required=True, validate=validate.Length(min=1, max=8))
+    group_ids = fields.List(fields.Integer(validate=validate.Range(min=1, max=2**62)), load_default=None,
+                            allow_none=True, validate=validate.Length(max=10_000))
+    kind = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["exact", "near", "similar"]))
+
+
+class KeepSuggestion(Schema):
+    group_id = fields.Integer(required=True)
+    keep = fields.List(fields.Integer(), required=True)
+    discard = fields.List(fields.Integer(), required=True)
+    reference = fields.List(fields.Integer(), required=True, metadata={"description": "members in a reference folder"})
+
+
+class KeepSuggestions(Schema):
+    groups = fields.List(fields.Nested(KeepSuggestion), required=True)
+
+
+class ReferenceFolders(Base):
+    folders = fields.List(fields.String(validate=[validate.Length(min=1, max=4096), _no_nul]), required=True,
+                          validate=validate.Length(max=64), metadata={"description": "absolute folders"})
+
+
+class TrashIn(Base):
+    image_ids = fields.List(fields.Integer(validate=validate.Range(min=1, max=2**62)), required=True,
+                            validate=validate.Length(min=1, max=1000))
+
+
+class TrashEntryOut(Schema):
+    id = fields.Integer(required=True)
+    image_id = fields.Integer(required=True, metadata={"description": "the id it had in the index"})
+    original_path = fields.String(required=True)
+    filename = fields.String(allow_none=True, required=True, metadata={"description": "an upload's own file name"})
+    trash_path = fields.String(required=True)
+    sha256 = fields.String(allow_none=True, required=True)
+    size_bytes = fields.Integer(allow_none=True, required=True)
+    trashed_at = fields.String(allow_none=True, required=True)
+    restored_at = fields.String(allow_none=True, required=True)
+    restore_job_id = fields.Integer(allow_none=True, required=True)
+
+
+class TrashList(Schema):
+    entries = fields.List(fields.Nested(TrashEntryOut), required=True)
+
+
+class TrashQuery(Base):
+    restored = fields.Boolean(load_default=False, metadata={"description": "include entries restored already"})
+
+
+class TrashRestored(Schema):
+    entry = fields.Nested(TrashEntryOut, required=True)
+    job = fields.Nested(JobOut, required=True, metadata={"description": "the index job that brings it back"})

@@ -113,13 +113,14 @@ def scan_only(n: int, dim: int, threshold: float) -> None:
 
 def scan(store, n: int, dim: int, threshold: float, sources: np.ndarray) -> None:
     """Time the duplicate scan's candidate graph and count the planted copies it links."""
+    from indexer.duplicates.grouping import ApartUnionFind
     from indexer.duplicates.knn_graph import knn_graph
-    from indexer.duplicates.scan import NEIGHBOURS, UnionFind
+    from indexer.duplicates.scan import NEIGHBOURS
 
     planted = len(sources)
     t = time.perf_counter()
     graph = knn_graph(store.fetch, list(range(n)), dim, NEIGHBOURS, threshold)
-    uf = UnionFind()
+    uf = ApartUnionFind()
     for a, b in zip(graph.a.tolist(), graph.b.tolist()):
         uf.union(a, b)
     elapsed = time.perf_counter() - t

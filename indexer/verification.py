@@ -255,6 +255,26 @@ def verify_keypoints(a: Keypoints, b: Keypoints, try_mirror: bool = True) -> Geo
     return flipped if flipped.inliers > direct.inliers else direct
 
 
+def inlier_matches(a: Keypoints, b: Keypoints, geometry: Geometry) -> np.ndarray:
+    """(n, 4) rows x_a, y_a, x_b, y_b (each picture's scaled pixels; b as it is, even when the match
+    was found mirrored) of the matches ``geometry``'s homography agrees with: what a viewer draws to
+    show where two pictures match. Empty without a homography."""
+    if geometry.transform is None:
+        return np.zeros((0, 4), dtype=np.float32)
+    target = mirrored_keypoints(b) if geometry.mirrored else b
+    pairs = match(a, target)
+    if not len(pairs):
+        return np.zeros((0, 4), dtype=np.float32)
+    from_a = a.points[pairs[:, 0]].astype(np.float64)
+    to_b = target.points[pairs[:, 1]].astype(np.float64)
+    projected = cv2.perspectiveTransform(from_a.reshape(-1, 1, 2), geometry.transform).reshape(-1, 2)
+    agree = np.linalg.norm(projected - to_b, axis=1) <= RESIDUAL_PIXELS
+    to_b = to_b[agree]
+    if geometry.mirrored:
+        to_b[:, 0] = b.width - to_b[:, 0]
+    return np.hstack([from_a[agree], to_b]).astype(np.float32)
+
+
 def verify_pictures(a: Keypoints, b_picture: Image.Image, b: Keypoints | None = None) -> Geometry:
     """``verify_keypoints`` of a and a picture (its keypoints ``b`` when already found)."""
     return verify_keypoints(a, b if b is not None else keypoints(b_picture))

@@ -13,13 +13,16 @@ IMAGE_EXTENSIONS = frozenset(
 # and AVIF once their plugin is there); no other decoder is ever tried, so a file of any other of
 # Pillow's dozens of formats (PSD, EPS, FITS...) is refused before decoding.
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+# The folder the duplicate review moves discarded pictures to, inside the root they lay in: never
+# walked, so trashed pictures are not indexed again.
+TRASH_FOLDER = ".dinoseek-trash"
 
 
 def iter_image_paths(paths: Iterable[str | os.PathLike], follow_symlinks: bool = False) -> Iterator[Path]:
     """Absolute paths of image files under ``paths``, sorted per folder, each file once.
 
     Files named explicitly are yielded whatever their extension (the decoder will judge them);
-    folders are walked recursively for known image extensions. A path that does not exist raises
+    folders are walked recursively for known image extensions, but for TRASH_FOLDER. A path that does not exist raises
     ``FileNotFoundError`` naming it, before anything is yielded.
     """
     roots = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
@@ -34,7 +37,7 @@ def iter_image_paths(paths: Iterable[str | os.PathLike], follow_symlinks: bool =
                 yield root
             continue
         for folder, dirs, files in os.walk(root, followlinks=follow_symlinks):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if d != TRASH_FOLDER)
             for name in sorted(files):
                 path = Path(folder) / name
                 if path.suffix.lower() not in IMAGE_EXTENSIONS or path in seen:

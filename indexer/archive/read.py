@@ -282,6 +282,13 @@ def _remap(image_map: tuple[np.ndarray, np.ndarray], patches: bool):
     return remap
 
 
+def _insert_all(conn: Connection, table, rows: list[dict]) -> None:
+    """Insert ``rows`` (all with the same columns) in batches."""
+    for start in range(0, len(rows), ROW_BATCH):
+        batch = rows[start:start + ROW_BATCH]
+        conn.execute(insert_statement(table, list(batch[0])), insert_params(batch))
+
+
 def _insert_returning(conn: Connection, table, rows: list[dict]) -> list[int]:
     """Insert rows without their ids; the new ids, in row order."""
     if not rows:
@@ -379,6 +386,20 @@ def _import_rows(conn: Connection, archive: Archive, name: str, report: ArchiveR
         if len(features) >= ROW_BATCH:
             flush_features()
     flush_features()
+
+    edges = [dict(row, collection_id=collection_id, a=remapped(image_ids, row["a"], "image"),
+                  b=remapped(image_ids, row["b"], "image")) for row in rows("duplicate_edges")]
+    _insert_all(conn, t["duplicate_edges"], edges)
+    report.rows["duplicate_edges"] = len(edges)
+    decisions = [dict(row, collection_id=collection_id, image_id=remapped(image_ids, row["image_id"], "image"),
+                      other_image_id=remapped(image_ids, row["other_image_id"], "image"))
+                 for row in rows("duplicate_decisions")]
+    trash = [dict(row, collection_id=collection_id) for row in rows("trash_entries")]  # image_id: the id it had there
+    for table, records in (("duplicate_decisions", decisions), ("trash_entries", trash)):
+        for row in records:
+            row.pop("id")
+        _insert_all(conn, t[table], records)
+        report.rows[table] = len(records)
 
     for table, entry in archive.manifest["tables"].items():
         if table in report.rows and report.rows[table] != entry["rows"]:

@@ -155,6 +155,9 @@ def _export_filters(conn: Session, collection: Collection) -> dict:
         "duplicate_members": t["duplicate_members"].c.group_id.in_(
             select(DuplicateGroup.id).where(DuplicateGroup.collection_id == collection.id)),
         "image_features": t["image_features"].c.image_id.in_(select(Image.id).where(Image.collection_id == collection.id)),
+        "duplicate_edges": t["duplicate_edges"].c.collection_id == collection.id,
+        "duplicate_decisions": t["duplicate_decisions"].c.collection_id == collection.id,
+        "trash_entries": t["trash_entries"].c.collection_id == collection.id,
     }
 
 

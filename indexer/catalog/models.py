@@ -32,6 +32,7 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_JOB_STATUSES = ("queued", "running")
 CHUNK_STATUSES = ("pending", "done")
 DUPLICATE_KINDS = ("exact", "near", "similar")
+DECISION_KINDS = ("keep", "discard", "not_duplicate")
 
 
 def utcnow() -> datetime:
@@ -69,6 +70,11 @@ class Collection(Base):
     # the kind of store that holds its vectors (a backend name: faiss, qdrant-edge, qdrant-server);
     # NULL until a library first opens it (collections older than the column)
     vector_backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # folders whose pictures duplicate review never discards nor moves to the trash (absolute paths)
+    reference_folders: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # the review's thresholds on judged pairs ({"near": copy probability, "similar": cosine}): groups
+    # are made of the pairs at or above them, by the review and by every later scan
+    review_thresholds: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     model: Mapped[ModelRecord | None] = relationship()
 
@@ -189,6 +195,54 @@ class DuplicateMember(Base):
     __tablename__ = "duplicate_members"
     group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class DuplicateEdge(Base):
+    """A pair the last scan judged (``near`` or ``similar``) with its scores: what groups are rebuilt
+    from when the review's thresholds move, without scanning again."""
+
+    __tablename__ = "duplicate_edges"
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    a: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    b: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    copy_probability: Mapped[float] = mapped_column(Float)
+    descriptor: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class DuplicateDecision(Base):
+    """A reviewer's decision: keep or discard an image, or a pair that is not a duplicate (kept
+    apart by every later scan). ``image_id`` < ``other_image_id`` for a pair."""
+
+    __tablename__ = "duplicate_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    other_image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=True,
+                                                       index=True)
+    rule: Mapped[str | None] = mapped_column(String(255), nullable=True)  # the keep rule that made it, if any
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (UniqueConstraint("kind", "image_id", "other_image_id", name="uq_duplicate_decisions"),)
+
+
+class TrashEntry(Base):
+    """A picture moved to a trash folder inside its allowed root and removed from the index; restoring
+    moves it back and indexes it again."""
+
+    __tablename__ = "trash_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(Integer)  # the id it had (its row is gone)
+    original_path: Mapped[str] = mapped_column(Text)
+    trash_path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    client_name: Mapped[str | None] = mapped_column(String(255), nullable=True)  # an upload's file name, given back
+    trashed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    restore_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 def failed_image(error: str, **values) -> dict:

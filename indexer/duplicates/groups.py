@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
-from indexer.catalog.models import DUPLICATE_KINDS, DuplicateGroup, DuplicateMember, Image
+from indexer.catalog.models import DUPLICATE_KINDS, DuplicateEdge, DuplicateGroup, DuplicateMember, Image
 from indexer.errors import InvalidRequest
+from indexer.images import image_metadata
 from indexer.library import Library
 
 MAX_PAGE = 500
+EDGE_BATCH = 1000  # judged pairs inserted per statement
 
 
 @dataclass
@@ -28,16 +31,41 @@ class Group:
                 "evidence": self.evidence}
 
 
-def save_groups(library: Library, collection_name: str, groups: list[Group], threshold: float | None) -> None:
-    """Replace the collection's saved groups with ``groups`` (what the last scan found)."""
+@dataclass(frozen=True)
+class JudgedEdge:
+    """A pair with a verdict (``near`` or ``similar``), its two scores and its evidence."""
+
+    a: int
+    b: int
+    verdict: str
+    copy_probability: float
+    descriptor: float
+    evidence: dict
+
+
+def replace_groups(s: Session, collection_id: int, groups: list[Group], threshold: float | None) -> None:
+    """Replace the collection's saved groups with ``groups`` (``threshold``: the scan's near threshold)."""
+    s.execute(delete(DuplicateGroup).where(DuplicateGroup.collection_id == collection_id))
+    for g in groups:
+        record = DuplicateGroup(collection_id=collection_id, kind=g.kind, score=g.score,
+                                threshold=None if g.kind == "exact" else threshold, evidence=g.evidence)
+        record.members = [DuplicateMember(image_id=i) for i in g.image_ids]
+        s.add(record)
+
+
+def save_groups(library: Library, collection_name: str, groups: list[Group], edges: list[JudgedEdge],
+                threshold: float | None) -> None:
+    """Replace the collection's saved groups with ``groups`` and its judged pairs with ``edges`` (what
+    the last scan found; the review re-groups the edges when its thresholds move)."""
     with library.catalog.session() as s:
         collection = library.get_collection(s, collection_name)
-        s.execute(delete(DuplicateGroup).where(DuplicateGroup.collection_id == collection.id))
-        for g in groups:
-            record = DuplicateGroup(collection_id=collection.id, kind=g.kind, score=g.score,
-                                    threshold=None if g.kind == "exact" else threshold, evidence=g.evidence)
-            record.members = [DuplicateMember(image_id=i) for i in g.image_ids]
-            s.add(record)
+        replace_groups(s, collection.id, groups, threshold)
+        s.execute(delete(DuplicateEdge).where(DuplicateEdge.collection_id == collection.id))
+        rows = [{"collection_id": collection.id, "a": e.a, "b": e.b, "verdict": e.verdict,
+                 "copy_probability": e.copy_probability, "descriptor": e.descriptor, "evidence": e.evidence}
+                for e in edges]
+        for start in range(0, len(rows), EDGE_BATCH):
+            s.execute(insert(DuplicateEdge), rows[start:start + EDGE_BATCH])
 
 
 def saved_groups(library: Library, collection_name: str) -> list[Group]:
@@ -53,7 +81,8 @@ def saved_groups(library: Library, collection_name: str) -> list[Group]:
 
 def list_groups(library: Library, collection_name: str, *, after: int | None = None, limit: int = 100,
                 kind: str | None = None) -> tuple[list[dict], int | None]:
-    """Saved groups in id order, a page at a time: ``after`` is the cursor (the last group id seen).
+    """Saved groups in id order with their members' metadata (what a reviewer compares), a page at a
+    time: ``after`` is the cursor (the last group id seen).
     Returns the page and the next cursor (None at the end)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be from 1 to {MAX_PAGE}, got {limit}")
@@ -70,12 +99,13 @@ def list_groups(library: Library, collection_name: str, *, after: int | None = N
         more = len(groups) > limit
         groups = groups[:limit]
         ids = [g.id for g in groups]
-        members: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
+        members: dict[int, list[Image]] = {i: [] for i in ids}
         if ids:
-            for group_id, image_id, path in s.execute(
-                    select(DuplicateMember.group_id, Image.id, Image.path).join(Image, Image.id == DuplicateMember.image_id)
+            for group_id, image in s.execute(
+                    select(DuplicateMember.group_id, Image).join(Image, Image.id == DuplicateMember.image_id)
                     .where(DuplicateMember.group_id.in_(ids)).order_by(Image.id)):
-                members[group_id].append((image_id, path))
-        page = [{"id": g.id, "kind": g.kind, "score": round(g.score, 6), "image_ids": [i for i, _ in members[g.id]],
-                 "paths": [p for _, p in members[g.id]], "evidence": g.evidence} for g in groups]
+                members[group_id].append(image)
+        page = [{"id": g.id, "kind": g.kind, "score": round(g.score, 6), "image_ids": [i.id for i in members[g.id]],
+                 "paths": [i.path for i in members[g.id]], "evidence": g.evidence,
+                 "metadata": [image_metadata(i) for i in members[g.id]]} for g in groups]
     return page, (ids[-1] if more else None)

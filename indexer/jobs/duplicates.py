@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, utcnow
 from indexer.duplicates import check_threshold
+from indexer.duplicates.decisions import apart_pairs
 from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
@@ -201,15 +202,16 @@ def finish_duplicates_job(library: Library, job_id: int) -> bool:
             Image.collection_id == collection.id, Image.status == "indexed").order_by(Image.id)).all()
         chunks = s.execute(select(JobChunk.image_ids, JobChunk.results).where(JobChunk.job_id == job_id)
                            .order_by(JobChunk.seq)).all()
+        apart, thresholds = apart_pairs(s, collection.id), collection.review_thresholds or {}
     paths = {r.id: r.path for r in rows}
-    plan = ScanPlan(paths, exact_groups(rows), [], calibration(library, threshold))
+    plan = ScanPlan(paths, exact_groups(rows), [], calibration(library, threshold), apart, thresholds)
     geometry: dict[Pair, Geometry | None] = {}
     for edges, records in chunks:
         for (a, b), (descriptor, normalised, hash_, _, found) in zip(edges, records):
             if a in paths and b in paths:
                 plan.edges.append((a, b, PairEvidence(descriptor, normalised, hash_)))
                 geometry[(a, b)] = Geometry(**found) if found else None
-    save_groups(library, name, last_stage(plan, geometry), threshold)
+    save_groups(library, name, *last_stage(plan, geometry), threshold)
     with library.catalog.session() as s:
         return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
             status="succeeded", finished_at=utcnow())).rowcount == 1

@@ -1,6 +1,8 @@
-"""Queries of a collection: by example picture or image id (``search``), by region (``regions``)."""
+"""Queries of a collection: by example picture or image id (``search``), by region (``regions``), two
+pictures compared (``compare``)."""
 
 from indexer.query.boxes import check_box, parse_box
+from indexer.query.compare import compare_images
 from indexer.query.framing import content_windows, crop_windows
 from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.regions import RegionQuery, region_by_id, search_region, search_region_files
@@ -22,7 +24,8 @@ from indexer.query.search import (
 from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence, indexed_backgrounds
 
 __all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
-           "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "content_windows", "crop_windows",
+           "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "compare_images", "content_windows",
+           "crop_windows",
            "embed_pictures", "indexed_backgrounds", "open_for_query", "parse_box", "read_query_file", "region_by_id",
            "search_by_id", "search_files", "search_picture", "search_region", "search_region_files", "search_vectors",
            "upload_query"]
