@@ -106,10 +106,13 @@ def saved_thresholds(library: Library, collection_name: str) -> dict:
     with library.catalog.session() as s:
         collection = library.get_collection(s, collection_name)
         thresholds = collection.review_thresholds or {}
-        groups = [Group(kind, [m.image_id for m in members], [], 0.0) for kind, members in
-                  ((g.kind, g.members) for g in s.scalars(select(DuplicateGroup).where(
-                      DuplicateGroup.collection_id == collection.id)))]
-    return {"thresholds": thresholds, **group_counts(groups)}
+        members: dict[int, tuple[str, list[int]]] = {}
+        for group_id, kind, image_id in s.execute(  # one statement, whatever the number of groups
+                select(DuplicateGroup.id, DuplicateGroup.kind, DuplicateMember.image_id)
+                .join(DuplicateMember, DuplicateMember.group_id == DuplicateGroup.id)
+                .where(DuplicateGroup.collection_id == collection.id)):
+            members.setdefault(group_id, (kind, []))[1].append(image_id)
+    return {"thresholds": thresholds, **group_counts([Group(kind, ids, [], 0.0) for kind, ids in members.values()])}
 
 
 def apply_thresholds(library: Library, collection_name: str, thresholds: dict | None) -> dict:
