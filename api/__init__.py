@@ -14,7 +14,7 @@ from flask_smorest import Api
 from api import auth, body_limits, concurrency, metrics, session, web
 from api.context import ApiContext
 from api.errors import register_error_handlers
-from api.routes import collections, compare, duplicates, images, jobs, review, search, system, trash
+from api.routes import collections, compare, duplicates, images, jobs, models, review, search, system, trash
 from api.routes import session as session_routes
 from api.schemas import ErrorResponse
 from dinoseek.settings import Settings, SettingsError, check_secrets, load_settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, insecure_no_auth: bool = Fal
     concurrency.install(app, settings.expensive_reads)
     api = DinoseekApi(app)
     app.add_url_rule(f"{PREFIX}/docs-assets/<path:filename>", "docs_assets", system.docs_assets)
-    for module in (collections, jobs, search, duplicates, review, trash, compare, images, system, session_routes):
+    for module in (collections, jobs, search, duplicates, review, trash, compare, images, models, system, session_routes):
         api.register_blueprint(module.blp, url_prefix=PREFIX)
     session.install(app, settings)
     web.install(app)

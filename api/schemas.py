@@ -469,3 +469,17 @@ class TrashQuery(Base):
 class TrashRestored(Schema):
     entry = fields.Nested(TrashEntryOut, required=True)
     job = fields.Nested(JobOut, required=True, metadata={"description": "the index job that brings it back"})
+
+
+class ModelOut(Schema):
+    name = fields.String(required=True, metadata={"description": "what a re-index names"})
+    file = fields.String(required=True)
+
+
+class ModelList(Schema):
+    models = fields.List(fields.Nested(ModelOut), required=True)
+
+
+class ReindexJobCreate(Base):
+    model = fields.String(required=True, validate=[validate.Length(min=1, max=128), _no_nul], metadata={
+        "description": "a model name from GET /models (a checkpoint in DINOSEEK_HOME/models or shipped); never a path"})

@@ -5,13 +5,14 @@ application settings.
 """
 
 from model.arch import ARCHS, ViTArch, arch_by_name
-from model.checkpoint import CheckpointError, load_backbone, save_checkpoint
+from model.checkpoint import SHIPPED_WEIGHTS_DIR, CheckpointError, load_backbone, save_checkpoint
 from model.embedder import Embedder, Embedding
 from model.preprocess import ImageDecodeError, load_image
 from model.vision_transformer import DinoVisionTransformer, build_vit
 
 __all__ = [
     "ARCHS",
+    "SHIPPED_WEIGHTS_DIR",
     "CheckpointError",
     "DinoVisionTransformer",
     "Embedder",

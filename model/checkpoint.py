@@ -27,7 +27,7 @@ from model.convert import StateDict, infer_arch, to_meta_layout
 from model.vision_transformer import DinoVisionTransformer
 
 FORMAT = "dinoseek-vit/1"
-_WEIGHTS_DIR = Path(__file__).with_name("weights")
+_WEIGHTS_DIR = SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")  # the checkpoints the package ships
 DEFAULT_CHECKPOINT = _WEIGHTS_DIR / "default.pt"
 _NAME_PATTERNS = ("{}", "{}.pt", "{}.pth", "{}_pretrain.pth", "{}.safetensors", "dinov2_{}_pretrain.pth")
 

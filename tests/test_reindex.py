@@ -213,3 +213,44 @@ def test_a_copy_never_takes_the_vectors_of_a_file_re_embedded_in_the_same_run(tm
     assert expected.shape == vectors["b.jpg"].shape
     library.close()
     fresh.close()
+
+
+def test_rest_reindex_takes_a_model_by_name_never_a_path(tmp_path, tiny_model, other_tiny_model) -> None:
+    """``POST /collections/{name}/reindex-jobs`` over HTTP: a model named from ``GET /models`` (a
+    checkpoint in DINOSEEK_HOME/models); a path, an unknown name or a read-only key is refused."""
+    import shutil
+    import time
+
+    import httpx
+
+    from api import create_app
+    from indexer.jobs import index_paths
+    from tests.support.services import serving
+
+    rw, ro = "reindex-http-key-rw-012", "reindex-http-key-ro-012"
+    library = _library(tmp_path / "home", tiny_model)
+    index_paths(library, "c", [_folder(tmp_path / "photos")])
+    settings = replace(library.settings, api_keys=(rw, f"{ro}:ro"))
+    library.close()
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(other_tiny_model, settings.models_dir / "other.pt")
+    with serving(create_app(settings)) as base, httpx.Client(base_url=base, headers={"X-API-Key": rw}, timeout=120) as http:
+        names = [m["name"] for m in http.get("/models").json()["models"]]
+        assert "other" in names and "default" in names  # DINOSEEK_HOME/models, then the shipped weights
+        before = http.get("/collections").json()["collections"][0]["model"]
+        for bad, status in ((str(settings.models_dir / "other.pt"), 400), ("../other", 400), ("nope", 404)):
+            answer = http.post("/collections/c/reindex-jobs", json={"model": bad})
+            assert answer.status_code == status, (bad, answer.text)
+        assert http.post("/collections/c/reindex-jobs", json={"model": "other"},
+                         headers={"X-API-Key": ro}).status_code == 403
+        started = http.post("/collections/c/reindex-jobs", json={"model": "other"})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["job"]["id"]
+        deadline = time.monotonic() + 240
+        while (job := http.get(f"/jobs/{job_id}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", job
+        after = http.get("/collections").json()["collections"][0]
+        assert after["model"] != before and after["last_job"] == {"id": job_id, "kind": "reindex", "status": "succeeded"}
+        assert after["indexed"] == after["vectors"] > 0

@@ -290,6 +290,17 @@ def test_the_web_app_in_a_real_browser(server, browser, tmp_path) -> None:
     assert not together(driver), "the pair marked apart came back after a re-scan"
     assert _errors(driver) == []
 
+    # readable at phone width: no page scrolls sideways
+    driver.set_window_size(390, 844)
+    for page in ("collections", "search", "duplicates", "compare"):
+        _open(driver, f"{base}/{page}?c=lib", page)
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1"), page
+    _open(driver, f"{base}/duplicates?c=lib", "duplicates")
+    driver.save_screenshot(str(SHOTS / "duplicates-phone.png"))
+    driver.set_window_size(1280, 900)
+    _open(driver, f"{base}/collections", "collections")
+    assert _css(driver, "[data-collection='lib'] [data-action=reindex]"), "no re-index control"
+
     # cookie requests without the CSRF token are refused, with it they pass
     assert _fetch(driver, "POST", "/api/v1/collections", csrf=False) == 403
     assert _fetch(driver, "POST", "/api/v1/collections", csrf=True) == 201

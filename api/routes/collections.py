@@ -1,4 +1,4 @@
-"""Collections: create, list, add images (uploads or server paths)."""
+"""Collections: create, list, add images (uploads or server paths), re-index with another model."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from api.schemas import (
     ImageUpload,
     IndexJobCreate,
     JobAccepted,
+    ReindexJobCreate,
 )
 from indexer.collections import collection_counts, create_collection
 from indexer.ingest.roots import check_allowed_paths
-from indexer.jobs import create_index_job, job_json
+from indexer.jobs import create_index_job, create_reindex_job, job_json
+from indexer.models import model_file
 from indexer.uploads import Upload, store_uploads
 
 blp = Blueprint("collections", __name__, description="Collections and the images in them")
@@ -74,5 +76,19 @@ def create_index_job_route(body: dict, name: str):
     paths = check_allowed_paths(body["paths"], context.settings.allowed_roots)
     job_id = create_index_job(context.library, name, paths, prune=body["prune"], force=body["force"],
                               chunk_size=context.settings.chunk_size)
+    context.jobs.start(job_id)
+    return {"job": job_json(context.library, job_id)}
+
+
+@blp.route("/collections/<string:name>/reindex-jobs", methods=["POST"])
+@blp.arguments(ReindexJobCreate)
+@blp.response(202, JobAccepted)
+@blp.alt_response(404, schema=ErrorResponse, description="no such collection or model")
+def create_reindex_job_route(body: dict, name: str):
+    """Re-embed every image of the collection with another model (by name, from ``GET /models``),
+    then swap to it at once; the old index serves until then."""
+    context = ctx()
+    job_id = create_reindex_job(context.library, name, model_file(context.library, body["model"]),
+                                chunk_size=context.settings.chunk_size)
     context.jobs.start(job_id)
     return {"job": job_json(context.library, job_id)}

@@ -44,7 +44,7 @@ function jobView(jobId, { signal, onDone }) {
   return box;
 }
 
-function writeControls(collection, { signal, jobs, refresh }) {
+function writeControls(collection, { signal, jobs, refresh, models }) {
   const follow = (job) => {
     jobs.replaceChildren(jobView(job.id, { signal, onDone: refresh }));
   };
@@ -77,7 +77,18 @@ function writeControls(collection, { signal, jobs, refresh }) {
       follow((await api("POST", `/collections/${encodeURIComponent(collection.name)}/duplicates/scan`, { json: {} })).job);
     } catch (err) { toast(err.message, true); }
   });
-  return h("div", { class: "write" }, upload, indexPath, h("div", { class: "row" }, scan));
+  const model = h("select", { id: `model-${collection.name}`, name: "model" }, models.map((m) => h("option", { value: m.name }, m.name)));
+  const reindex = h("form", { class: "row", "aria-label": `Re-index ${collection.name} with another model` },
+    h("label", { for: model.id }, "Re-index with", model), h("button", { type: "submit", class: "ghost", "data-action": "reindex" }, "Re-index"));
+  reindex.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      follow((await api("POST", `/collections/${encodeURIComponent(collection.name)}/reindex-jobs`, { json: { model: model.value } })).job);
+      toast(`re-indexing ${collection.name} with ${model.value}: the old index serves until the new one is complete`);
+    } catch (err) { toast(err.message, true); }
+  });
+  return h("div", { class: "write" }, upload, indexPath, h("div", { class: "row" }, scan),
+    collection.model && models.length ? reindex : null);
 }
 
 function card(collection, context) {
@@ -107,7 +118,8 @@ export async function collectionsPage(main, context) {
       if (el) ["images", "indexed", "failed", "vectors"].forEach((k) => { el.querySelector(`[data-count=${k}] b`).textContent = c[k]; });
     });
   };
-  const ctx = { ...context, refresh };
+  const models = context.session.readOnly ? [] : (await api("GET", "/models")).models;
+  const ctx = { ...context, refresh, models };
   collections.forEach((c) => list.append(card(c, ctx)));
   main.append(h("h1", {}, "Collections"));
   if (!context.session.readOnly) {
