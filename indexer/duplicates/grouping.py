@@ -1,6 +1,6 @@
-"""From judged pairs to the three tiers of groups, keeping apart every pair a reviewer marked "not a
-duplicate": a scan groups its fresh edges this way, and the review re-groups the saved edges when
-its thresholds move, without scanning again.
+"""From judged pairs to the three tiers of groups, at the review's thresholds and keeping apart every
+pair a reviewer marked "not a duplicate": a scan groups its fresh edges this way, and the review
+re-groups the saved edges when its thresholds move, without scanning again (``groups_at``).
 
 Near groups are the connected components of near edges, similar groups those of near and similar
 edges that hold more than one near group or single picture. A group's score is its weakest link
@@ -12,6 +12,7 @@ skipped, so they stay apart however many other pictures connect them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from indexer.duplicates.groups import Group, JudgedEdge
 
@@ -113,3 +114,24 @@ def tiered_groups(edges: list[JudgedEdge], paths: dict[int, str], apart: set[tup
 def ordered(groups: list[Group]) -> list[Group]:
     """Exact, then near, then similar; larger groups first."""
     return sorted(groups, key=lambda g: (TIER_ORDER[g.kind], -len(g.image_ids), g.image_ids[0]))
+
+
+def at_thresholds(edges: list[JudgedEdge], thresholds: dict) -> list[JudgedEdge]:
+    """The edges kept at ``thresholds``: a near pair below the near one still relates two shots of a
+    scene (it becomes a similar pair), and any pair below the similar one goes."""
+    near, similar = thresholds.get("near"), thresholds.get("similar")
+    out = []
+    for e in edges:
+        if e.verdict == "near" and near is not None and e.copy_probability < near:
+            e = replace(e, verdict="similar")
+        if e.verdict == "similar" and similar is not None and e.descriptor < similar:
+            continue
+        out.append(e)
+    return out
+
+
+def groups_at(exact: list[Group], edges: list[JudgedEdge], paths: dict[int, str], apart: set[tuple[int, int]],
+              thresholds: dict) -> list[Group]:
+    """The three tiers, in order, from the exact groups and the judged pairs kept at ``thresholds``,
+    with the pairs marked apart kept apart: what a scan saves and what the review re-makes."""
+    return ordered(split_exact(exact, apart) + tiered_groups(at_thresholds(edges, thresholds), paths, apart))

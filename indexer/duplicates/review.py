@@ -7,14 +7,12 @@ lower ``threshold`` for that)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from indexer.catalog.models import Collection, DuplicateEdge, DuplicateGroup, DuplicateMember, Image
 from indexer.duplicates.decisions import apart_pairs
-from indexer.duplicates.grouping import ordered, split_exact, tiered_groups
+from indexer.duplicates.grouping import groups_at
 from indexer.duplicates.groups import Group, JudgedEdge, replace_groups
 from indexer.errors import InvalidRequest
 from indexer.library import Library
@@ -42,20 +40,6 @@ def check_thresholds(thresholds: dict | None) -> dict:
     return out
 
 
-def at_thresholds(edges: list[JudgedEdge], thresholds: dict) -> list[JudgedEdge]:
-    """The edges kept at ``thresholds``: a near pair below the near one still relates two shots of a
-    scene (it becomes a similar pair), and any pair below the similar one goes."""
-    near, similar = thresholds.get("near"), thresholds.get("similar")
-    out = []
-    for e in edges:
-        if e.verdict == "near" and near is not None and e.copy_probability < near:
-            e = replace(e, verdict="similar")
-        if e.verdict == "similar" and similar is not None and e.descriptor < similar:
-            continue
-        out.append(e)
-    return out
-
-
 def saved_edges(s: Session, collection_id: int) -> list[JudgedEdge]:
     """The judged pairs the collection's last scan saved."""
     return [JudgedEdge(r.a, r.b, r.verdict, r.copy_probability, r.descriptor, r.evidence or {})
@@ -76,9 +60,8 @@ def _regroup(s: Session, collection: Collection, thresholds: dict) -> list[Group
     edges = saved_edges(s, collection.id)
     ids = sorted({i for e in edges for i in (e.a, e.b)})
     paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(ids))).tuples().all()) if ids else {}
-    apart = apart_pairs(s, collection.id)
-    kept = [e for e in at_thresholds(edges, thresholds) if e.a in paths and e.b in paths]
-    return ordered(split_exact(_saved_exact(s, collection.id), apart) + tiered_groups(kept, paths, apart))
+    known = [e for e in edges if e.a in paths and e.b in paths]
+    return groups_at(_saved_exact(s, collection.id), known, paths, apart_pairs(s, collection.id), thresholds)
 
 
 def group_counts(groups: list[Group]) -> dict:

@@ -17,11 +17,10 @@ from sqlalchemy import select
 from indexer.catalog.models import Image
 from indexer.duplicates.decisions import apart_pairs
 from indexer.duplicates.geometry import verify_pairs
-from indexer.duplicates.grouping import JudgedEdge, ordered, split_exact, tiered_groups
-from indexer.duplicates.groups import Group, save_groups
+from indexer.duplicates.grouping import groups_at
+from indexer.duplicates.groups import Group, JudgedEdge, save_groups
 from indexer.duplicates.judging import calibration, check_threshold
 from indexer.duplicates.knn_graph import knn_graph
-from indexer.duplicates.review import at_thresholds
 from indexer.ingest.phash import hash_similarity
 from indexer.library import Library
 from indexer.verdicts import Calibration, PairEvidence, normalise
@@ -105,8 +104,7 @@ def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None])
     """The groups of the three tiers at the review's thresholds, in their order (exact, then near,
     then similar; larger groups first), and every judged edge (saved for the review)."""
     judged = judge_edges(plan, geometry)
-    kept = at_thresholds(judged, plan.thresholds)
-    return ordered(split_exact(plan.exact, plan.apart) + tiered_groups(kept, plan.paths, plan.apart)), judged
+    return groups_at(plan.exact, judged, plan.paths, plan.apart, plan.thresholds), judged
 
 
 def find_duplicates(library: Library, collection_name: str, threshold: float | None = None,
