@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
-from indexer.catalog.models import Collection, Image
+from indexer.catalog.models import Collection, DuplicateGroup, DuplicateMember, Image
 from indexer.errors import Busy, InvalidRequest, NotFound
 from indexer.ingest.reading import register_optional_plugins
 from indexer.library import Library
@@ -54,7 +54,8 @@ def get_image(library: Library, image_id: int) -> dict:
 
 
 def delete_image(library: Library, image_id: int, wait: float = DELETE_LOCK_SECONDS) -> dict:
-    """Remove an image's vectors, then its row (and its duplicate-group memberships); returns what it was.
+    """Remove an image's vectors, then its row (and its duplicate-group memberships, and the groups it
+    leaves with one member); returns what it was.
     Takes the collection's writer lock (embedded stores have one writer at a time), waiting at
     most ``wait`` seconds: while a job writes the collection, Busy instead of a request that hangs."""
     with library.catalog.session() as s:
@@ -76,7 +77,15 @@ def delete_image(library: Library, image_id: int, wait: float = DELETE_LOCK_SECO
             library.hand_back_stores(name)
         with library.catalog.session() as s:
             s.execute(Image.__table__.delete().where(Image.id == image_id))
+            _drop_broken_groups(s, collection.id)
     return doc
+
+
+def _drop_broken_groups(s, collection_id: int) -> None:
+    """Delete the collection's duplicate groups a deleted image left with fewer than two members."""
+    alive = select(DuplicateMember.group_id).group_by(DuplicateMember.group_id).having(func.count() >= 2)
+    s.execute(delete(DuplicateGroup).where(DuplicateGroup.collection_id == collection_id,
+                                           DuplicateGroup.id.not_in(alive)))
 
 
 @dataclass(frozen=True)

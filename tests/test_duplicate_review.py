@@ -157,6 +157,7 @@ def test_review_decisions_rules_trash_and_compare(tmp_path, tiny_model, photos) 
         assert not (photos / "coffee_crop.jpg").exists() and trashed.is_file()
         assert trashed.parent == tmp_path.resolve() / "served" / ".dinoseek-trash" / "lib"
         assert http.get(f"/images/{ids['coffee_crop.jpg']}").status_code == 404
+        assert all(len(g["image_ids"]) >= 2 for g in _groups(http))  # no group left with one picture
         _settle(http, http.post("/collections/lib/index-jobs", json={"paths": [str(tmp_path / "served")]}))
         counts = {c["name"]: c for c in http.get("/collections").json()["collections"]}["lib"]
         assert counts["images"] == PICTURES - 1  # the trash folder is never walked

@@ -288,6 +288,19 @@ def test_the_web_app_in_a_real_browser(server, browser, tmp_path) -> None:
     _scan(driver, base)
     _open(driver, f"{base}/duplicates?c=lib", "duplicates")
     assert not together(driver), "the pair marked apart came back after a re-scan"
+
+    assert _errors(driver) == []
+
+    # a picture discarded by hand is removed from the index (its file stays where it is)
+    _css(driver, "#groups .group .member [data-action=discard]")[-1].click()
+    gone = int(_wait(driver, lambda d: _css(d, "#groups .member[data-decision='discard']"), "the discard")[0]
+               .get_attribute("data-image-id"))
+    _css(driver, "#decisions-panel summary")[0].click()
+    _css(driver, "[data-action=unindex-discarded]")[0].click()
+    _wait(driver, lambda d: not _css(d, f"#groups .member[data-image-id='{gone}']"), "the picture gone from the groups")
+    assert driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        fetch('/api/v1/images/' + arguments[0]).then(r => done(r.status));""", gone) == 404
+    _errors(driver)  # the 404 above is logged on purpose
     assert _errors(driver) == []
 
     # readable at phone width: no page scrolls sideways
@@ -315,6 +328,7 @@ def test_the_web_app_in_a_real_browser(server, browser, tmp_path) -> None:
     _shoot(driver, "collections-read-only")
     _open(driver, f"{base}/duplicates?c=lib", "duplicates")
     _wait(driver, lambda d: _css(d, "#groups .group, #groups p"), "the groups, read-only")
+    assert "null" not in _css(driver, "#main")[0].text
     assert not _css(driver, "#groups button, [data-action=apply-thresholds], #keep-rules, [data-action=trash-discarded]")
     assert _errors(driver) == []
     assert _fetch(driver, "POST", "/api/v1/collections", csrf=True) == 403

@@ -131,7 +131,7 @@ export async function duplicatesPage(main, { params, signal, session }) {
       h("div", { class: "row" }, verdictBadge(group.kind), h("span", { class: "score" }, `score ${group.score.toFixed(3)}`),
         group.evidence?.copy_probability != null ? h("span", { class: "muted" }, `copy probability ${group.evidence.copy_probability.toFixed(2)}`) : null,
         geometry ? h("span", { class: "muted" }, `${geometry.inliers} agreeing matches`) : null,
-        link(`/compare?a=${first}&b=${members[1].image_id}`, "Compare", { class: "button ghost" }),
+        members.length > 1 ? link(`/compare?a=${first}&b=${members[1].image_id}`, "Compare", { class: "button ghost" }) : null,
         writable && members.length > 1 ? h("button", { type: "button", class: "ghost", "data-action": "apart-all", onclick: apart }, "None are duplicates") : null),
       h("div", { class: "members" }, members.map((m, i) => {
         const actions = writable ? [
@@ -225,6 +225,13 @@ export async function duplicatesPage(main, { params, signal, session }) {
     const saved = await api("PUT", `${collection}/reference-folders`, { json: { folders } });
     toast(`${saved.folders.length} reference folder${saved.folders.length === 1 ? "" : "s"} saved`);
   });
+  const unindex = act(async () => {
+    const discarded = (await api("GET", `${base}/decisions`, { query: { kind: "discard" } })).decisions.map((d) => d.image_id);
+    if (!discarded.length) { toast("nothing discarded yet"); return; }
+    for (const id of discarded) await api("DELETE", `/images/${id}`); // the files stay where they are
+    toast(`${discarded.length} pictures removed from the index (their files are untouched)`);
+    await load(true);
+  });
   const toTrash = act(async () => {
     const discarded = (await api("GET", `${base}/decisions`, { query: { kind: "discard" } })).decisions.map((d) => d.image_id);
     if (!discarded.length) { toast("nothing discarded yet"); return; }
@@ -251,12 +258,14 @@ export async function duplicatesPage(main, { params, signal, session }) {
     h("a", { class: "button ghost", href: `/api/v1${base}/decisions`, download: `${name}-decisions.json` }, "Export JSON"));
   const decisionsPanel = h("details", { class: "panel", id: "decisions-panel" },
     h("summary", {}, "Decisions ", decisionsCount), exports,
-    writable ? h("button", { type: "button", "data-action": "trash-discarded", onclick: toTrash }, "Move discarded pictures to the trash") : null,
+    writable ? h("div", { class: "row" },
+      h("button", { type: "button", "data-action": "trash-discarded", onclick: toTrash }, "Move discarded pictures to the trash"),
+      h("button", { type: "button", class: "ghost", "data-action": "unindex-discarded", onclick: unindex }, "Remove discarded pictures from the index")) : null,
     decisionsList);
 
-  main.append(h("div", { class: "panel" }, h("div", { class: "row" }, select, h("label", { for: "kind" }, "Tier", kind),
+  main.append(...[h("div", { class: "panel" }, h("div", { class: "row" }, select, h("label", { for: "kind" }, "Tier", kind),
     h("button", { type: "button", class: "ghost", onclick: helpOverlay, "aria-keyshortcuts": "?" }, "Shortcuts (?)")),
-  thresholdPanel), rulesPanel, decisionsPanel, list, more);
+  thresholdPanel), rulesPanel, decisionsPanel, list, more].filter(Boolean));
 
   document.addEventListener("keydown", (e) => {
     if (e.target.closest("input, select, textarea") || document.querySelector(".overlay")) return;
