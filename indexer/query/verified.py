@@ -30,7 +30,7 @@ from indexer.stores import CollectionStores
 from indexer.verdicts import BACKGROUND_RANKS, Calibration, PairEvidence, background_mean
 from indexer.verification import Geometry, Keypoints, grey_levels, orb_keypoints, verify_keypoints
 
-VERIFY_TOP = 20  # descriptor candidates verified per query by default (docs/BENCHMARKS.md, "Verified search")
+VERIFY_TOP = 40  # descriptor candidates verified per query by default (docs/BENCHMARKS.md, "Verified search")
 MAX_VERIFY_TOP = 200
 QUERY_SIDE = 480  # long side the query's keypoints are found at: a framed copy's photo is a part of it
 QUERY_KEYPOINTS = 800
