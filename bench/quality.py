@@ -295,7 +295,8 @@ def main() -> None:
     parser.add_argument("--tiers-only", action="store_true", help="measure the duplicate tiers only")
     parser.add_argument("--product", action="store_true",
                         help="measure search as the product serves it: descriptor order and verified (no other methods)")
-    parser.add_argument("--verify-top", type=int, default=40, help="with --product: descriptor candidates verified (the product's default)")
+    parser.add_argument("--verify-top", type=int, default=40,
+                        help="with --product: descriptor candidates verified (the product's default)")
     parser.add_argument("--families", help="with --product: comma-separated edit families (default all)")
     parser.add_argument("--verified-only", action="store_true", help="with --product: skip the descriptor order")
     args = parser.parse_args()
