@@ -76,16 +76,19 @@ def delete_image(library: Library, image_id: int, wait: float = DELETE_LOCK_SECO
             stores.persist()
             library.hand_back_stores(name)
         with library.catalog.session() as s:
+            groups = list(s.scalars(select(DuplicateMember.group_id).where(DuplicateMember.image_id == image_id)))
             s.execute(Image.__table__.delete().where(Image.id == image_id))
-            _drop_broken_groups(s, collection.id)
+            _drop_broken_groups(s, groups)
     return doc
 
 
-def _drop_broken_groups(s, collection_id: int) -> None:
-    """Delete the collection's duplicate groups a deleted image left with fewer than two members."""
-    alive = select(DuplicateMember.group_id).group_by(DuplicateMember.group_id).having(func.count() >= 2)
-    s.execute(delete(DuplicateGroup).where(DuplicateGroup.collection_id == collection_id,
-                                           DuplicateGroup.id.not_in(alive)))
+def _drop_broken_groups(s, group_ids: list[int]) -> None:
+    """Delete those of ``group_ids`` (the deleted image's groups) left with fewer than two members."""
+    if not group_ids:
+        return
+    alive = select(DuplicateMember.group_id).where(DuplicateMember.group_id.in_(group_ids)) \
+        .group_by(DuplicateMember.group_id).having(func.count() >= 2)
+    s.execute(delete(DuplicateGroup).where(DuplicateGroup.id.in_(group_ids), DuplicateGroup.id.not_in(alive)))
 
 
 @dataclass(frozen=True)

@@ -35,15 +35,25 @@ def store_gaps(library: Library, s: Session, collection: Collection) -> dict:
     stores = library.stores_for(s, collection)
     if stores is None:
         return {"vectors": 0, "missing_vectors": 0, "missing_patch_vectors": 0}
-    rows, cells = expected_vectors(s, collection.id)
+    return gaps_in(s, collection.id, stores)
+
+
+def gaps_in(s: Session, collection_id: int, stores: CollectionStores) -> dict:
+    """``store_gaps`` of stores the caller has opened already."""
+    rows, cells = expected_vectors(s, collection_id)
     held = stores.global_.count()
     return {"vectors": held, "missing_vectors": max(0, rows - held),
             "missing_patch_vectors": max(0, cells - stores.patches.count())}
 
 
+def has_gaps(gaps: dict) -> bool:
+    """Whether ``store_gaps`` found vectors missing."""
+    return bool(gaps["missing_vectors"] or gaps["missing_patch_vectors"])
+
+
 def describe_gaps(name: str, gaps: dict) -> str | None:
     """One line for a collection whose stores lack vectors (None when whole), saying how to repair."""
-    if not gaps["missing_vectors"] and not gaps["missing_patch_vectors"]:
+    if not has_gaps(gaps):
         return None
     return (f"collection {name!r}: its store lacks {gaps['missing_vectors']} image vectors and "
             f"{gaps['missing_patch_vectors']} patch vectors of indexed images (a lost or older store file?); "

@@ -23,7 +23,7 @@ from indexer.ingest.reading import stat_file
 from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
 from indexer.jobs.target import Target
 from indexer.library import Library
-from indexer.store_gaps import describe_gaps, rows_without_vectors, store_gaps
+from indexer.store_gaps import gaps_in, has_gaps, rows_without_vectors
 from indexer.stores import CollectionStores
 from indexer.stores.patches import all_patch_ids
 from model.files import iter_image_paths
@@ -111,7 +111,7 @@ def _rows_to_repair(library: Library, s: Session, collection: Collection, rows: 
     """Ids of indexed ``rows`` whose vectors the stores lack (a lost store), turned back to ``pending``
     so their chunk embeds them again; looked up only when the stores hold fewer vectors than the rows."""
     stores = library.stores_for(s, collection)
-    if not rows or stores is None or not describe_gaps(collection.name, store_gaps(library, s, collection)):
+    if not rows or stores is None or not has_gaps(gaps_in(s, collection.id, stores)):
         return []
     lost = rows_without_vectors(stores, rows)
     for start in range(0, len(lost), ROW_BATCH):

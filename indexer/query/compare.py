@@ -6,6 +6,8 @@ features; a file is read only for a picture indexed without features."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,7 @@ from indexer.query.verified import Candidate, VerifiedQuery, indexed_backgrounds
 from indexer.stores import CollectionStores
 from indexer.stores.patches import patch_ids
 from indexer.verdicts import calibration_for, model_near_threshold, normalise
-from indexer.verification import Keypoints, inlier_matches, keypoints, verify_keypoints
+from indexer.verification import VERIFY_SIDE, Keypoints, inlier_matches, keypoints, verify_keypoints
 
 MAX_MATCH_LINES = 200  # agreeing matches sent for a viewer to draw
 
@@ -34,7 +36,7 @@ def _row(s: Session, image_id: int) -> Image:
 
 def _points(library: Library, s: Session, row: Image) -> Keypoints:
     stored = stored_keypoints(s, [row.id]).get(row.id)
-    return stored if stored is not None else keypoints(read_picture(library, row.id))
+    return stored if stored is not None else keypoints(read_picture(library, row.id, target_long_side=VERIFY_SIDE))
 
 
 def _heatmaps(stores: CollectionStores, a: Image, b: Image) -> dict | None:
@@ -59,8 +61,9 @@ def _heatmaps(stores: CollectionStores, a: Image, b: Image) -> dict | None:
 def _differs(a: Image, b: Image) -> dict:
     ma, mb = image_metadata(a), image_metadata(b)
     out = {k: [ma[k], mb[k]] for k in ma if ma[k] != mb[k] and k != "indexed_at"}
-    if a.path.rsplit("/", 1)[0] != b.path.rsplit("/", 1)[0]:
-        out["folder"] = [a.path.rsplit("/", 1)[0], b.path.rsplit("/", 1)[0]]
+    folders = [os.path.dirname(a.path), os.path.dirname(b.path)]
+    if folders[0] != folders[1]:
+        out["folder"] = folders
     return out
 
 

@@ -225,16 +225,21 @@ export async function duplicatesPage(main, { params, signal, session }) {
     const saved = await api("PUT", `${collection}/reference-folders`, { json: { folders } });
     toast(`${saved.folders.length} reference folder${saved.folders.length === 1 ? "" : "s"} saved`);
   });
+  const discardedIds = async () => {
+    const ids = (await api("GET", `${base}/decisions`, { query: { kind: "discard" } })).decisions.map((d) => d.image_id);
+    if (!ids.length) toast("nothing discarded yet");
+    return ids;
+  };
   const unindex = act(async () => {
-    const discarded = (await api("GET", `${base}/decisions`, { query: { kind: "discard" } })).decisions.map((d) => d.image_id);
-    if (!discarded.length) { toast("nothing discarded yet"); return; }
+    const discarded = await discardedIds();
+    if (!discarded.length) return;
     for (const id of discarded) await api("DELETE", `/images/${id}`); // the files stay where they are
     toast(`${discarded.length} pictures removed from the index (their files are untouched)`);
     await load(true);
   });
   const toTrash = act(async () => {
-    const discarded = (await api("GET", `${base}/decisions`, { query: { kind: "discard" } })).decisions.map((d) => d.image_id);
-    if (!discarded.length) { toast("nothing discarded yet"); return; }
+    const discarded = await discardedIds();
+    if (!discarded.length) return;
     let moved = 0;
     for (let i = 0; i < discarded.length; i += TRASH_BATCH) {
       moved += (await api("POST", `${collection}/trash`, { json: { image_ids: discarded.slice(i, i + TRASH_BATCH) } })).entries.length;
