@@ -4,7 +4,6 @@ tiers of a scan and of a check, and the k-NN graph a scan is built on."""
 from __future__ import annotations
 
 import io
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -199,5 +198,3 @@ def test_knn_graph_inverted_file_finds_the_exact_graphs_edges() -> None:
     exact_scores = dict(zip(zip(exact.a.tolist(), exact.b.tolist()), exact.score.tolist()))
     assert all(abs(scores[p] - exact_scores[p]) < 1e-5 for p in found)  # rescored from the stored vectors
     assert all(a < b for a, b in found) and len(found) == len(approx.a)
-    sample = random.Random(0).sample(ids.tolist(), 20)
-    assert all(abs(exact.background[i] - approx.background[i]) < 0.05 for i in sample)

@@ -1,9 +1,8 @@
 """Is this picture a duplicate of something in the collection? Each match with its tier and evidence.
 
 The picture's nearest indexed images (at least the calibration's candidate floor) are judged as a
-duplicate scan judges a pair (scan.py, judging.py): its own background is its mean similarity
-to its 2nd-11th nearest images, each candidate's is found by searching the candidate's vector;
-identical bytes are ``exact``.
+duplicate scan judges a pair (scan.py, judging.py), the backgrounds of both measured against the
+collection's panel (indexer/background.py); identical bytes are ``exact``.
 """
 
 from __future__ import annotations
@@ -15,14 +14,15 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy import select
 
+from indexer.background import collection_panel
 from indexer.catalog.models import Image
 from indexer.duplicates.judging import calibration, check_threshold, judge_pair, picture_cache
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.ingest.reading import LoadedImage
 from indexer.library import Library
-from indexer.query import SearchFilters, SearchHit, check_k, embed_pictures, indexed_backgrounds, open_for_query, search_vectors
+from indexer.query import SearchFilters, SearchHit, check_k, embed_pictures, open_for_query, search_vectors
 from indexer.uploads import Upload, decode_upload
-from indexer.verdicts import BACKGROUND_RANKS, PairEvidence, background_mean, normalise
+from indexer.verdicts import PairEvidence, normalise
 from indexer.verification import VERIFY_SIDE, keypoints
 
 TIER_ORDER = {"exact": 0, "near": 1, "similar": 2}
@@ -68,11 +68,9 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
     model's name and the matches that got a verdict."""
     check_k(k)
     cal = calibration(library, check_threshold(threshold))
-    wanted = max(k, BACKGROUND_RANKS[1] + 1)
-    hits = search_vectors(library, collection_name, np.asarray(vector, dtype=np.float32).reshape(1, -1), wanted,
-                          filters=filters)[0]
-    own_background = background_mean([h.score for h in hits])
-    candidates = [h for h in hits[:k] if h.score >= cal.candidate_floor or h.score >= 0.999]
+    vector = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+    hits = search_vectors(library, collection_name, vector, k, filters=filters)[0]
+    candidates = [h for h in hits if h.score >= cal.candidate_floor or h.score >= 0.999]
     if not candidates:
         return cal.source, []
     ids = [h.image_id for h in candidates]
@@ -80,7 +78,9 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
         collection, stores = open_for_query(library, s, collection_name)
         rows = {r.id: r for r in s.execute(select(Image.id, Image.sha256, Image.phash).where(
             Image.id.in_(ids), Image.collection_id == collection.id))}
-    backgrounds = indexed_backgrounds(stores, ids)
+        panel = collection_panel(s, collection.id, stores.global_)
+    own_background = panel.backgrounds(vector)[0]
+    backgrounds = panel.background_of(*stores.global_.fetch(np.array(ids, dtype=np.int64)))
     query_points = None
     cache = picture_cache(library)
     matches: list[Match] = []

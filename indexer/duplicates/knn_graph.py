@@ -4,9 +4,8 @@ Vectors stream from the store in chunks into a FAISS index built for the scan: e
 product up to EXACT_LIMIT vectors, above it an inverted file with 8-bit scalar quantisation
 (a byte per dimension, so a million 384-d vectors take 384 MB, and each query scans NPROBE of
 about 4 sqrt(N) lists). With faiss-gpu and a visible GPU the index is searched on the GPU. Each
-chunk of queries keeps only the edges at or above the floor and each vector's background (its
-mean similarity to its 2nd-11th nearest others), so memory stays bounded by the index and the
-edges that matter. Scores of an approximate index are recomputed exactly from the stored vectors.
+chunk of queries keeps only the edges at or above the floor, so memory stays bounded by the index
+and the edges that matter. Scores of an approximate index are recomputed exactly from the stored vectors.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer.stores.faiss_store import gpu_count, load_faiss
-from indexer.verdicts import background_mean
 
 EXACT_LIMIT = 100_000
 NPROBE = 16
@@ -29,12 +27,11 @@ Fetch = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # ids → (found 
 
 @dataclass
 class KnnGraph:
-    """Edges (a < b, cosine ≥ floor) and each vector's background mean."""
+    """Edges (a < b, cosine ≥ floor)."""
 
     a: np.ndarray
     b: np.ndarray
     score: np.ndarray
-    background: dict[int, float | None]
     approximate: bool
 
 
@@ -74,7 +71,6 @@ def knn_graph(fetch: Fetch, ids: list[int], dim: int, k: int, floor: float,
     index, order = build_index(fetch, ids_array, dim, exact_limit)
     approximate = len(ids_array) > exact_limit
     edges_a, edges_b, edges_s = [], [], []
-    background: dict[int, float | None] = {}
     for start in range(0, len(order), CHUNK):
         found, vectors = fetch(order[start:start + CHUNK])
         if not len(found):
@@ -84,7 +80,6 @@ def knn_graph(fetch: Fetch, ids: list[int], dim: int, k: int, floor: float,
         for row, me in enumerate(found.tolist()):
             others = (neighbours[row] != me) & (neighbours[row] >= 0)
             mine, theirs = scores[row][others], neighbours[row][others]
-            background[me] = background_mean(mine)
             keep = mine >= floor
             edges_a.append(np.minimum(me, theirs[keep]))
             edges_b.append(np.maximum(me, theirs[keep]))
@@ -103,7 +98,7 @@ def knn_graph(fetch: Fetch, ids: list[int], dim: int, k: int, floor: float,
         s = exact_scores(fetch, a, b)
         keep = s >= floor
         a, b, s = a[keep], b[keep], s[keep]
-    return KnnGraph(a, b, s, background, approximate)
+    return KnnGraph(a, b, s, approximate)
 
 
 def exact_scores(fetch: Fetch, a: np.ndarray, b: np.ndarray) -> np.ndarray:

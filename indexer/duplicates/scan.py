@@ -2,25 +2,35 @@
 
 ``exact``: identical bytes (SHA-256). ``near``: edited copies of one picture. ``similar``: other
 shots of the same scene or object. Candidates are the edges of the collection's k-nearest-neighbour
-graph (knn_graph.py) whose cosine is at least the calibration's floor; each edge gets its
-evidence and verdict (verdicts.py), geometric verification (geometry.py, on every core) only where
-it could change the verdict; the judged edges become groups (grouping.py), keeping apart the pairs
-a reviewer marked "not a duplicate" (decisions.py), and are saved with them.
+graph (knn_graph.py) whose cosine is at least the calibration's floor, and the pairs that share
+many stored local patches (shared_patches.py: framed, rotated and cropped copies the descriptor
+does not bring together); each edge gets its evidence and verdict (verdicts.py, backgrounds
+against the collection's panel), geometric verification (geometry.py, on every core) where it
+could change the verdict and for every shared-patch pair; the similar pairs between near groups
+that the groups' other pictures do not bear out are dropped (support.py); the judged edges become
+groups (grouping.py), keeping apart the pairs a reviewer marked "not a duplicate" (decisions.py),
+and are saved with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import select
 
-from indexer.catalog.models import Image
+from indexer.background import collection_panel
+from indexer.catalog.models import Image, ImageFeatures
 from indexer.duplicates.decisions import apart_pairs
 from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.grouping import groups_at
 from indexer.duplicates.groups import Group, JudgedEdge, save_groups
 from indexer.duplicates.judging import calibration, check_threshold
-from indexer.duplicates.knn_graph import knn_graph
+from indexer.duplicates.knn_graph import exact_scores, knn_graph
+from indexer.duplicates.shared_patches import shared_patch_pairs
+from indexer.duplicates.support import PairJudge, supported
+from indexer.ingest import local_features
 from indexer.ingest.phash import hash_similarity
 from indexer.library import Library
 from indexer.verdicts import Calibration, PairEvidence, normalise
@@ -43,10 +53,15 @@ class ScanPlan:
     calibration: Calibration
     apart: set[tuple[int, int]] = field(default_factory=set)  # pairs marked "not a duplicate"
     thresholds: dict = field(default_factory=dict)  # the review's (review.py), applied to the judged pairs
+    shared: set[tuple[int, int]] = field(default_factory=set)  # candidates by shared patches: always verified
+
+    def wants(self, a: int, b: int, evidence: PairEvidence) -> bool:
+        """Whether the edge is verified: its verdict could change, or its pictures share patches."""
+        return (a, b) in self.shared or self.calibration.wants_geometry(evidence)
 
     @property
     def wanted(self) -> list[tuple[int, int]]:
-        return [(a, b) for a, b, evidence in self.edges if self.calibration.wants_geometry(evidence)]
+        return [(a, b) for a, b, evidence in self.edges if self.wants(a, b, evidence)]
 
 
 def first_stage(library: Library, collection_name: str, threshold: float | None = None) -> ScanPlan:
@@ -57,10 +72,11 @@ def first_stage(library: Library, collection_name: str, threshold: float | None 
         collection = library.get_collection(s, collection_name)
         rows = s.execute(select(Image.id, Image.path, Image.sha256, Image.phash).where(
             Image.collection_id == collection.id, Image.status == "indexed").order_by(Image.id)).all()
-        stores = None
+        stores = panel = None
         if collection.model_id is not None:
             library.bind_model(s, collection)
             stores = library.stores_for(s, collection)
+            panel = collection_panel(s, collection.id, stores.global_)
         apart, thresholds = apart_pairs(s, collection.id), collection.review_thresholds or {}
     paths = {r.id: r.path for r in rows}
     sha = {r.id: r.sha256 for r in rows}
@@ -68,15 +84,70 @@ def first_stage(library: Library, collection_name: str, threshold: float | None 
     plan = ScanPlan(paths, exact_groups(rows), [], cal, apart, thresholds)
     if stores is None or len(rows) < 2:
         return plan
-    graph = knn_graph(stores.global_.fetch, list(paths), stores.global_.spec.dim, NEIGHBOURS, cal.candidate_floor)
-    for a, b, score in zip(graph.a.tolist(), graph.b.tolist(), graph.score.tolist()):
-        if a not in paths or b not in paths or sha[a] == sha[b]:
-            continue  # identical bytes: already an exact group
-        plan.edges.append((a, b, PairEvidence(
-            descriptor=float(score),
-            normalised=normalise(float(score), [graph.background.get(a), graph.background.get(b)], cal.beta),
-            hash=hash_similarity(phash[a], phash[b]) if phash[a] is not None and phash[b] is not None else None)))
+    fetch = stores.global_.fetch
+    graph = knn_graph(fetch, list(paths), stores.global_.spec.dim, NEIGHBOURS, cal.candidate_floor)
+    scores = dict(zip(zip(graph.a.tolist(), graph.b.tolist()), graph.score.tolist()))
+    shared = [(a, b) for a, b, _ in shared_patch_pairs(stored_descriptors(library, collection.id)) if (a, b) not in scores]
+    if shared:
+        pairs = np.array(shared, dtype=np.int64).reshape(-1, 2)
+        scores.update(zip(shared, exact_scores(fetch, pairs[:, 0], pairs[:, 1]).tolist()))
+    plan.shared = set(shared)
+    backgrounds = panel.backgrounds_in(stores.global_, list(paths))
+    for (a, b), score in sorted(scores.items()):
+        if a not in paths or b not in paths or sha[a] == sha[b] or not np.isfinite(score):
+            continue  # identical bytes: already an exact group; or a picture gone since
+        plan.edges.append((a, b, cheap_evidence(float(score), a, b, backgrounds, phash, cal.beta)))
     return plan
+
+
+def cheap_evidence(score: float, a: int, b: int, backgrounds: dict[int, float | None],
+                   phash: dict[int, int | None], beta: float) -> PairEvidence:
+    """A pair's evidence before geometry: its cosine, normalised by both backgrounds, and the pHashes' agreement."""
+    hashes = phash.get(a), phash.get(b)
+    return PairEvidence(descriptor=score, normalised=normalise(score, [backgrounds.get(a), backgrounds.get(b)], beta),
+                        hash=hash_similarity(*hashes) if None not in hashes else None)
+
+
+def pair_judge(library: Library, collection_name: str, cal: Calibration) -> PairJudge:
+    """Judges pairs the scan's stages did not reach, as they judge theirs (geometry always): the
+    support check's cross pairs (support.py)."""
+    def judge(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], PairEvidence]:
+        ids = sorted({i for pair in pairs for i in pair})
+        with library.catalog.session() as s:
+            collection = library.get_collection(s, collection_name)
+            library.bind_model(s, collection)
+            stores = library.stores_for(s, collection)
+            panel = collection_panel(s, collection.id, stores.global_)
+            rows = {r.id: r for r in s.execute(select(Image.id, Image.path, Image.phash).where(
+                Image.id.in_(ids), Image.collection_id == collection.id, Image.status == "indexed"))}
+        found, vectors = stores.global_.fetch(np.array(ids, dtype=np.int64))
+        by_id = dict(zip(found.tolist(), np.asarray(vectors, dtype=np.float32)))
+        backgrounds = panel.background_of(found, vectors)
+        phash = {i: r.phash for i, r in rows.items()}
+        present = [(a, b) for a, b in pairs if {a, b} <= by_id.keys() & rows.keys()]
+        geometry = verify_pairs(library, present, {i: r.path for i, r in rows.items()})
+        out = {}
+        for a, b in present:
+            evidence = cheap_evidence(float(by_id[a] @ by_id[b]), a, b, backgrounds, phash, cal.beta)
+            evidence.geometry = geometry.get((a, b))
+            out[(a, b)] = cal.judge(evidence)
+        return out
+
+    return judge
+
+
+def stored_descriptors(library: Library, collection_id: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Each indexed picture's stored ORB descriptors (a picture without stored features, or with
+    damaged ones, has none), streamed from the catalog."""
+    with library.catalog.session() as s:
+        rows = s.execute(select(ImageFeatures.image_id, ImageFeatures.data).join(Image, Image.id == ImageFeatures.image_id)
+                         .where(Image.collection_id == collection_id, Image.status == "indexed")
+                         .order_by(ImageFeatures.image_id).execution_options(yield_per=512))
+        for image_id, data in rows:
+            try:
+                yield image_id, local_features.decode(data).descriptors
+            except local_features.FeaturesError:
+                continue
 
 
 def exact_groups(rows) -> list[Group]:
@@ -100,10 +171,13 @@ def judge_edges(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None]
     return judged
 
 
-def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None]) -> tuple[list[Group], list[JudgedEdge]]:
+def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None],
+               judge: PairJudge) -> tuple[list[Group], list[JudgedEdge]]:
     """The groups of the three tiers at the review's thresholds, in their order (exact, then near,
-    then similar; larger groups first), and every judged edge (saved for the review)."""
-    judged = judge_edges(plan, geometry)
+    then similar; larger groups first), and every judged edge that its groups bear out (saved for
+    the review; ``judge`` judges the cross pairs that check needs, support.py)."""
+    known = {(a, b): evidence.verdict for a, b, evidence in plan.edges}
+    judged = supported(judge_edges(plan, geometry), known, judge)
     return groups_at(plan.exact, judged, plan.paths, plan.apart, plan.thresholds), judged
 
 
@@ -113,7 +187,8 @@ def find_duplicates(library: Library, collection_name: str, threshold: float | N
     saved as the collection's groups (a scan job splits the same stages into chunks of pairs:
     jobs/duplicates.py)."""
     plan = first_stage(library, collection_name, threshold)
-    groups, judged = last_stage(plan, verify_pairs(library, plan.wanted, plan.paths))
+    groups, judged = last_stage(plan, verify_pairs(library, plan.wanted, plan.paths),
+                                pair_judge(library, collection_name, plan.calibration))
     if save:
         save_groups(library, collection_name, groups, judged, check_threshold(threshold))
     return groups

@@ -24,7 +24,7 @@ from indexer.duplicates.decisions import apart_pairs
 from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
-from indexer.duplicates.scan import ScanPlan, exact_groups, first_stage, last_stage
+from indexer.duplicates.scan import ScanPlan, exact_groups, first_stage, last_stage, pair_judge
 from indexer.errors import InvalidRequest
 from indexer.jobs.records import (
     ACTIVE,
@@ -101,7 +101,7 @@ def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[Job
                                status="pending" if wanted_here else "done"))
 
     for a, b, evidence in sorted(plan.edges, key=lambda e: (e[0], e[1])):
-        wants = plan.calibration.wants_geometry(evidence)
+        wants = plan.wants(a, b, evidence)
         edges.append([a, b])
         records.append([evidence.descriptor, evidence.normalised, evidence.hash, wants, None])
         wanted_here += wants
@@ -211,7 +211,7 @@ def finish_duplicates_job(library: Library, job_id: int) -> bool:
             if a in paths and b in paths:
                 plan.edges.append((a, b, PairEvidence(descriptor, normalised, hash_)))
                 geometry[(a, b)] = Geometry(**found) if found else None
-    save_groups(library, name, *last_stage(plan, geometry), threshold)
+    save_groups(library, name, *last_stage(plan, geometry, pair_judge(library, name, plan.calibration)), threshold)
     with library.catalog.session() as s:
         return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
             status="succeeded", finished_at=utcnow())).rowcount == 1

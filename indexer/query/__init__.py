@@ -21,11 +21,11 @@ from indexer.query.search import (
     search_vectors,
     upload_query,
 )
-from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence, indexed_backgrounds
+from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence
 
 __all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
            "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "compare_images", "content_windows",
            "crop_windows",
-           "embed_pictures", "indexed_backgrounds", "open_for_query", "parse_box", "read_query_file", "region_by_id",
+           "embed_pictures", "open_for_query", "parse_box", "read_query_file", "region_by_id",
            "search_by_id", "search_files", "search_picture", "search_region", "search_region_files", "search_vectors",
            "upload_query"]

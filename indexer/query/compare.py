@@ -11,12 +11,13 @@ import os
 import numpy as np
 from sqlalchemy.orm import Session
 
+from indexer.background import collection_panel
 from indexer.catalog.models import Collection, Image
 from indexer.errors import InvalidRequest, NotFound
 from indexer.images import image_json, image_metadata, read_picture
 from indexer.library import Library
 from indexer.query.opening import open_for_query
-from indexer.query.verified import Candidate, VerifiedQuery, indexed_backgrounds, judge, stored_keypoints
+from indexer.query.verified import Candidate, VerifiedQuery, judge, stored_keypoints
 from indexer.stores import CollectionStores
 from indexer.stores.patches import patch_ids
 from indexer.verdicts import calibration_for, model_near_threshold, normalise
@@ -84,7 +85,7 @@ def compare_images(library: Library, a_id: int, b_id: int) -> dict:
             raise NotFound(f"image {a_id if a_id not in by_id else b_id} has no stored vector; run `dinoseek index`")
         descriptor = float(by_id[a_id] @ by_id[b_id])
         cal = calibration_for(library.embedder.vit, model_near_threshold(library.embedder.vit))
-        backgrounds = indexed_backgrounds(stores, [a_id, b_id])
+        backgrounds = collection_panel(s, collection.id, stores.global_).background_of(found, vectors)
         points_a, points_b = _points(library, s, a), _points(library, s, b)
         geometry = verify_keypoints(points_a, points_b)
         candidate = Candidate(a_id, descriptor, normalise(descriptor, [backgrounds.get(a_id), backgrounds.get(b_id)],

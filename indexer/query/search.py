@@ -12,6 +12,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from indexer.background import collection_panel
 from indexer.catalog.models import Collection, Image
 from indexer.errors import InvalidRequest, NotFound
 from indexer.images import image_metadata
@@ -25,7 +26,6 @@ from indexer.query.verified import (
     Candidate,
     CopyEvidence,
     VerifiedQuery,
-    backgrounds_of,
     check_verify_top,
     query_keypoints,
     stored_keypoints,
@@ -33,7 +33,7 @@ from indexer.query.verified import (
 )
 from indexer.stores import CollectionStores
 from indexer.uploads import Upload, decode_upload
-from indexer.verdicts import background_mean, calibration_for, model_near_threshold, normalise
+from indexer.verdicts import calibration_for, model_near_threshold, normalise
 from indexer.verification import VERIFY_SIDE
 
 MAX_K = 1000
@@ -234,8 +234,9 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
                    if len(found_ids) else {})
     hashes = dict(s.execute(select(Image.id, Image.phash).where(Image.id.in_(ids))).all())
     cal = calibration_for(library.embedder.vit, model_near_threshold(library.embedder.vit))
-    own_background = background_mean([h.score for h in found])
-    backgrounds = backgrounds_of(stores, found_ids, stored)
+    panel = collection_panel(s, collection.id, stores.global_)
+    own_background = panel.backgrounds(vectors[:1], [next(iter(exclude_ids))] if len(exclude_ids) == 1 else None)[0]
+    backgrounds = panel.background_of(found_ids, stored)
 
     def candidate(i: int) -> Candidate:
         descriptor = descriptors.get(i, candidates[i].score)

@@ -26,8 +26,7 @@ from indexer.catalog.models import ImageFeatures
 from indexer.errors import InvalidRequest
 from indexer.ingest import local_features
 from indexer.ingest.phash import hash_similarity
-from indexer.stores import CollectionStores
-from indexer.verdicts import BACKGROUND_RANKS, Calibration, PairEvidence, background_mean
+from indexer.verdicts import Calibration, PairEvidence
 from indexer.verification import Geometry, Keypoints, grey_levels, orb_keypoints, verify_keypoints
 
 VERIFY_TOP = 40  # descriptor candidates verified per query by default (docs/BENCHMARKS.md, "Verified search")
@@ -107,23 +106,6 @@ def stored_keypoints(session: Session, ids: Iterable[int]) -> dict[int, Keypoint
             out[image_id] = local_features.decode(data)
         except local_features.FeaturesError:
             continue
-    return out
-
-
-def indexed_backgrounds(stores: CollectionStores, ids: list[int]) -> dict[int, float | None]:
-    """Each indexed image's mean similarity to its 2nd-11th nearest others."""
-    return backgrounds_of(stores, *stores.global_.fetch(np.array(ids, dtype=np.int64)))
-
-
-def backgrounds_of(stores: CollectionStores, found: np.ndarray, vectors: np.ndarray) -> dict[int, float | None]:
-    """``indexed_backgrounds`` of images whose stored vectors the caller has already fetched."""
-    if not len(found):
-        return {}
-    result = stores.global_.search(np.asarray(vectors, dtype=np.float32), BACKGROUND_RANKS[1] + 1)
-    out = {}
-    for image_id, neighbour_ids, scores in zip(found.tolist(), result.ids, result.scores):
-        others = [float(sc) for i, sc in zip(neighbour_ids.tolist(), scores.tolist()) if i >= 0 and i != image_id]
-        out[image_id] = background_mean(others)
     return out
 
 
