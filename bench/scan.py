@@ -175,6 +175,9 @@ def main() -> None:
                      == near_of[name])
         copies = sum(1 for name in source_of if "__" in name)
         print(f"copies in their photo's near group: {placed}/{copies} ({placed / max(1, copies):.3f})")
+        together = sum(1 for name, src in source_of.items() if "__" in name and any(
+            name in g and (f"{src}.JPEG" in g or f"{src}.jpg" in g) for g in by_kind["near"] + by_kind["similar"]))
+        print(f"copies in a near or similar group with their photo: {together}/{copies} ({together / max(1, copies):.3f})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Similar pairs that the rest of their groups bear out: a pair of pictures judged two shots of one
-scene, where either has copies, stands only if another pair across the two near groups is judged
+"""Similar pairs that the rest of their groups bear out: a pair judged two shots of one scene, of
+which either picture has copies, stands only if another pair across the two near groups is judged
 related too.
 
 Two screenshots of different photos in one app's interface share the interface: the status bar,
@@ -7,12 +7,13 @@ the buttons. Their geometry is real, so the pair looks like two shots of one sce
 each screenshot's own photo it would join two different photos in one similar group. If two near
 groups really show one scene, their other pictures show it as well: the photo in one and the
 screenshot in the other, or the two photos, are related too (docs/BENCHMARKS.md, "Duplicate scan
-on stored features"). Such cross pairs not judged yet are judged here, up to CROSS_PAIRS a link.
+on stored features"). Cross pairs not judged yet are judged here, up to CROSS_PAIRS a link.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 
 from indexer.duplicates.groups import JudgedEdge
 from indexer.verdicts import PairEvidence
@@ -28,45 +29,88 @@ def _key(a: int, b: int) -> Pair:
     return (a, b) if a < b else (b, a)
 
 
-def near_groups(edges: list[JudgedEdge]) -> dict[int, list[int]]:
-    """Each picture of a near pair → the members of its near group (connected by near pairs)."""
-    parent: dict[int, int] = {}
+def _cross(link: JudgedEdge, side_a: list[int], side_b: list[int]) -> Iterator[Pair]:
+    """The pairs across two groups but the link itself, the linked pictures' first (the likeliest
+    to show what the other group shows)."""
+    own = _key(link.a, link.b)
+    first = [(link.a, v) for v in side_b] + [(u, link.b) for u in side_a]
+    rest = ((u, v) for u in side_a for v in side_b if u != link.a and v != link.b)
+    for u, v in itertools.chain(first, rest):
+        if u != v and _key(u, v) != own:
+            yield _key(u, v)
 
-    def find(x: int) -> int:
-        while parent.get(x, x) != x:
-            x = parent[x]
+
+class _Groups:
+    """Near groups grown link by link (union-find keeping each group's members)."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.members: dict[int, list[int]] = {}
+
+    def find(self, x: int) -> int:
+        while self.parent.get(x, x) != x:
+            x = self.parent[x]
         return x
 
-    for e in edges:
-        if e.verdict == "near" and find(e.a) != find(e.b):
-            ra, rb = find(e.a), find(e.b)
-            parent[max(ra, rb)] = min(ra, rb)
-    members: dict[int, list[int]] = {}
-    for x in sorted({i for e in edges if e.verdict == "near" for i in (e.a, e.b)}):
-        members.setdefault(find(x), []).append(x)
-    return {x: group for group in members.values() for x in group}
+    def of(self, x: int) -> list[int]:
+        return self.members.get(self.find(x), [x])
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            root, child = min(ra, rb), max(ra, rb)
+            self.parent[child] = root
+            self.members[root] = self.members.pop(root, [root]) + self.members.pop(child, [child])
+
+
+class _Verdicts:
+    """What is known of each pair (the pictures each is judged related to), judging the unknown
+    ones on demand."""
+
+    def __init__(self, known: dict[Pair, str | None], judge: PairJudge) -> None:
+        self.judged = set(known)
+        self.related: dict[int, set[int]] = {}
+        for (a, b), verdict in known.items():
+            if verdict in RELATED:
+                self._relate(a, b)
+        self.judge = judge
+
+    def _relate(self, a: int, b: int) -> None:
+        self.related.setdefault(a, set()).add(b)
+        self.related.setdefault(b, set()).add(a)
+
+    def bear_out(self, link: JudgedEdge, side_a: list[int], side_b: list[int]) -> bool:
+        """Whether a pair across the two groups, other than the link, is judged related."""
+        small, large = (side_a, set(side_b)) if len(side_a) <= len(side_b) else (side_b, set(side_a))
+        own = _key(link.a, link.b)
+        return any(v in large and _key(u, v) != own for u in small for v in self.related.get(u, ()))
+
+    def unknown(self, link: JudgedEdge, side_a: list[int], side_b: list[int]) -> list[Pair]:
+        """Up to CROSS_PAIRS cross pairs not judged yet."""
+        return list(itertools.islice((p for p in _cross(link, side_a, side_b) if p not in self.judged), CROSS_PAIRS))
+
+    def ask(self, pairs: list[Pair]) -> None:
+        found = self.judge(pairs) if pairs else {}
+        self.judged.update(pairs)
+        for pair, evidence in found.items():
+            if evidence.verdict in RELATED:
+                self._relate(*pair)
 
 
 def supported(edges: list[JudgedEdge], known: dict[Pair, str | None], judge: PairJudge) -> list[JudgedEdge]:
-    """``edges`` without the similar links between near groups that no other cross pair bears out.
+    """``edges`` without the similar links between groups that no other cross pair bears out.
     ``known``: every pair judged so far (verdict or None), by (smaller id, larger id)."""
-    groups = near_groups(edges)
-    verdicts = dict(known)
-    open_links: dict[Pair, list[Pair]] = {}
+    verdicts = _Verdicts(known, judge)
+    groups = _Groups()
     for e in edges:
-        if e.verdict != "similar":
-            continue
-        side_a, side_b = groups.get(e.a, [e.a]), groups.get(e.b, [e.b])
-        if len(side_a) == 1 and len(side_b) == 1:
-            continue  # two single pictures: nothing else to ask
-        # the linked pictures with the other group's first: the likeliest to show the scene too
-        cross = sorted({_key(u, v) for u in side_a for v in side_b if u != v} - {_key(e.a, e.b)},
-                       key=lambda p: (e.a not in p and e.b not in p, p))
-        if any(verdicts.get(p) in RELATED for p in cross):
-            continue
-        open_links[_key(e.a, e.b)] = [p for p in cross if p not in verdicts][:CROSS_PAIRS]
-    asked = sorted({p for pairs in open_links.values() for p in pairs})
-    for pair, evidence in (judge(asked) if asked else {}).items():
-        verdicts[pair] = evidence.verdict
-    dropped = {link for link, pairs in open_links.items() if not any(verdicts.get(p) in RELATED for p in pairs)}
+        if e.verdict == "near":
+            groups.join(e.a, e.b)
+    open_links = []
+    for e in edges:
+        side_a, side_b = groups.of(e.a), groups.of(e.b)
+        if e.verdict == "similar" and groups.find(e.a) != groups.find(e.b) and (len(side_a) > 1 or len(side_b) > 1) \
+                and not verdicts.bear_out(e, side_a, side_b):
+            open_links.append((e, side_a, side_b))
+    verdicts.ask(sorted({p for link in open_links for p in verdicts.unknown(*link)}))
+    dropped = {_key(e.a, e.b) for e, side_a, side_b in open_links if not verdicts.bear_out(e, side_a, side_b)}
     return [e for e in edges if _key(e.a, e.b) not in dropped]
