@@ -56,8 +56,9 @@ class ScanPlan:
     shared: set[tuple[int, int]] = field(default_factory=set)  # candidates by shared patches: always verified
 
     def wants(self, a: int, b: int, evidence: PairEvidence) -> bool:
-        """Whether the edge is verified: its verdict could change, or its pictures share patches."""
-        return (a, b) in self.shared or self.calibration.wants_geometry(evidence)
+        """Whether the edge is verified: its verdict could change, or its pictures share patches
+        (under a verdict model that weighs geometry at all: not an expert's cosine threshold)."""
+        return ((a, b) in self.shared and self.calibration.full is not None) or self.calibration.wants_geometry(evidence)
 
     @property
     def wanted(self) -> list[tuple[int, int]]:
