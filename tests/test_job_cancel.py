@@ -72,7 +72,9 @@ def test_workers_kill_a_task_at_the_time_limit(tmp_path) -> None:
 
 
 def test_cancelling_a_job_on_the_workers_stops_it_and_keeps_what_it_finished(tmp_path, tiny_model, redis_url) -> None:
-    folder = many_photos(tmp_path / "photos", 240)
+    # 60 chunks: the job must still be running when the cancel command, a process of its own that
+    # loads the CLI, arrives, however busy the machine is
+    folder = many_photos(tmp_path / "photos", 960)
     home = tmp_path / "home"
     db = f"sqlite:///{home / 'dinoseek.db'}"
     env = worker_env(home, tiny_model, redis_url)
@@ -91,7 +93,7 @@ def test_cancelling_a_job_on_the_workers_stops_it_and_keeps_what_it_finished(tmp
     finally:
         stop(worker)
     assert cancelled["status"] == "cancelled" and cancelled["message"] == "cancelled"
-    assert at_cancel <= after <= at_cancel + 1 and after < 15, (at_cancel, after)
+    assert at_cancel <= after <= at_cancel + 1 and after < 60, (at_cancel, after)
     indexed = catalog_scalar(db, "select count(*) from images where status = 'indexed'")
     assert indexed == 16 * after  # every finished chunk stays, nothing of the others was written
     assert again.returncode != 0 and "already been cancelled" in again.stderr
