@@ -53,7 +53,6 @@ class Panel:
         ids = [int(i) for i in np.asarray(ids).tolist()]
         return dict(zip(ids, self.backgrounds(vectors, ids)))
 
-
     def backgrounds_in(self, store: VectorStore, ids: list[int], chunk: int = 4096) -> dict[int, float | None]:
         """``background_of`` every one of ``ids``, their vectors fetched from ``store`` a chunk at a time."""
         out: dict[int, float | None] = {}
