@@ -14,6 +14,7 @@ a search by upload splits between decoding the picture, the forward pass and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import signal
@@ -61,6 +62,35 @@ def build_collection(settings, size: int) -> None:
         stores.global_.upsert(np.array(ids), vectors)
     stores.persist()
     library.close()
+
+
+@contextlib.contextmanager
+def running_server(env: dict, port: int, workers: int, log: Path | None = None, timeout: float = 120,
+                   ready: tuple[int, ...] = (200,)):
+    """``dinoseek serve`` (gunicorn, ``workers`` x 4 threads) on ``port`` with ``env``, once its
+    /health answers one of ``ready``: yields the API's base URL, and stops the server after."""
+    import httpx
+
+    output = log.open("w") if log else subprocess.DEVNULL
+    server = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "serve", "--port", str(port), "--workers",
+                               str(workers), "--threads", "4"], env=env, stdout=output,
+                              stderr=subprocess.STDOUT if log else subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code in ready:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start" + (": " + log.read_text()[-2000:] if log else ""))
+            time.sleep(0.3)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -148,24 +178,7 @@ def main() -> None:
         env.update(DINOSEEK_HOME=str(home), DINOSEEK_API_KEYS=KEY, DINOSEEK_DATABASE_URL=settings.database_url)
         if settings.model:
             env["DINOSEEK_MODEL"] = settings.model
-        port = 8765
-        server = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "serve", "--port", str(port), "--workers",
-                                   str(args.workers), "--threads", "4"], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        base = f"http://127.0.0.1:{port}/api/v1"
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start")
-                time.sleep(0.3)
+        with running_server(env, 8765, args.workers) as base:
             rng = np.random.default_rng(1)
             ids = rng.integers(1, args.size + 1, size=args.requests + 100).tolist()
             by_id_one, id_rate_one = load(base, args.requests, 1, lambda c, i: c.post(
@@ -176,9 +189,6 @@ def main() -> None:
                 base, args.upload_requests, args.clients,
                 lambda c, i: c.post("/collections/bench/search", files={"image": ("q.jpg", photo, "image/jpeg")},
                                     data={"k": "10"}))
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
         split = upload_split(settings, photo, 30)
 
     print(f"\n{args.size:,} vectors, gunicorn {args.workers} workers x 4 threads, clients on the same machine:")

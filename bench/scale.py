@@ -19,8 +19,6 @@ import argparse
 import importlib.util
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -100,30 +98,10 @@ def by_id_over_http(root: Path, settings, ids: list[int], requests: int) -> list
     env = {k: v for k, v in os.environ.items() if not k.startswith("DINOSEEK_")}
     env.update(DINOSEEK_HOME=str(settings.home), DINOSEEK_API_KEYS=api.KEY, DINOSEEK_DATABASE_URL=settings.database_url,
                DINOSEEK_VECTOR_BACKEND="faiss")
-    port = 8766
-    server = subprocess.Popen([sys.executable, "-m", "dinoseek.cli", "serve", "--port", str(port), "--workers", "2",
-                               "--threads", "4"], env=env, stdout=(root / "serve.log").open("w"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        import httpx
-
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code in (200, 503):
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start: " + (root / "serve.log").read_text()[-2000:])
-            time.sleep(0.5)
+    with api.running_server(env, 8766, 2, log=root / "serve.log", timeout=300, ready=(200, 503)) as base:
         latencies, _ = api.load(base, requests, 1, lambda c, i: c.post(
             "/collections/bench/search", json={"image_id": ids[i % len(ids)], "k": 10}))
-        return latencies
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+    return latencies
 
 
 def report(name: str, latencies: list[float], extra: str = "") -> None:
