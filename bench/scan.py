@@ -8,6 +8,10 @@ photo's near group and that no group holds two different photos; without, lists 
 grouped (unrelated photos should not be). ``--copies 99`` makes the 100,000-picture library.
 
     .venv/bin/python bench/scan.py --photos ../shared/data/photos-1k [--copies 2] [--library DIR] [--workers 1,2]
+        [--unskipped]
+
+``--unskipped`` first runs the scan verifying every pair that wants geometry, joined or not
+(near_joins.py), and says whether the two scans' groups are the same.
 
 ``--workers 1,2`` also runs the scan as a job through that many ``dinoseek worker`` processes
 (one task at a time each, each pinned to a core of its own: a fleet of one-core machines) on
@@ -45,6 +49,7 @@ import edits  # noqa: E402
 from dinoseek.settings import load_settings  # noqa: E402
 from indexer.catalog.models import Job  # noqa: E402
 from indexer.duplicates import saved_groups  # noqa: E402
+from indexer.duplicates import scan as scan_module  # noqa: E402
 from indexer.duplicates.geometry import verify_pairs  # noqa: E402
 from indexer.duplicates.groups import save_groups  # noqa: E402
 from indexer.duplicates.scan import first_stage, last_stage, pair_judge  # noqa: E402
@@ -84,9 +89,16 @@ def run(args, root: Path) -> tuple[list, dict[str, str]]:
         print(f"{report.indexed} images indexed in {time.perf_counter() - started:.1f} s "
               f"({args.limit} photos at most, {args.copies} copies each)")
     with files_away(folder):
+        if args.unskipped:
+            started = time.perf_counter()
+            every = staged_scan(library, skip=False)
+            print(f"scan verifying every pair that wants it: {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         groups = staged_scan(library)
         scan_s = time.perf_counter() - started
+        if args.unskipped:
+            print(f"groups of the scan that skips joined pairs are those of the scan that does not: "
+                  f"{[(g.kind, g.image_ids) for g in groups] == [(g.kind, g.image_ids) for g in every]}")
         library.close()
         print(f"scan: {scan_s:.1f} s, every indexed file moved away while it ran")
         for processes in args.workers:
@@ -95,21 +107,48 @@ def run(args, root: Path) -> tuple[list, dict[str, str]]:
     return groups, source_of
 
 
-def staged_scan(library: Library) -> list:
+@contextlib.contextmanager
+def timed(module, name: str, spent: dict[str, float]):
+    """``module.name`` timed while the block runs (its seconds added to ``spent[name]``)."""
+    original = getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        moment = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - moment
+
+    setattr(module, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def staged_scan(library: Library, skip: bool = True) -> list:
     """``find_duplicates``'s stages one by one, each timed: the candidates and their cheap evidence,
-    the geometry (the share of pairs that reach it, the cost of a pair on this machine's cores),
-    the verdicts and groups; saved as ``find_duplicates`` saves them."""
+    the geometry (the share of pairs that reach it, how many of those were skipped as joined, the
+    cost of a verified pair on this machine's cores), the verdicts and groups; saved as
+    ``find_duplicates`` saves them. ``skip=False`` verifies every pair that wants it, joined or not."""
     moment = time.perf_counter()
-    plan = first_stage(library, "bench")
+    spent: dict[str, float] = {}
+    with timed(scan_module, "knn_graph", spent), timed(scan_module, "shared_patch_pairs", spent):
+        plan = first_stage(library, "bench")
     wanted = plan.wanted
     first = time.perf_counter() - moment
-    print(f"  first stage {first:.1f} s: {len(plan.edges):,} pairs ({len(plan.shared):,} by shared patches), "
+    print(f"  first stage {first:.1f} s (" + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.items())
+          + f"): {len(plan.edges):,} pairs ({len(plan.shared):,} by shared patches), "
           f"{len(wanted):,} to verify ({len(wanted) / max(1, len(plan.edges)):.0%})", flush=True)
     moment = time.perf_counter()
-    geometry = verify_pairs(library, wanted, plan.paths)
-    spent = time.perf_counter() - moment
+    joins = plan.near_joins()
+    geometry = verify_pairs(library, wanted, plan.paths, joins=joins if skip else None)
+    plan.skipped = joins.skipped
+    seconds = time.perf_counter() - moment
     cores = available_cores()
-    print(f"  geometry {spent:.1f} s on {cores} cores: {1000 * spent * cores / max(1, len(wanted)):.2f} ms a pair", flush=True)
+    print(f"  geometry {seconds:.1f} s on {cores} cores: {len(geometry):,} pairs verified "
+          f"({len(geometry) / max(1, len(plan.edges)):.0%} of all), {len(joins.skipped):,} skipped as joined; "
+          f"{1000 * seconds * cores / max(1, len(geometry)):.2f} ms a verified pair", flush=True)
     moment = time.perf_counter()
     groups, judged = last_stage(plan, geometry, pair_judge(library, "bench", plan.calibration))
     save_groups(library, "bench", groups, judged, None)
@@ -178,6 +217,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=lambda v: [int(n) for n in v.split(",")], default=[],
                         help="comma-separated worker process counts to run the scan job through")
+    parser.add_argument("--unskipped", action="store_true",
+                        help="first scan verifying every pair, joined or not, side by side with the scan that skips")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--library", type=Path, help="keep the library here; scan it again if it exists")
     args = parser.parse_args()

@@ -6,7 +6,8 @@ graph (knn_graph.py) whose cosine is at least the calibration's floor, and the p
 many stored local patches (shared_patches.py: framed, rotated and cropped copies the descriptor
 does not bring together); each edge gets its evidence and verdict (verdicts.py, backgrounds
 against the collection's panel), geometric verification (geometry.py, on every core) where it
-could change the verdict and for every shared-patch pair; the similar pairs between near groups
+could change the verdict and for every shared-patch pair, strongest first, skipping the pairs
+whose pictures near links have joined by then (near_joins.py); the similar pairs between near groups
 that the groups' other pictures do not bear out are dropped (support.py); the judged edges become
 groups (grouping.py), keeping apart the pairs a reviewer marked "not a duplicate" (decisions.py),
 and are saved with them.
@@ -28,6 +29,7 @@ from indexer.duplicates.grouping import groups_at
 from indexer.duplicates.groups import Group, JudgedEdge, save_groups
 from indexer.duplicates.judging import calibration, check_threshold
 from indexer.duplicates.knn_graph import exact_scores, knn_graph
+from indexer.duplicates.near_joins import NearJoins
 from indexer.duplicates.shared_patches import shared_patch_pairs
 from indexer.duplicates.support import PairJudge, supported
 from indexer.ingest import local_features
@@ -54,6 +56,7 @@ class ScanPlan:
     apart: set[tuple[int, int]] = field(default_factory=set)  # pairs marked "not a duplicate"
     thresholds: dict = field(default_factory=dict)  # the review's (review.py), applied to the judged pairs
     shared: set[tuple[int, int]] = field(default_factory=set)  # candidates by shared patches: always verified
+    skipped: set[tuple[int, int]] = field(default_factory=set)  # wanted pairs left unverified: already joined
 
     def wants(self, a: int, b: int, evidence: PairEvidence) -> bool:
         """Whether the edge is verified: its verdict could change, or its pictures share patches
@@ -63,6 +66,15 @@ class ScanPlan:
     @property
     def wanted(self) -> list[tuple[int, int]]:
         return [(a, b) for a, b, evidence in self.edges if self.wants(a, b, evidence)]
+
+    def near_joins(self) -> NearJoins:
+        """The joins its geometry starts from: the near links of the edges judged without it."""
+        joins = NearJoins(self.calibration, {(a, b): evidence for a, b, evidence in self.edges},
+                          self.thresholds.get("near"), self.apart)
+        for a, b, evidence in self.edges:
+            if not self.wants(a, b, evidence):
+                joins.link(a, b, evidence)
+        return joins
 
 
 def first_stage(library: Library, collection_name: str, threshold: float | None = None) -> ScanPlan:
@@ -161,9 +173,12 @@ def exact_groups(rows) -> list[Group]:
 
 
 def judge_edges(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None]) -> list[JudgedEdge]:
-    """Every edge judged on its evidence and the geometry found for it; those with a verdict."""
+    """Every edge judged on its evidence and the geometry found for it (but those skipped as
+    joined: they have no evidence of their own); those with a verdict."""
     judged: list[JudgedEdge] = []
     for a, b, evidence in plan.edges:
+        if (a, b) in plan.skipped:
+            continue
         evidence.geometry = geometry.get((a, b))
         plan.calibration.judge(evidence)
         if evidence.verdict is not None:
@@ -177,7 +192,7 @@ def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None],
     """The groups of the three tiers at the review's thresholds, in their order (exact, then near,
     then similar; larger groups first), and every judged edge that its groups bear out (saved for
     the review; ``judge`` judges the cross pairs that check needs, support.py)."""
-    known = {(a, b): evidence.verdict for a, b, evidence in plan.edges}
+    known = {(a, b): evidence.verdict for a, b, evidence in plan.edges if (a, b) not in plan.skipped}
     judged = supported(judge_edges(plan, geometry), known, judge)
     return groups_at(plan.exact, judged, plan.paths, plan.apart, plan.thresholds), judged
 
@@ -188,8 +203,10 @@ def find_duplicates(library: Library, collection_name: str, threshold: float | N
     saved as the collection's groups (a scan job splits the same stages into chunks of pairs:
     jobs/duplicates.py)."""
     plan = first_stage(library, collection_name, threshold)
-    groups, judged = last_stage(plan, verify_pairs(library, plan.wanted, plan.paths),
-                                pair_judge(library, collection_name, plan.calibration))
+    joins = plan.near_joins()
+    geometry = verify_pairs(library, plan.wanted, plan.paths, joins=joins)
+    plan.skipped = joins.skipped
+    groups, judged = last_stage(plan, geometry, pair_judge(library, collection_name, plan.calibration))
     if save:
         save_groups(library, collection_name, groups, judged, check_threshold(threshold))
     return groups

@@ -2,11 +2,12 @@
 process takes it, finished by the last one; the groups replace the last scan's.
 
 ``plan``: the scan's first stage (exact groups, the k-nearest-neighbour graph, each edge's cheap
-evidence) is written as chunks of edges, each holding at most ``pairs_per_chunk`` pairs that
-geometry could change (chunks without any are done at once); the job's ``total`` is those pairs.
-``run`` (per chunk): verify its pairs on the stored local features, and in one transaction
-guarded by the chunk still being ``pending`` mark it done with the geometry found and add its
-pairs to the job's ``done``, so a chunk verified twice counts once. ``finish``: once no chunk is
+evidence) is written as chunks of at most ``pairs_per_chunk`` edges, those geometry could change
+first and strongest first (chunks without any are done at once); the job's ``total`` is those
+pairs. ``run`` (per chunk): verify its pairs on the stored local features, skipping those whose
+pictures the chunks committed so far have joined (near_joins.py), and in one transaction guarded
+by the chunk still being ``pending`` mark it done with the geometry found and add its pairs to
+the job's ``done``, so a chunk verified twice counts once. ``finish``: once no chunk is
 pending, judge every edge and save the groups. A fleet runs the chunks on the ``cpu`` queue
 across its workers (workers/tasks.py); in-process, every pending chunk is verified on every core
 (duplicates/geometry.py), then committed chunk by chunk.
@@ -24,6 +25,7 @@ from indexer.duplicates.decisions import apart_pairs
 from indexer.duplicates.geometry import verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
+from indexer.duplicates.near_joins import NearJoins
 from indexer.duplicates.scan import ScanPlan, exact_groups, first_stage, last_stage, pair_judge
 from indexer.errors import InvalidRequest
 from indexer.jobs.records import (
@@ -89,29 +91,27 @@ def _pending(session, job_id: int) -> list[int]:
 
 
 def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[JobChunk], int]:
-    """The plan's edges, in (a, b) order, as chunk rows: ``image_ids`` the edges, ``results`` each
-    edge's cheap evidence, whether it wants geometry, and (once verified) its geometry."""
+    """The plan's edges as chunk rows of at most ``pairs_per_chunk`` edges, those geometry could
+    change first, strongest first (the order near_joins.py skips in): ``image_ids`` the edges,
+    ``results`` each edge's cheap evidence, whether it wants geometry, and (once verified) its
+    geometry and whether it was skipped as joined. Chunks of edges judged without geometry are
+    done at once."""
+    joins = plan.near_joins()
+    wanted = [(a, b) for a, b, evidence in plan.edges if plan.wants(a, b, evidence)]
+    rest = sorted(set(joins.evidence) - set(wanted))
     chunks: list[JobChunk] = []
-    edges: list[list[int]] = []
-    records: list[list] = []
-    wanted_here = total = 0
+    ordered = joins.strongest_first(wanted) + rest
+    for start in range(0, len(ordered), pairs_per_chunk):
+        edges = ordered[start:start + pairs_per_chunk]
+        records = [_record(joins.evidence[pair], start + n < len(wanted)) for n, pair in enumerate(edges)]
+        chunks.append(JobChunk(job_id=job_id, seq=len(chunks), image_ids=[list(pair) for pair in edges],
+                               results=records, status="pending" if records[0][3] else "done"))
+    return chunks, len(wanted)
 
-    def close() -> None:
-        chunks.append(JobChunk(job_id=job_id, seq=len(chunks), image_ids=list(edges), results=list(records),
-                               status="pending" if wanted_here else "done"))
 
-    for a, b, evidence in sorted(plan.edges, key=lambda e: (e[0], e[1])):
-        wants = plan.wants(a, b, evidence)
-        edges.append([a, b])
-        records.append([evidence.descriptor, evidence.normalised, evidence.hash, wants, None])
-        wanted_here += wants
-        total += wants
-        if wanted_here >= pairs_per_chunk:
-            close()
-            edges, records, wanted_here = [], [], 0
-    if edges:
-        close()
-    return chunks, total
+def _record(evidence: PairEvidence, wants: bool) -> list:
+    """An edge as a chunk keeps it: descriptor, normalised, hash, wants geometry, geometry, skipped."""
+    return [evidence.descriptor, evidence.normalised, evidence.hash, wants, None, False]
 
 
 def run_duplicates_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
@@ -129,10 +129,13 @@ def run_duplicates_chunk(library: Library, job_id: int, chunk_id: int) -> bool:
         with library.catalog.session() as s:
             s.add(JobError(job_id=job_id, path=f"(pairs of chunk {seq})",
                            error=f"{len(wanted)} pairs judged without geometry: {given_up_reason(starts)}"))
-        return _commit(library, job_id, chunk_id, edges, records, {}, len(wanted))
+        return _commit(library, job_id, chunk_id, edges, records, {}, set(), len(wanted))
     paths = _paths(library, {i for pair in wanted for i in pair})
-    geometry = verify_pairs(library, _present(wanted, paths), paths, cache=_job_cache(library, job_id))
-    return _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted))
+    joins = _job_joins(library, job_id)
+    joins.evidence = {pair: _evidence(record) for pair, record in zip(edges, records)}
+    joins.skipped = set()
+    geometry = verify_pairs(library, _present(wanted, paths), paths, cache=_job_cache(library, job_id), joins=joins)
+    return _commit(library, job_id, chunk_id, edges, records, geometry, joins.skipped, len(wanted))
 
 
 def _wanted(edges: list[Pair], records: list[list]) -> list[Pair]:
@@ -159,6 +162,46 @@ def _job_cache(library: Library, job_id: int) -> PictureCache:
     return _cache["cache"]
 
 
+def _job_joins(library: Library, job_id: int) -> NearJoins:
+    """The near joins of the job's chunks committed so far, kept by this process across the job's
+    chunks (each committed chunk read once), so it skips the pairs that earlier chunks joined,
+    wherever they were verified."""
+    key = (library.catalog.url, job_id)
+    with library.catalog.session() as s:
+        if _joins.get("key") != key:
+            job = get_job(s, job_id)
+            collection = s.get(Collection, job.collection_id)
+            cal = calibration(library, (job.params or {}).get("threshold"))
+            near_floor = (collection.review_thresholds or {}).get("near")
+            _joins.update(key=key, joins=NearJoins(cal, {}, near_floor, apart_pairs(s, collection.id)), seen=set())
+        joins, seen = _joins["joins"], _joins["seen"]
+        done = set(s.scalars(select(JobChunk.id).where(JobChunk.job_id == job_id, JobChunk.status == "done"))) - seen
+        for chunk_id, edges, records in s.execute(select(JobChunk.id, JobChunk.image_ids, JobChunk.results)
+                                                  .where(JobChunk.id.in_(done))) if done else ():
+            seen.add(chunk_id)
+            for (a, b), record in zip(edges, records):
+                if not _skipped(record):
+                    joins.link(a, b, PairEvidence(*record[:3], geometry=_geometry(record)))
+    return joins
+
+
+_joins: dict = {}  # this process's near joins, for the chunks of one scan job at a time
+
+
+def _evidence(record: list) -> PairEvidence:
+    """An edge's cheap evidence as its chunk keeps it (``_record``)."""
+    return PairEvidence(record[0], record[1], record[2])
+
+
+def _geometry(record: list) -> Geometry | None:
+    return Geometry(**record[4]) if record[4] else None
+
+
+def _skipped(record: list) -> bool:
+    """Whether the edge was left unverified as joined (chunks planned before skipping have no such field)."""
+    return len(record) > 5 and bool(record[5])
+
+
 def _paths(library: Library, image_ids: set[int]) -> dict[int, str]:
     with library.catalog.session() as s:
         return dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(image_ids), Image.status == "indexed"))
@@ -166,10 +209,10 @@ def _paths(library: Library, image_ids: set[int]) -> dict[int, str]:
 
 
 def _commit(library: Library, job_id: int, chunk_id: int, edges: list[Pair], records: list[list],
-            geometry: dict[Pair, Geometry | None], wanted: int) -> bool:
-    """The chunk done with its geometry and its pairs counted, in one transaction, if still pending
-    and the job still running (a cancelled scan keeps nothing more)."""
-    found = [record[:4] + [_geometry_record(geometry.get(pair))] for pair, record in zip(edges, records)]
+            geometry: dict[Pair, Geometry | None], skipped: set[Pair], wanted: int) -> bool:
+    """The chunk done with its geometry (and its pairs skipped as joined) and its pairs counted, in
+    one transaction, if still pending and the job still running (a cancelled scan keeps nothing more)."""
+    found = [record[:4] + [_geometry_record(geometry.get(pair)), pair in skipped] for pair, record in zip(edges, records)]
     with library.catalog.session() as s:
         if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) != "running":
             return False
@@ -207,10 +250,12 @@ def finish_duplicates_job(library: Library, job_id: int) -> bool:
     plan = ScanPlan(paths, exact_groups(rows), [], calibration(library, threshold), apart, thresholds)
     geometry: dict[Pair, Geometry | None] = {}
     for edges, records in chunks:
-        for (a, b), (descriptor, normalised, hash_, _, found) in zip(edges, records):
+        for (a, b), record in zip(edges, records):
             if a in paths and b in paths:
-                plan.edges.append((a, b, PairEvidence(descriptor, normalised, hash_)))
-                geometry[(a, b)] = Geometry(**found) if found else None
+                plan.edges.append((a, b, _evidence(record)))
+                geometry[(a, b)] = _geometry(record)
+                if _skipped(record):
+                    plan.skipped.add((a, b))
     save_groups(library, name, *last_stage(plan, geometry, pair_judge(library, name, plan.calibration)), threshold)
     with library.catalog.session() as s:
         return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
@@ -229,9 +274,11 @@ def run_duplicates_job(library: Library, job_id: int) -> None:
         wanted = {chunk_id: _wanted(edges, records) for chunk_id, edges, records in chunks}
         every = [pair for pairs in wanted.values() for pair in pairs]
         paths = _paths(library, {i for pair in every for i in pair})
-        geometry = verify_pairs(library, _present(every, paths), paths)
+        joins = _job_joins(library, job_id)
+        joins.evidence = {pair: _evidence(record) for _, edges, records in chunks for pair, record in zip(edges, records)}
+        geometry = verify_pairs(library, _present(every, paths), paths, joins=joins)
         for chunk_id, edges, records in chunks:
-            _commit(library, job_id, chunk_id, edges, records, geometry, len(wanted[chunk_id]))
+            _commit(library, job_id, chunk_id, edges, records, geometry, joins.skipped, len(wanted[chunk_id]))
         check_not_cancelled(library, job_id)
         finish_duplicates_job(library, job_id)
     except BaseException as exc:

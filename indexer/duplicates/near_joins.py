@@ -1,0 +1,69 @@
+"""The pictures a scan's verified near links have joined so far, so that it skips the pairs that
+could not change its groups.
+
+A near group is a connected component of near links (grouping.py): once two pictures are joined,
+the geometry of a pair between them changes no group, only the evidence a review could show for
+that pair. A scan therefore verifies its pairs strongest first (by the cheap copy probability) and
+skips those already joined; with many copies of one picture that is about one verified pair per
+copy instead of one per neighbour (docs/BENCHMARKS.md, "Duplicate scan on stored features"). A
+link joins only at the review's near threshold, never joins two pictures a reviewer marked apart
+(as grouping does), and a picture marked apart from another is never skipped: its group may split
+where its links go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from indexer.duplicates.grouping import ApartUnionFind
+from indexer.verdicts import Calibration, PairEvidence
+from indexer.verification import Geometry
+
+Pair = tuple[int, int]
+
+
+class NearJoins:
+    """Disjoint sets of pictures joined by near links, with each pair's cheap evidence to judge
+    it once verified; ``skipped`` are the pairs left unverified as joined."""
+
+    def __init__(self, calibration: Calibration, evidence: Mapping[Pair, PairEvidence],
+                 near_floor: float | None = None, apart: Iterable[Pair] = ()) -> None:
+        self.calibration = calibration
+        self.evidence = dict(evidence)
+        self.near_floor = near_floor  # the review's near threshold: weaker near links do not join
+        self.sets = ApartUnionFind(apart)
+        self.keep = set(self.sets.avoid)  # pictures a reviewer kept apart from another: their pairs are all verified
+        self.skipped: set[Pair] = set()
+
+    def joined(self, a: int, b: int) -> bool:
+        """Whether a pair of a and b could change no group: they are joined, and neither is kept."""
+        return a not in self.keep and b not in self.keep and self.sets.find(a) == self.sets.find(b)
+
+    def link(self, a: int, b: int, evidence: PairEvidence) -> None:
+        """Judge the pair on ``evidence`` (a copy is judged, the original is left as it is) and
+        join a and b if it is a near link at the floor."""
+        judged = self.calibration.judge(replace(evidence))
+        if judged.verdict == "near" and (self.near_floor is None or (judged.copy_probability or 0.0) >= self.near_floor):
+            self.sets.union(a, b)
+
+    def settle(self, a: int, b: int, geometry: Geometry | None) -> None:
+        """The pair verified: judged on its cheap evidence and ``geometry``."""
+        self.link(a, b, replace(self.evidence[(a, b)], geometry=geometry))
+
+    def strongest_first(self, pairs: Iterable[Pair]) -> list[Pair]:
+        """``pairs`` by their cheap copy probability, highest first (ties by pair)."""
+        return sorted(pairs, key=lambda p: (-self.calibration.cheap_probability(self.evidence[p]), p))
+
+    def part(self, pairs: list[Pair]) -> NearJoins:
+        """A copy for these pairs alone (a worker process's share): their evidence, and their
+        pictures' sets as they are now."""
+        pictures = {i for pair in pairs for i in pair}
+        out = NearJoins(self.calibration, {p: self.evidence[p] for p in pairs}, self.near_floor)
+        find = self.sets.find
+        out.sets.parent = {i: find(i) for i in pictures}
+        roots = set(out.sets.parent.values())
+        out.sets.parent.update((root, root) for root in roots)
+        out.sets.avoid = {root: {find(x) for x in self.sets.avoid[root]} for root in roots if root in self.sets.avoid}
+        out.keep = self.keep & pictures
+        return out
