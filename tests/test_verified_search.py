@@ -14,6 +14,7 @@ import skimage.data
 from PIL import Image, ImageDraw
 
 from dinoseek.cli import main
+from indexer.query import verified
 from tests.support.photos import skimage_photo
 
 LIBRARY = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "retina", "coins",
@@ -180,3 +181,30 @@ def test_content_windows_find_the_photo_in_its_frame() -> None:
     found = [x0 * padded.width, y0 * padded.height, x1 * padded.width, y1 * padded.height]
     assert _iou(found, truth) >= 0.8, (found, truth)
     assert content_windows(Image.new("RGB", (400, 300), (90, 90, 90))) == []
+
+
+def test_verification_stops_once_k_copies_are_verified(indexed, tmp_path, capsys, monkeypatch) -> None:
+    """Eight copies of the astronaut indexed beside the photos: a search for a ninth with k 3 is
+    answered by three verified copies after one round of verifications, not all the candidates;
+    with k 12 (more than there are copies) every candidate is verified, the copies first."""
+    photo = skimage_photo("astronaut")
+    w, h = photo.size
+    for n in range(8):
+        photo.crop((8 * n, 6 * n, w - 4 * n, h - 8 * n)).resize((w * (6 + n % 3) // 8, h * (6 + n % 3) // 8)).save(
+            indexed / f"astronaut_copy{n}.jpg", quality=70 + 3 * n)
+    assert main(["index", str(indexed), "--collection", "photos", "--json"]) == 0
+    capsys.readouterr()
+    calls = []
+    original = verified.verify_keypoints
+    monkeypatch.setattr(verified, "verify_keypoints", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    query = tmp_path / "query.jpg"
+    photo.crop((20, 10, w - 10, h - 20)).save(query, quality=60)
+
+    results = _search(capsys, query, "-k", "3")
+    assert len(results) == 3 and all(r["verdict"] == "copy" for r in results), results
+    assert len(calls) <= verified.VERIFY_ROUND
+    calls.clear()
+    results = _search(capsys, query, "-k", "12")
+    verdicts = [r.get("verdict") for r in results]
+    assert verdicts.count("copy") >= 8 and verdicts[:verdicts.count("copy")] == ["copy"] * verdicts.count("copy")
+    assert len(calls) == len(LIBRARY) + 1 + 8  # every indexed picture is a candidate here

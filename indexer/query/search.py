@@ -191,8 +191,9 @@ def search_picture(library: Library, collection_name: str, query: QueryPicture, 
                    verify_top: int = VERIFY_TOP, exclude_path: str | None = None,
                    embed: ViewEmbedder | None = None) -> list[SearchHit]:
     """The k closest images to a query picture. Verified (the default): the descriptor's top
-    ``verify_top`` and the nearest images of the query's content windows are verified against it,
-    verified copies first (by copy probability), the rest in descriptor order. ``embed`` computes
+    ``verify_top`` and the nearest images of the query's content windows are verified against it
+    (until ``k`` of them are verified copies), verified copies first (by copy probability), the
+    rest in descriptor order. ``embed`` computes
     the descriptors of the whole query and of its windows elsewhere (a gpu worker)."""
     check_k(k)
     check_verify_top(verify_top)
@@ -243,7 +244,7 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
         return Candidate(i, descriptor, normalise(descriptor, [own_background, backgrounds.get(i)], cal.beta),
                          hashes.get(i), candidates[i].metadata.get("width") or 1, candidates[i].metadata.get("height") or 1)
 
-    evidence = verify_candidates(cal, query, [candidate(i) for i in ids], stored_keypoints(s, ids))
+    evidence = verify_candidates(cal, query, [candidate(i) for i in ids], stored_keypoints(s, ids), enough=k)
     for image_id, hit in candidates.items():
         hit.evidence = evidence.get(image_id)
         hit.score = descriptors.get(image_id, hit.score)

@@ -12,7 +12,7 @@ in the query and where the query appears in the result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,6 +34,7 @@ MAX_VERIFY_TOP = 200
 QUERY_SIDE = 480  # long side the query's keypoints are found at: a framed copy's photo is a part of it
 QUERY_KEYPOINTS = 800
 VERIFY_THREADS = 2
+VERIFY_ROUND = 2 * VERIFY_THREADS  # candidates verified between two looks at how many copies are found
 # candidates (in descriptor order) also verified against the mirrored query: the descriptor is
 # mirror-invariant, so a mirrored copy ranks among the first (bench/quality.py: flip r@1 1.00)
 MIRROR_TOP = 5
@@ -96,32 +97,66 @@ def query_keypoints(picture: PILImage.Image) -> Keypoints:
     return orb_keypoints(grey_levels(picture, QUERY_SIDE), cv2.ORB_create(nfeatures=QUERY_KEYPOINTS))
 
 
-def stored_keypoints(session: Session, ids: Iterable[int]) -> dict[int, Keypoints]:
-    """The stored local features of the images that have them, in one catalog query; a damaged
-    record is left out (that image stays unverified, in its descriptor place)."""
-    rows = session.execute(select(ImageFeatures.image_id, ImageFeatures.data).where(ImageFeatures.image_id.in_(list(ids))))
-    out = {}
-    for image_id, data in rows:
-        try:
-            out[image_id] = local_features.decode(data)
-        except local_features.FeaturesError:
-            continue
-    return out
+class StoredKeypoints(Mapping[int, Keypoints]):
+    """The stored local features of some images, read in one catalog query and decoded on first
+    use (a search may stop verifying long before its last candidate); an image without them, or
+    with a damaged record, is absent (it stays unverified, in its descriptor place)."""
+
+    def __init__(self, session: Session, ids: Iterable[int]) -> None:
+        self.raw = dict(session.execute(select(ImageFeatures.image_id, ImageFeatures.data)
+                                        .where(ImageFeatures.image_id.in_(list(ids)))).tuples().all())
+        self.decoded: dict[int, Keypoints | None] = {}
+
+    def __getitem__(self, image_id: int) -> Keypoints:
+        if image_id not in self.decoded:
+            try:
+                self.decoded[image_id] = local_features.decode(self.raw[image_id])
+            except local_features.FeaturesError:
+                self.decoded[image_id] = None
+        points = self.decoded[image_id]
+        if points is None:
+            raise KeyError(image_id)
+        return points
+
+    def __contains__(self, image_id: object) -> bool:
+        """Whether the image has a record (decoding it only when used)."""
+        return image_id in self.raw
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def stored_keypoints(session: Session, ids: Iterable[int]) -> StoredKeypoints:
+    """The stored local features of the images that have them (decoded lazily: StoredKeypoints)."""
+    return StoredKeypoints(session, ids)
 
 
 def verify_candidates(cal: Calibration, query: VerifiedQuery, candidates: list[Candidate],
-                      points: dict[int, Keypoints]) -> dict[int, CopyEvidence]:
-    """Evidence for every candidate that has keypoints, by image id; ``candidates`` best first."""
-    def one(rank: int, candidate: Candidate) -> tuple[int, CopyEvidence]:
-        geometry = verify_keypoints(points[candidate.image_id], query.points, try_mirror=rank < MIRROR_TOP)
-        return candidate.image_id, judge(cal, query, candidate, points[candidate.image_id], geometry)
+                      points: Mapping[int, Keypoints], enough: int | None = None) -> dict[int, CopyEvidence]:
+    """Evidence for every candidate that has keypoints, by image id; ``candidates`` best first.
+    With ``enough``, verification stops once that many are verified copies: they are the answer
+    (verified copies rank first), and the candidates after them are left unverified."""
+    def one(rank: int, candidate: Candidate) -> tuple[int, CopyEvidence | None]:
+        stored = points.get(candidate.image_id)
+        if stored is None:  # a damaged record
+            return candidate.image_id, None
+        geometry = verify_keypoints(stored, query.points, try_mirror=rank < MIRROR_TOP)
+        return candidate.image_id, judge(cal, query, candidate, stored, geometry)
 
     todo = [c for c in candidates if c.image_id in points]
-    ranks = range(len(todo))
-    if len(todo) < 4:
-        return dict(map(one, ranks, todo))
+    step = len(todo) if enough is None else VERIFY_ROUND
+    out: dict[int, CopyEvidence] = {}
     with ThreadPoolExecutor(VERIFY_THREADS) as pool:  # OpenCV releases the GIL while matching
-        return dict(pool.map(one, ranks, todo))
+        for start in range(0, len(todo), step):
+            part = todo[start:start + step]
+            found = pool.map(one, range(start, start + len(part)), part) if len(part) >= 2 else map(one, [start], part)
+            out.update((image_id, evidence) for image_id, evidence in found if evidence is not None)
+            if enough is not None and sum(e.verdict == "copy" for e in out.values()) >= enough:
+                break
+    return out
 
 
 def judge(cal: Calibration, query: VerifiedQuery, candidate: Candidate, points: Keypoints,
