@@ -14,7 +14,7 @@ import skimage.data
 from PIL import Image, ImageDraw
 
 from dinoseek.cli import main
-from indexer.query import verified
+from indexer.query import search, verified
 from tests.support.photos import skimage_photo
 
 LIBRARY = ("astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "retina", "coins",
@@ -184,9 +184,10 @@ def test_content_windows_find_the_photo_in_its_frame() -> None:
 
 
 def test_verification_stops_once_k_copies_are_verified(indexed, tmp_path, capsys, monkeypatch) -> None:
-    """Eight copies of the astronaut indexed beside the photos: a search for a ninth with k 3 is
-    answered by three verified copies after one round of verifications, not all the candidates;
-    with k 12 (more than there are copies) every candidate is verified, the copies first."""
+    """Eight copies of the astronaut indexed beside the photos: with the floor of copies to stop
+    at lowered to 3, a search for a ninth with k 3 is answered by three verified copies after one
+    round of verifications, not all the candidates; with k 12 (more than there are copies) every
+    candidate is verified, the copies first."""
     photo = skimage_photo("astronaut")
     w, h = photo.size
     for n in range(8):
@@ -194,6 +195,7 @@ def test_verification_stops_once_k_copies_are_verified(indexed, tmp_path, capsys
             indexed / f"astronaut_copy{n}.jpg", quality=70 + 3 * n)
     assert main(["index", str(indexed), "--collection", "photos", "--json"]) == 0
     capsys.readouterr()
+    monkeypatch.setattr(search, "STOP_AFTER_COPIES", 3)
     calls = []
     original = verified.verify_keypoints
     monkeypatch.setattr(verified, "verify_keypoints", lambda *a, **kw: calls.append(1) or original(*a, **kw))

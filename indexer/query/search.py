@@ -37,6 +37,9 @@ from indexer.verdicts import calibration_for, model_near_threshold, normalise
 from indexer.verification import VERIFY_SIDE
 
 MAX_K = 1000
+# a search stops verifying once it holds k verified copies and at least this many: with few, a
+# later candidate may still be a likelier copy than the first ones found
+STOP_AFTER_COPIES = 10
 WINDOW_CANDIDATES = 5  # nearest images of each content window of the query that are verified too
 EXACT_FILTER_LIMIT = 20_000  # a filter that leaves at most this many images is searched exactly among them
 
@@ -192,7 +195,7 @@ def search_picture(library: Library, collection_name: str, query: QueryPicture, 
                    embed: ViewEmbedder | None = None) -> list[SearchHit]:
     """The k closest images to a query picture. Verified (the default): the descriptor's top
     ``verify_top`` and the nearest images of the query's content windows are verified against it
-    (until ``k`` of them are verified copies), verified copies first (by copy probability), the
+    (until ``k``, and at least STOP_AFTER_COPIES, of them are verified copies), verified copies first (by copy probability), the
     rest in descriptor order. ``embed`` computes
     the descriptors of the whole query and of its windows elsewhere (a gpu worker)."""
     check_k(k)
@@ -244,7 +247,8 @@ def _verified(library: Library, s: Session, collection: Collection, stores: Coll
         return Candidate(i, descriptor, normalise(descriptor, [own_background, backgrounds.get(i)], cal.beta),
                          hashes.get(i), candidates[i].metadata.get("width") or 1, candidates[i].metadata.get("height") or 1)
 
-    evidence = verify_candidates(cal, query, [candidate(i) for i in ids], stored_keypoints(s, ids), enough=k)
+    evidence = verify_candidates(cal, query, [candidate(i) for i in ids], stored_keypoints(s, ids),
+                                 enough=max(k, STOP_AFTER_COPIES))
     for image_id, hit in candidates.items():
         hit.evidence = evidence.get(image_id)
         hit.score = descriptors.get(image_id, hit.score)
