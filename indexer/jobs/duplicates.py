@@ -97,7 +97,7 @@ def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[Job
     geometry and whether it was skipped as joined. Chunks of edges judged without geometry are
     done at once."""
     joins = plan.near_joins()
-    wanted = [(a, b) for a, b, evidence in plan.edges if plan.wants(a, b, evidence)]
+    wanted = plan.wanted
     rest = sorted(set(joins.evidence) - set(wanted))
     chunks: list[JobChunk] = []
     ordered = joins.strongest_first(wanted) + rest
