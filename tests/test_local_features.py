@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -56,6 +57,28 @@ def test_stored_features_round_trip_and_verify_as_the_picture_does(photos) -> No
     for broken in (b"", b"DSLF1", data[:-len(data) // 2], data[:-100], b"JPEG" + data):
         with pytest.raises(FeaturesError):
             local_features.decode(broken)
+
+
+def test_both_ways_of_matching_give_the_mutual_nearest_patches_that_pass_the_ratio_test(photos) -> None:
+    """numpy popcounts (up to POPCOUNT_PAIRS patch pairs) and OpenCV's matcher (above) give the same
+    pairs, and those are exactly the mutual nearest neighbours whose nearest is clearly nearer than
+    the second, checked here on the unpacked bits, for copies, an unrelated pair and dense patches."""
+    chelsea = local_features.extract(photos["chelsea"])
+    dense = verification.orb_keypoints(np.asarray(photos["chelsea"].convert("L")), cv2.ORB_create(nfeatures=1500))
+    cases = [(keypoints(copy), chelsea) for copy in _copies(photos["chelsea"]).values()]
+    cases += [(keypoints(photos["coffee"]), chelsea), (chelsea, dense)]
+    for a, b in cases:
+        bits_a, bits_b = np.unpackbits(a.descriptors, axis=1), np.unpackbits(b.descriptors, axis=1)
+        distance = (bits_a[:, None, :] != bits_b[None, :, :]).sum(axis=2)
+        nearest, ordered = distance.argmin(axis=1), np.sort(distance, axis=1)
+        rows = np.arange(len(distance))
+        expected = {(i, int(nearest[i])) for i in rows
+                    if distance[:, nearest[i]].argmin() == i and ordered[i, 0] < verification.LOWE_RATIO * ordered[i, 1]}
+        by_popcount = verification._match_by_popcount(a.descriptors, b.descriptors)
+        by_matcher = verification._match_by_matcher(a.descriptors, b.descriptors)
+        assert {tuple(p) for p in by_popcount.tolist()} == {tuple(p) for p in by_matcher.tolist()} == expected
+        assert {tuple(p) for p in verification.match(a, b).tolist()} == expected
+    assert len(expected) > 50 and len(dense.points) * len(chelsea.points) > verification.POPCOUNT_PAIRS
 
 
 def test_the_cheap_first_test_lets_copies_through_and_keeps_unrelated_pairs_from_matching(photos, monkeypatch) -> None:
