@@ -21,7 +21,8 @@ and model loading left out), with its groups checked against the in-process scan
 
 ``--library DIR`` keeps the library (pictures, catalog, stores) in DIR and, when DIR already holds
 one, scans it again without re-making or re-indexing anything (a scan-only run); with the
-pictures but no catalog there, it indexes them again.
+pictures but no catalog there, it indexes them again. ``--index-only`` stops once the library
+is made and indexed (the 100,000-picture one takes over an hour; scan it in a later run).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def run(args, root: Path) -> tuple[list, dict[str, str]]:
         report = index_paths(library, "bench", [folder], follow_symlinks=True)
         print(f"{report.indexed} images indexed in {time.perf_counter() - started:.1f} s "
               f"({args.limit} photos at most, {args.copies} copies each)")
+    if args.index_only:
+        library.close()
+        raise SystemExit(0)
     with files_away(folder):
         if args.unskipped:
             started = time.perf_counter()
@@ -221,7 +225,10 @@ def main() -> None:
                         help="first scan verifying every pair, joined or not, side by side with the scan that skips")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--library", type=Path, help="keep the library here; scan it again if it exists")
+    parser.add_argument("--index-only", action="store_true", help="make and index the library, then stop (with --library)")
     args = parser.parse_args()
+    if args.index_only and args.library is None:
+        parser.error("--index-only keeps the library for a later scan: give it --library DIR")
     if args.library is not None:
         args.library.mkdir(parents=True, exist_ok=True)
         groups, source_of = run(args, args.library)

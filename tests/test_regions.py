@@ -32,6 +32,36 @@ def test_a_planted_sub_grid_is_found_where_it_is() -> None:
     assert window_scores(_unit((9, 2, 32), 3), target) is None  # taller than the target
 
 
+def test_a_region_shares_its_patches_with_its_source_and_verifies_on_stored_features_alone() -> None:
+    """The third candidate order and the verification need no file: a fifth of the astronaut photo,
+    resized, shares more ORB patches with the astronaut's stored keypoints than with any other
+    photo's, and its stored grey levels show the region where it was cut; the others' do not."""
+    from PIL import Image as PILImage
+
+    from indexer.ingest import local_features
+    from indexer.query.regions import shared_patch_counts, verify_hits
+    from indexer.query.search import SearchHit
+
+    stored = {}
+    for i, name in enumerate(NAMES):
+        photo = skimage_photo(name)
+        stored[i] = local_features.decode(local_features.encode(local_features.extract(photo)))
+    source = skimage_photo("astronaut")
+    truth = [source.width // 2, source.height // 5, source.width // 2 + source.width * 2 // 5,
+             source.height // 5 + source.height // 2]
+    crop = source.crop(tuple(truth)).resize((int((truth[2] - truth[0]) * 0.8), int((truth[3] - truth[1]) * 0.8)),
+                                           PILImage.Resampling.BICUBIC)
+    counts = shared_patch_counts(crop, list(stored), stored)
+    astronaut = NAMES.index("astronaut")
+    assert counts[astronaut] > max(c for i, c in counts.items() if i != astronaut), counts
+    hits = [SearchHit(i, f"{name}.jpg", 0.1, [0, 0, 1, 1], {"width": skimage_photo(name).width,
+                                                           "height": skimage_photo(name).height})
+            for i, name in enumerate(NAMES)]
+    verify_hits(crop, hits, stored)
+    assert [h.image_id for h in hits if h.score > 1.0] == [astronaut], [(h.image_id, h.score) for h in hits]
+    assert _iou(hits[astronaut].box, truth) >= 0.8, (hits[astronaut].box, truth)
+
+
 def test_cells_become_pixel_boxes_and_bad_boxes_are_refused() -> None:
     from indexer.errors import InvalidRequest
     from indexer.query.boxes import check_box
@@ -76,9 +106,10 @@ def local_qdrant_server(monkeypatch):
 @pytest.mark.parametrize("vectors", ["faiss", "qdrant-multivector"])
 def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypatch, capsys, request, vectors) -> None:
     """The shipped model: a quarter of the rocket photo, resized and pasted onto the cat, is found
-    in the rocket photo first, verified in its file (score above 1), with a matched box that
-    overlaps the part that was cut (IoU >= 0.5, the issue's bar). The same with the patch cells in
-    a Qdrant server's multivector layout (candidates by MAX_SIM instead of votes)."""
+    in the rocket photo first, verified on its stored local features with every indexed file moved
+    away (score above 1: no candidate's file is read), with a matched box that overlaps the part
+    that was cut (IoU >= 0.5, the issue's bar). The same with the patch cells in a Qdrant server's
+    multivector layout (candidates by MAX_SIM instead of votes)."""
     import os
 
     from dinoseek.cli import main
@@ -114,6 +145,7 @@ def test_a_pasted_region_is_found_in_its_source_with_its_box(tmp_path, monkeypat
             raise AssertionError("region candidates must come from MAX_SIM, not per-cell votes")
 
         monkeypatch.setattr(QdrantMultivectorStore, "search", no_votes)
+    library.rename(tmp_path / "away")
     assert main(["search", str(tmp_path / "query.jpg"), "--box", ",".join(map(str, box)), "--collection", "c",
                  "-k", "3", "--json"]) == 0
     (query,) = json.loads(capsys.readouterr().out)["queries"]

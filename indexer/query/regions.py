@@ -7,17 +7,21 @@ query's cells in the collection's patch store (each cell's nearest stored cells,
 with a Qdrant server's multivector patch layout, the images nearest to the query cells by MAX_SIM),
 and the nearest images to the crop's global descriptor. Each candidate is then re-ranked exactly:
 every scale of the query grid slides over the candidate's stored grid, a window scoring the mean
-cosine of aligned cells; the best window is the hit's box, in the hit's own pixels. The first
-VERIFY_TOP candidates are then verified against their files: ORB keypoints of the box matched to
-the candidate's, one homography fitted (indexer/verification.py). A candidate that shows the
-region (at least MIN_INLIERS agreeing matches) gets the box the homography maps the query box to,
-and ranks above every unverified one: its score is 1 + inliers / (inliers + 20), in (1, 2); an
-unverified hit's score is its fused rank score, below 0.2.
+cosine of aligned cells; the best window is the hit's box, in the hit's own pixels. The candidates
+are ranked by reciprocal-rank fusion of three orders: the crop descriptor's similarity, the patch
+votes, and how many of the box's ORB patches have a twin among the candidate's stored keypoints.
+The first VERIFY_TOP of that order are then verified on their local features stored at indexing
+(no file is read): ORB keypoints of the box matched to keypoints found afresh, densely, on the
+candidate's stored grey levels, one homography fitted (indexer/verification.py). A candidate
+that shows the region (at least MIN_INLIERS agreeing matches) gets the box the homography maps
+the query box to, and ranks above every unverified one: its score is 1 + inliers / (inliers + 20),
+in (1, 2); an unverified hit's score is its fused rank score, below 0.3.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,27 +35,29 @@ from indexer.images import image_metadata, read_picture
 from indexer.library import Library
 from indexer.query.boxes import check_box
 from indexer.query.opening import open_for_query, read_query_file
-from indexer.query.search import QueryResult, SearchHit, check_k
-from indexer.readback import Roots, read_back, readable_roots
+from indexer.query.search import STOP_AFTER_COPIES, QueryResult, SearchHit, check_k
+from indexer.query.verified import stored_keypoints
 from indexer.stores import VectorStore
 from indexer.stores.patches import PATCH_SLOTS, image_of_patch, patch_ids, pool_grid
-from indexer.verification import Keypoints, grey_levels, homography, match, orb_keypoints
-from model.preprocess import ImageDecodeError
+from indexer.verification import Keypoints, close_patches, descriptor_prefixes, homography, match, orb_keypoints
 
 SCALES = (2, 3, 4, 5, 6)  # query grid sizes (long side, in stored cells) tried against each candidate
 VOTE_SCALE = 3  # the query grid whose cells vote for candidates
 CELL_NEIGHBOURS = 200  # stored cells fetched per query cell
 CANDIDATES = 64  # images re-ranked exactly
 # Candidates are first ranked by reciprocal-rank fusion of two orders: by the crop descriptor's
-# similarity, and by the patch votes (bench/regions.py, 300 photos, 120 queries, two seeds: recall@10
-# 0.683 / 0.583 against 0.633 / 0.525 for the descriptor alone). Verifying the first 24 / 40 / 64
-# of that order against their files raised it to 0.767 / 0.833 / 0.858 (seed 0) at 1.0 / 1.0 / 1.1 s
-# a query; all of them (about 120) to 0.858 on seed 1 at 1.7 s.
+# similarity, and by the patch votes; the first VERIFY_TOP of that order are verified
+# (docs/BENCHMARKS.md, "Region queries", for the measured choices below).
 FUSION_K = 10
-VERIFY_TOP = 64  # candidates verified against their files, in fused order
-VERIFY_SIDE = 512  # long side candidates are read at (scaled up if smaller) for verification
-QUERY_SIDE = 320  # the box is scaled to this long side for its keypoints
-REGION_KEYPOINTS = 1000
+VERIFY_TOP = 64  # candidates verified, in fused order
+VERIFY_ROUND = 8  # candidates verified between two looks at how many show the region
+VERIFY_SIDE = 512  # the stored grey levels are scaled up to this long side for verification
+REGION_KEYPOINTS = 2000  # found on a candidate's grey levels: a region of 10% of it still holds ~200
+QUERY_SIDE = 240  # the box is scaled to this long side for its keypoints, near its size in a candidate
+QUERY_KEYPOINTS = 300
+PROBE_SIDE = 128  # the box's long side for the third order, its patches against the stored ones
+PROBE_KEYPOINTS = 300
+STORED_PATCH_SIZE = 31  # ORB's default, the stored keypoints' (their descriptors compare only at it)
 MIN_INLIERS = 10
 MIN_INLIER_SHARE = 0.25
 VERIFY_THREADS = 4
@@ -156,16 +162,10 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
             Image.patch_rows.is_not(None)))}
         got_ids, global_vectors = stores.global_.fetch(np.array(candidates, dtype=np.int64))
         global_sim = dict(zip(got_ids.tolist(), (np.asarray(global_vectors, dtype=np.float32) @ crop_vector[0]).tolist()))
-        by_descriptor = sorted(candidates, key=lambda i: -global_sim.get(i, -2.0))
-        by_votes = sorted(candidates, key=lambda i: -patch_scores.get(i, 0.0))
-        fused = {i: 0.0 for i in candidates}
-        for order in (by_descriptor, by_votes):
-            for rank, image_id in enumerate(order):
-                fused[image_id] += 1.0 / (FUSION_K + rank)
         hits: list[SearchHit] = []
         for image_id in candidates:
             row = rows.get(image_id)
-            if row is None or row.path == exclude_path:
+            if row is None or row.path == exclude_path or image_id not in global_sim:
                 continue
             wanted = patch_ids(image_id, row.patch_rows, row.patch_cols)
             got, vectors = stores.patches.fetch(wanted)
@@ -174,51 +174,86 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
             order = np.argsort(got % PATCH_SLOTS)
             target = np.asarray(vectors, dtype=np.float32)[order].reshape(row.patch_rows, row.patch_cols, -1)
             patch_score, cells = match_grid(scales, target)
-            if not np.isfinite(patch_score) or image_id not in global_sim:
+            if not np.isfinite(patch_score):
                 continue
-            score = fused[image_id]
             hit_box = cells_to_box(cells, row.patch_rows, row.patch_cols, row.width or 1, row.height or 1)
-            hits.append(SearchHit(image_id, row.path, score, hit_box, image_metadata(row)))
-    hits.sort(key=lambda h: -h.score)
-    verify_hits(library, crop, hits[:VERIFY_TOP], readable_roots(library, collection.id))
+            hits.append(SearchHit(image_id, row.path, 0.0, hit_box, image_metadata(row)))
+        features = stored_keypoints(s, [h.image_id for h in hits])
+    shared = shared_patch_counts(crop, [h.image_id for h in hits], features)
+    fuse_orders(hits, [global_sim, patch_scores, shared])
+    verify_hits(crop, hits[:VERIFY_TOP], features, enough=max(k, STOP_AFTER_COPIES))
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
 
 
-def region_keypoints(picture: PILImage.Image, side: int, features: int = REGION_KEYPOINTS) -> Keypoints:
-    """ORB keypoints of the picture scaled (up or down) to ``side`` pixels on its long side."""
-    scale = side / max(picture.size)
-    sized = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                           PILImage.Resampling.BILINEAR) if scale > 1 else picture
-    return orb_keypoints(grey_levels(sized, side), cv2.ORB_create(nfeatures=features, edgeThreshold=15, patchSize=15))
+def shared_patch_counts(crop: PILImage.Image, image_ids: list[int], features: Mapping[int, Keypoints]) -> dict[int, int]:
+    """Image id → how many of the box's ORB patches have a near twin among the image's stored ones
+    (``verification.close_patches``), the box taken at PROBE_SIDE, about its size in a stored
+    picture; an image without stored features counts none."""
+    probe = descriptor_prefixes(region_keypoints(np.asarray(crop.convert("L")), PROBE_SIDE, PROBE_KEYPOINTS,
+                                                 patch_size=STORED_PATCH_SIZE))
+    counts = {}
+    for image_id in image_ids:
+        try:
+            counts[image_id] = close_patches(probe, descriptor_prefixes(features[image_id]))
+        except KeyError:
+            counts[image_id] = 0
+    return counts
 
 
-def verify_hits(library: Library, crop: PILImage.Image, hits: list[SearchHit], roots: Roots) -> None:
-    """Re-score in place the hits whose file shows the region, with the box the match maps it to
-    (files read back under ``roots``, readback.py, and matched on a few threads: OpenCV and the
-    decoders release the GIL)."""
-    query = region_keypoints(crop, QUERY_SIDE, features=800)
-    if len(query.points) < MIN_INLIERS or not hits:
+def fuse_orders(hits: list[SearchHit], scores: list[dict[int, float]]) -> None:
+    """Score the hits in place by reciprocal-rank fusion of the orders ``scores`` give them (an
+    image missing from one ranks last there), best first."""
+    fused = {h.image_id: 0.0 for h in hits}
+    for score in scores:
+        for rank, hit in enumerate(sorted(hits, key=lambda h: -score.get(h.image_id, -np.inf))):
+            fused[hit.image_id] += 1.0 / (FUSION_K + rank)
+    for hit in hits:
+        hit.score = fused[hit.image_id]
+    hits.sort(key=lambda h: -h.score)
+
+
+def region_keypoints(grey: np.ndarray, side: int, features: int, patch_size: int = 15) -> Keypoints:
+    """ORB keypoints of grey levels scaled (up or down) to ``side`` pixels on their long side."""
+    height, width = grey.shape[:2]
+    scale = side / max(width, height)
+    sized = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    return orb_keypoints(sized, cv2.ORB_create(nfeatures=features, edgeThreshold=patch_size, patchSize=patch_size))
+
+
+def verify_hits(crop: PILImage.Image, hits: list[SearchHit], features: Mapping[int, Keypoints],
+                enough: int | None = None) -> None:
+    """Re-score in place the hits whose stored features show the region, with the box the match
+    maps it to, best first on a few threads (OpenCV releases the GIL); with ``enough``, stop once
+    that many show it (a later one could only swap places with them)."""
+    query = region_keypoints(np.asarray(crop.convert("L")), QUERY_SIDE, QUERY_KEYPOINTS)
+    todo = [hit for hit in hits if hit.image_id in features]
+    if len(query.points) < MIN_INLIERS or not todo:
         return
+    shown = 0
     with ThreadPoolExecutor(max_workers=VERIFY_THREADS) as pool:
-        found = list(pool.map(lambda hit: _verified_box(library, query, hit, roots), hits))
-    for hit, result in zip(hits, found):
-        if result is not None:
-            count, box = result
-            hit.score = 1.0 + count / (count + 20.0)
-            hit.box = box
+        for start in range(0, len(todo), VERIFY_ROUND):
+            batch = todo[start:start + VERIFY_ROUND]
+            for hit, result in zip(batch, pool.map(lambda hit: _verified_box(query, hit, features), batch)):
+                if result is not None:
+                    count, hit.box = result
+                    hit.score = 1.0 + count / (count + 20.0)
+                    shown += 1
+            if enough is not None and shown >= enough:
+                return
 
 
-def _verified_box(library: Library, query: Keypoints, hit: SearchHit,
-                  roots: Roots) -> tuple[int, list[int]] | None:
-    """(agreeing matches, the query box mapped into the hit's pixels) when the hit's file shows the
-    region, else None (a file gone, broken or no longer under ``roots`` keeps its unverified rank)."""
+def _verified_box(query: Keypoints, hit: SearchHit, features: Mapping[int, Keypoints]) -> tuple[int, list[int]] | None:
+    """(agreeing matches, the query box mapped into the hit's pixels) when the hit's stored grey
+    levels show the region, else None (a damaged record keeps its unverified rank)."""
     try:
-        picture = read_back(hit.path, roots, library.settings.max_image_pixels, library.settings.max_file_mb,
-                            target_long_side=VERIFY_SIDE).image
-    except ImageDecodeError:
+        stored = features[hit.image_id]
+    except KeyError:
         return None
-    target = region_keypoints(picture, VERIFY_SIDE)
+    if stored.grey is None:
+        return None
+    target = region_keypoints(stored.grey, VERIFY_SIDE, REGION_KEYPOINTS)
     pairs = match(query, target)
     h, inliers = homography(query, target, pairs)
     count = int(inliers.sum())
@@ -231,7 +266,7 @@ def _verified_box(library: Library, query: Keypoints, hit: SearchHit,
     if np.any(mapped[:, 2] <= 1e-9):
         return None  # a corner maps behind the camera: not a plausible placement of the region
     mapped = mapped[:, :2] / mapped[:, 2:3]
-    width, height = hit.metadata.get("width") or picture.width, hit.metadata.get("height") or picture.height
+    width, height = hit.metadata.get("width") or target.width, hit.metadata.get("height") or target.height
     fx, fy = width / target.width, height / target.height
     box = [max(0, round(mapped[:, 0].min() * fx)), max(0, round(mapped[:, 1].min() * fy)),
            min(width, round(mapped[:, 0].max() * fx)), min(height, round(mapped[:, 1].max() * fy))]
