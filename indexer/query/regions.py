@@ -45,8 +45,8 @@ SCALES = (2, 3, 4, 5, 6)  # query grid sizes (long side, in stored cells) tried 
 VOTE_SCALE = 3  # the query grid whose cells vote for candidates
 CELL_NEIGHBOURS = 200  # stored cells fetched per query cell
 CANDIDATES = 64  # images re-ranked exactly
-# Candidates are first ranked by reciprocal-rank fusion of two orders: by the crop descriptor's
-# similarity, and by the patch votes; the first VERIFY_TOP of that order are verified
+# Candidates are ranked by reciprocal-rank fusion of three orders (the crop descriptor's similarity,
+# the patch votes, the shared ORB patches); the first VERIFY_TOP of that order are verified
 # (docs/BENCHMARKS.md, "Region queries", for the measured choices below).
 FUSION_K = 10
 VERIFY_TOP = 64  # candidates verified, in fused order
