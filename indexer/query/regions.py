@@ -179,19 +179,19 @@ def search_region(library: Library, collection_name: str, query: RegionQuery, k:
             hit_box = cells_to_box(cells, row.patch_rows, row.patch_cols, row.width or 1, row.height or 1)
             hits.append(SearchHit(image_id, row.path, 0.0, hit_box, image_metadata(row)))
         features = stored_keypoints(s, [h.image_id for h in hits])
-    shared = shared_patch_counts(crop, [h.image_id for h in hits], features)
+    box_grey = np.asarray(crop.convert("L"))
+    shared = shared_patch_counts(box_grey, [h.image_id for h in hits], features)
     fuse_orders(hits, [global_sim, patch_scores, shared])
-    verify_hits(crop, hits[:VERIFY_TOP], features, enough=max(k, STOP_AFTER_COPIES))
+    verify_hits(box_grey, hits[:VERIFY_TOP], features, enough=max(k, STOP_AFTER_COPIES))
     hits.sort(key=lambda h: -h.score)
     return hits[:k]
 
 
-def shared_patch_counts(crop: PILImage.Image, image_ids: list[int], features: Mapping[int, Keypoints]) -> dict[int, int]:
-    """Image id → how many of the box's ORB patches have a near twin among the image's stored ones
+def shared_patch_counts(box_grey: np.ndarray, image_ids: list[int], features: Mapping[int, Keypoints]) -> dict[int, int]:
+    """Image id → how many of the box's ORB patches (``box_grey``: its grey levels) have a near twin among the image's stored ones
     (``verification.close_patches``), the box taken at PROBE_SIDE, about its size in a stored
     picture; an image without stored features counts none."""
-    probe = descriptor_prefixes(region_keypoints(np.asarray(crop.convert("L")), PROBE_SIDE, PROBE_KEYPOINTS,
-                                                 patch_size=STORED_PATCH_SIZE))
+    probe = descriptor_prefixes(region_keypoints(box_grey, PROBE_SIDE, PROBE_KEYPOINTS, patch_size=STORED_PATCH_SIZE))
     counts = {}
     for image_id in image_ids:
         try:
@@ -222,12 +222,12 @@ def region_keypoints(grey: np.ndarray, side: int, features: int, patch_size: int
     return orb_keypoints(sized, cv2.ORB_create(nfeatures=features, edgeThreshold=patch_size, patchSize=patch_size))
 
 
-def verify_hits(crop: PILImage.Image, hits: list[SearchHit], features: Mapping[int, Keypoints],
+def verify_hits(box_grey: np.ndarray, hits: list[SearchHit], features: Mapping[int, Keypoints],
                 enough: int | None = None) -> None:
-    """Re-score in place the hits whose stored features show the region, with the box the match
-    maps it to, best first on a few threads (OpenCV releases the GIL); with ``enough``, stop once
-    that many show it (a later one could only swap places with them)."""
-    query = region_keypoints(np.asarray(crop.convert("L")), QUERY_SIDE, QUERY_KEYPOINTS)
+    """Re-score in place the hits whose stored features show the region (``box_grey``: the box's
+    grey levels), with the box the match maps it to, best first on a few threads (OpenCV releases
+    the GIL); with ``enough``, stop once that many show it (a later one could only swap places)."""
+    query = region_keypoints(box_grey, QUERY_SIDE, QUERY_KEYPOINTS)
     todo = [hit for hit in hits if hit.image_id in features]
     if len(query.points) < MIN_INLIERS or not todo:
         return
