@@ -199,7 +199,7 @@ class Library:
                 stores = CollectionStores(
                     backend.open(StoreSpec(f"{prefix}.global", global_dim)),
                     # patch ids are image id x PATCH_SLOTS + cell
-                    backend.open(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS)),
+                    lambda: backend.open(StoreSpec(f"{prefix}.patches", patch_dim, "float16", id_stride=PATCH_SLOTS)),
                 )
                 self._stores[key] = stores
             return stores
