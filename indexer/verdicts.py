@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from indexer.verification import Geometry
 from model.checkpoint import DEFAULT_CHECKPOINT
 
@@ -40,6 +42,14 @@ def _sigmoid(x: float) -> float:
 
 def _logistic(weights: list[float], values: list[float]) -> float:
     return _sigmoid(weights[0] + sum(w * x for w, x in zip(weights[1:], values)))
+
+
+def _logistic_rows(weights: list[float], columns: list[np.ndarray]) -> np.ndarray:
+    """``_logistic`` of many pairs at once: the same sums in the same order."""
+    total = np.zeros(len(columns[0]))
+    for w, x in zip(weights[1:], columns):
+        total = total + w * x
+    return 1.0 / (1.0 + np.exp(-np.clip(weights[0] + total, -60.0, 60.0)))
 
 
 @dataclass
@@ -68,18 +78,26 @@ FEATURES_CHEAP = ("descriptor", "normalised", "hash")
 FEATURES_FULL = FEATURES_CHEAP + ("inlier_share", "coverage", "agreement")
 
 
+# each model input of a pair: a missing hash counts as unrelated pictures' typical 0.5, a missing
+# normalisation as the raw cosine, missing geometry as none found
+FEATURE_VALUES = {
+    "descriptor": lambda e: e.descriptor,
+    "normalised": lambda e: e.descriptor if e.normalised is None else e.normalised,
+    "hash": lambda e: 0.5 if e.hash is None else e.hash,
+    "inlier_share": lambda e: e.geometry.inlier_share if e.geometry else 0.0,
+    "coverage": lambda e: e.geometry.coverage if e.geometry else 0.0,
+    "agreement": lambda e: e.geometry.agreement if e.geometry else 0.0,
+}
+
+
 def features(evidence: PairEvidence, names: tuple[str, ...]) -> list[float]:
-    """The model inputs of a pair; a missing hash counts as unrelated pictures' typical 0.5, a
-    missing normalisation as the raw cosine."""
-    values = {
-        "descriptor": evidence.descriptor,
-        "normalised": evidence.descriptor if evidence.normalised is None else evidence.normalised,
-        "hash": 0.5 if evidence.hash is None else evidence.hash,
-        "inlier_share": evidence.geometry.inlier_share if evidence.geometry else 0.0,
-        "coverage": evidence.geometry.coverage if evidence.geometry else 0.0,
-        "agreement": evidence.geometry.agreement if evidence.geometry else 0.0,
-    }
-    return [values[n] for n in names]
+    """The model inputs of a pair (FEATURE_VALUES)."""
+    return [FEATURE_VALUES[n](evidence) for n in names]
+
+
+def feature_columns(evidence: list[PairEvidence], names: tuple[str, ...]) -> list[np.ndarray]:
+    """``features`` of many pairs, one array per feature."""
+    return [np.fromiter(map(FEATURE_VALUES[n], evidence), dtype=np.float64, count=len(evidence)) for n in names]
 
 
 @dataclass
@@ -161,6 +179,46 @@ class Calibration:
         else:
             evidence.verdict = None
         return evidence
+
+    # ------------------------------------------------------------------ many pairs at once (a scan judges millions)
+    def wants_geometry_of(self, evidence: list[PairEvidence]) -> np.ndarray:
+        """``wants_geometry`` of each pair, as a boolean array."""
+        if self.full is None or not evidence:
+            return np.zeros(len(evidence), dtype=bool)
+        low, high = self.verify_band
+        cheap = feature_columns(evidence, FEATURES_CHEAP)
+        p = _logistic_rows(self.cheap, cheap)
+        wants = (low <= p) & (p <= high)
+        if self.related is not None:
+            related = _logistic_rows(self.related, cheap)
+            wants |= (low <= related) & (related <= high)
+        return wants
+
+    def cheap_probabilities(self, evidence: list[PairEvidence]) -> np.ndarray:
+        """``cheap_probability`` of each pair."""
+        return _logistic_rows(self.cheap, feature_columns(evidence, FEATURES_CHEAP)) if evidence else np.zeros(0)
+
+    def judge_all(self, evidence: list[PairEvidence]) -> None:
+        """``judge`` every pair in place (the same probabilities and verdicts, computed per array)."""
+        if not evidence:
+            return
+        cheap = feature_columns(evidence, FEATURES_CHEAP)
+        geometry = np.array([e.geometry is not None for e in evidence])
+        full = feature_columns(evidence, FEATURES_FULL) if geometry.any() else None
+        p = _logistic_rows(self.cheap, cheap)
+        if self.full is not None and full is not None:
+            p = np.where(geometry, _logistic_rows(self.full, full), p)
+        related = np.full(len(evidence), np.nan)
+        if self.related is not None:
+            related = _logistic_rows(self.related, cheap)
+        if self.related_full is not None and full is not None:
+            related = np.where(geometry, _logistic_rows(self.related_full, full), related)
+        descriptor = cheap[0]
+        similar = np.where(np.isnan(related), descriptor >= self.similar_threshold, related >= 0.5)
+        verdicts = np.where(p >= 0.5, "near", np.where(similar, "similar", ""))
+        for e, probability, verdict in zip(evidence, p.tolist(), verdicts.tolist()):
+            e.copy_probability = probability
+            e.verdict = verdict or None
 
 
 @functools.lru_cache(maxsize=4)

@@ -198,3 +198,32 @@ def test_knn_graph_inverted_file_finds_the_exact_graphs_edges() -> None:
     exact_scores = dict(zip(zip(exact.a.tolist(), exact.b.tolist()), exact.score.tolist()))
     assert all(abs(scores[p] - exact_scores[p]) < 1e-5 for p in found)  # rescored from the stored vectors
     assert all(a < b for a, b in found) and len(found) == len(approx.a)
+
+
+@pytest.mark.parametrize("fit", ["shipped", "fallback", "no related model"])
+def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None:
+    """A scan judges its edges in arrays (``judge_all``, ``wants_geometry_of``,
+    ``cheap_probabilities``); each pair gets what judging it alone gives: the same copy probability,
+    verdict and need for geometry, with and without geometry, hash or normalisation."""
+    from indexer.verdicts import Calibration, PairEvidence, load_calibrations
+    from indexer.verification import Geometry
+
+    shipped = Calibration.from_json(next(iter(load_calibrations().values())))
+    cal = {"shipped": shipped, "fallback": Calibration.fallback(0.9),
+           "no related model": replace(shipped, related=None, related_full=None)}[fit]
+    rng = np.random.default_rng(7)
+    evidence = []
+    for n in range(3000):
+        geometry = None if n % 3 == 0 else Geometry(int(rng.integers(0, 200)), int(rng.integers(0, 100)),
+                                                      float(rng.random()), float(rng.random()),
+                                                      agreement=float(rng.random()))
+        evidence.append(PairEvidence(float(rng.uniform(0.2, 1.0)), None if n % 5 == 0 else float(rng.uniform(-0.3, 0.6)),
+                                     None if n % 7 == 0 else float(rng.random()), geometry))
+    alone = [cal.judge(replace(e)) for e in evidence]
+    together = [replace(e) for e in evidence]
+    cal.judge_all(together)
+    assert [e.verdict for e in together] == [e.verdict for e in alone]
+    assert {e.verdict for e in alone} >= ({"near", None} if fit == "fallback" else {"near", "similar", None})
+    assert np.allclose([e.copy_probability for e in together], [e.copy_probability for e in alone], rtol=0, atol=1e-12)
+    assert cal.wants_geometry_of(evidence).tolist() == [cal.wants_geometry(e) for e in evidence]
+    assert np.allclose(cal.cheap_probabilities(evidence), [cal.cheap_probability(e) for e in evidence], rtol=0, atol=1e-12)

@@ -43,7 +43,16 @@ class NearJoins:
     def link(self, a: int, b: int, evidence: PairEvidence) -> None:
         """Judge the pair on ``evidence`` (a copy is judged, the original is left as it is) and
         join a and b if it is a near link at the floor."""
-        judged = self.calibration.judge(replace(evidence))
+        self._join_if_near(a, b, self.calibration.judge(replace(evidence)))
+
+    def link_all(self, edges: list[tuple[int, int, PairEvidence]]) -> None:
+        """``link`` each edge (a, b, evidence), judged all at once."""
+        judged = [replace(evidence) for _, _, evidence in edges]
+        self.calibration.judge_all(judged)
+        for (a, b, _), evidence in zip(edges, judged):
+            self._join_if_near(a, b, evidence)
+
+    def _join_if_near(self, a: int, b: int, judged: PairEvidence) -> None:
         if judged.verdict == "near" and (self.near_floor is None or (judged.copy_probability or 0.0) >= self.near_floor):
             self.sets.union(a, b)
 
@@ -53,7 +62,9 @@ class NearJoins:
 
     def strongest_first(self, pairs: Iterable[Pair]) -> list[Pair]:
         """``pairs`` by their cheap copy probability, highest first (ties by pair)."""
-        return sorted(pairs, key=lambda p: (-self.calibration.cheap_probability(self.evidence[p]), p))
+        pairs = list(pairs)
+        probability = self.calibration.cheap_probabilities([self.evidence[p] for p in pairs]).tolist()
+        return [pair for _, pair in sorted(zip((-p for p in probability), pairs))]
 
     def part(self, pairs: list[Pair]) -> NearJoins:
         """A copy for these pairs alone (a worker process's share): their evidence, and their

@@ -58,22 +58,23 @@ class ScanPlan:
     shared: set[tuple[int, int]] = field(default_factory=set)  # candidates by shared patches: always verified
     skipped: set[tuple[int, int]] = field(default_factory=set)  # wanted pairs left unverified: already joined
 
-    def wants(self, a: int, b: int, evidence: PairEvidence) -> bool:
-        """Whether the edge is verified: its verdict could change, or its pictures share patches
+    def wants(self) -> np.ndarray:
+        """Whether each edge is verified: its verdict could change, or its pictures share patches
         (under a verdict model that weighs geometry at all: not an expert's cosine threshold)."""
-        return ((a, b) in self.shared and self.calibration.full is not None) or self.calibration.wants_geometry(evidence)
+        wants = self.calibration.wants_geometry_of([evidence for _, _, evidence in self.edges])
+        if self.calibration.full is not None and self.shared:
+            wants |= np.array([(a, b) in self.shared for a, b, _ in self.edges], dtype=bool)
+        return wants
 
     @property
     def wanted(self) -> list[tuple[int, int]]:
-        return [(a, b) for a, b, evidence in self.edges if self.wants(a, b, evidence)]
+        return [(a, b) for (a, b, _), wants in zip(self.edges, self.wants()) if wants]
 
     def near_joins(self) -> NearJoins:
         """The joins its geometry starts from: the near links of the edges judged without it."""
         joins = NearJoins(self.calibration, {(a, b): evidence for a, b, evidence in self.edges},
                           self.thresholds.get("near"), self.apart)
-        for a, b, evidence in self.edges:
-            if not self.wants(a, b, evidence):
-                joins.link(a, b, evidence)
+        joins.link_all([edge for edge, wants in zip(self.edges, self.wants()) if not wants])
         return joins
 
 
@@ -175,16 +176,12 @@ def exact_groups(rows) -> list[Group]:
 def judge_edges(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None]) -> list[JudgedEdge]:
     """Every edge judged on its evidence and the geometry found for it (but those skipped as
     joined: they have no evidence of their own); those with a verdict."""
-    judged: list[JudgedEdge] = []
-    for a, b, evidence in plan.edges:
-        if (a, b) in plan.skipped:
-            continue
+    edges = [(a, b, evidence) for a, b, evidence in plan.edges if (a, b) not in plan.skipped]
+    for a, b, evidence in edges:
         evidence.geometry = geometry.get((a, b))
-        plan.calibration.judge(evidence)
-        if evidence.verdict is not None:
-            judged.append(JudgedEdge(a, b, evidence.verdict, float(evidence.copy_probability or 0.0),
-                                     float(evidence.descriptor), evidence.to_json()))
-    return judged
+    plan.calibration.judge_all([evidence for _, _, evidence in edges])
+    return [JudgedEdge(a, b, evidence.verdict, float(evidence.copy_probability or 0.0), float(evidence.descriptor),
+                       evidence.to_json()) for a, b, evidence in edges if evidence.verdict is not None]
 
 
 def last_stage(plan: ScanPlan, geometry: dict[tuple[int, int], Geometry | None],

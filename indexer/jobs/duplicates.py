@@ -179,9 +179,8 @@ def _job_joins(library: Library, job_id: int) -> NearJoins:
         for chunk_id, edges, records in s.execute(select(JobChunk.id, JobChunk.image_ids, JobChunk.results)
                                                   .where(JobChunk.id.in_(done))) if done else ():
             seen.add(chunk_id)
-            for (a, b), record in zip(edges, records):
-                if not _skipped(record):
-                    joins.link(a, b, PairEvidence(*record[:3], geometry=_geometry(record)))
+            joins.link_all([(a, b, PairEvidence(*record[:3], geometry=_geometry(record)))
+                            for (a, b), record in zip(edges, records) if not _skipped(record)])
     return joins
 
 
