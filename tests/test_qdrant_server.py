@@ -64,6 +64,8 @@ def test_collections_are_created_with_the_configured_layout(tmp_path: Path, monk
     library = _library(tmp_path, qdrant_url="http://qdrant.invalid:6333", qdrant_api_key=KEY, **env)
     try:
         stores = library.stores("photos", 48, 24)
+        assert [url for url, _ in clients] == ["http://qdrant.invalid:6333"]  # the patch store opens on first use
+        assert stores.patches is not None
         assert [url for url, _ in clients] == ["http://qdrant.invalid:6333"] * 2
         assert all(cfg.api_key == KEY for _, cfg in clients)
         for store, dim, datatype in ((stores.global_, 48, "float32"), (stores.patches, 24, "float16")):
@@ -265,7 +267,8 @@ def test_the_api_key_and_layout_reach_the_server(tmp_path: Path, fake_qdrant: Fa
     library = _library(tmp_path, qdrant_url=fake_qdrant.url, qdrant_api_key=KEY, qdrant_hnsw_m="24",
                        qdrant_hnsw_ef_construct="150", qdrant_on_disk="1")
     try:
-        stores = library.stores("photos", 48, 24, generation=2)  # open_store: creates both collections
+        stores = library.stores("photos", 48, 24, generation=2)  # open_store: creates the global collection
+        assert stores.patches is not None  # and the patch collection on first use
         library.release_stores("photos")
         library.drop_generation("photos", 2)  # drop_store: deletes them
         health = check_health(library)  # the API's /health: lists the server's collections
