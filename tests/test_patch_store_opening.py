@@ -1,6 +1,6 @@
-"""The patch store is opened only by what reads it: a duplicate scan, a search by picture and by id
-and a duplicate check read the global store alone (the patch store is ~20x its size: gigabytes at
-100,000 images, read whole from a FAISS file), and a region query opens it."""
+"""The patch store is opened only by what reads it: a duplicate scan and searches by picture and by
+id read the global store alone (the patch store is ~20x its size: gigabytes at 100,000 images, read
+whole from a FAISS file), and a region query opens it."""
 
 from __future__ import annotations
 
