@@ -157,12 +157,7 @@ class Calibration:
 
     def wants_geometry(self, evidence: PairEvidence) -> bool:
         """Whether verification could change this pair's verdict (a cheap probability in the band)."""
-        low, high = self.verify_band
-        if self.full is None:
-            return False
-        cheap_related = None if self.related is None else _logistic(self.related, features(evidence, FEATURES_CHEAP))
-        return low <= self.cheap_probability(evidence) <= high or (
-            cheap_related is not None and low <= cheap_related <= high)
+        return bool(self.wants_geometry_of([evidence])[0])
 
     def judge(self, evidence: PairEvidence) -> PairEvidence:
         """Fill the pair's copy probability and verdict (``near``, ``similar`` or None)."""
@@ -182,7 +177,8 @@ class Calibration:
 
     # ------------------------------------------------------------------ many pairs at once (a scan judges millions)
     def wants_geometry_of(self, evidence: list[PairEvidence]) -> np.ndarray:
-        """``wants_geometry`` of each pair, as a boolean array."""
+        """Whether verification could change each pair's verdict: its cheap copy or related
+        probability in the verify band (never without a model that weighs geometry)."""
         if self.full is None or not evidence:
             return np.zeros(len(evidence), dtype=bool)
         low, high = self.verify_band

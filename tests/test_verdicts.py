@@ -225,5 +225,17 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
     assert [e.verdict for e in together] == [e.verdict for e in alone]
     assert {e.verdict for e in alone} >= ({"near", None} if fit == "fallback" else {"near", "similar", None})
     assert np.allclose([e.copy_probability for e in together], [e.copy_probability for e in alone], rtol=0, atol=1e-12)
-    assert cal.wants_geometry_of(evidence).tolist() == [cal.wants_geometry(e) for e in evidence]
+    low, high = cal.verify_band
+    in_band = [cal.full is not None and (low <= cal.cheap_probability(e) <= high or (
+        cal.related is not None and low <= _scalar_related(cal, e) <= high)) for e in evidence]
+    assert (0 < sum(in_band) < len(in_band)) if cal.full is not None else not any(in_band)
+    assert cal.wants_geometry_of(evidence).tolist() == in_band
+    assert [cal.wants_geometry(e) for e in evidence[:50]] == in_band[:50]
     assert np.allclose(cal.cheap_probabilities(evidence), [cal.cheap_probability(e) for e in evidence], rtol=0, atol=1e-12)
+
+
+def _scalar_related(cal, evidence) -> float:
+    """The cheap related probability of one pair, by the scalar logistic."""
+    from indexer.verdicts import FEATURES_CHEAP, _logistic, features
+
+    return _logistic(cal.related, features(evidence, FEATURES_CHEAP))
