@@ -146,11 +146,11 @@ def staged_scan(library: Library, skip: bool = True) -> list:
           f"{len(wanted):,} to verify ({len(wanted) / max(1, len(plan.edges)):.0%})", flush=True)
     moment = time.perf_counter()
     joins = plan.near_joins()
-    passes = time.perf_counter() - moment
+    joining = time.perf_counter() - moment
     geometry = verify_pairs(library, wanted, plan.paths, joins=joins if skip else None)
     plan.skipped = joins.skipped
     seconds = time.perf_counter() - moment
-    print(f"  the near joins of the edges judged without geometry {passes:.2f} s (part of the geometry below)")
+    print(f"  the near joins of the edges judged without geometry {joining:.2f} s (part of the geometry below)")
     cores = available_cores()
     print(f"  geometry {seconds:.1f} s on {cores} cores: {len(geometry):,} pairs verified "
           f"({len(geometry) / max(1, len(plan.edges)):.0%} of all), {len(joins.skipped):,} skipped as joined; "
