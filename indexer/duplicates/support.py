@@ -31,8 +31,10 @@ def _key(a: int, b: int) -> Pair:
 
 def _cross(link: JudgedEdge, side_a: list[int], side_b: list[int]) -> Iterator[Pair]:
     """The pairs across two groups but the link itself, the linked pictures' first (the likeliest
-    to show what the other group shows)."""
+    to show what the other group shows), then by id: the same pairs however the groups were joined
+    (which of their inner pairs a scan verified before it skipped the rest)."""
     own = _key(link.a, link.b)
+    side_a, side_b = sorted(side_a), sorted(side_b)
     first = [(link.a, v) for v in side_b] + [(u, link.b) for u in side_a]
     rest = ((u, v) for u in side_a for v in side_b if u != link.a and v != link.b)
     for u, v in itertools.chain(first, rest):
