@@ -4,6 +4,7 @@ are never skipped, and links below the review's near threshold join nothing."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from dinoseek.settings import load_settings
 from indexer.duplicates import find_duplicates, saved_groups
 from indexer.duplicates import geometry as geometry_module
-from indexer.duplicates.geometry import verify_pairs
+from indexer.duplicates.geometry import local_order, verification_order, verify_pairs
 from indexer.duplicates.near_joins import NearJoins
 from indexer.duplicates.scan import first_stage, last_stage, pair_judge
 from indexer.jobs import index_paths
@@ -130,3 +131,73 @@ def test_a_workers_share_keeps_the_sets_and_the_pairs_marked_apart():
     assert share.joined(3, 7) and joins.joined(6, 7) and not joins.joined(3, 6)
     share.settle(7, 8, None)  # would put 8 with 1, which a reviewer kept apart
     assert share.sets.find(8) != share.sets.find(3)
+
+
+def test_pairs_that_could_join_two_sets_come_first():
+    evidence = {(1, 2): PairEvidence(0.99), (1, 3): PairEvidence(0.985), (2, 3): PairEvidence(0.98),
+                (3, 4): PairEvidence(0.97), (4, 5): PairEvidence(0.96), (5, 6): PairEvidence(0.95)}
+    joins = NearJoins(_calibration(), evidence, apart=[(5, 9)])
+    assert joins.strongest_first(evidence) == [(1, 2), (1, 3), (2, 3), (3, 4), (4, 5), (5, 6)]
+    # 2-3 is joined once 1-2 and 1-3 are near links; 4-5 and 5-6 touch 5, which a reviewer kept
+    # apart from 9: its pairs are always verified, so they never wait
+    assert joins.spanning_first(evidence) == [(1, 2), (1, 3), (3, 4), (4, 5), (5, 6), (2, 3)]
+    joins.settle(1, 2, None)
+    joins.settle(2, 3, None)
+    assert joins.spanning_first([(1, 3), (3, 4)]) == [(3, 4), (1, 3)]  # 1-3 already joined: last
+    order = verification_order(joins, list(evidence))
+    assert sorted(order) == sorted(evidence)
+
+
+def _reads(order: list[tuple[int, int]], cache: int) -> int:
+    """Pictures read verifying the pairs in this order through an LRU cache of ``cache`` pictures."""
+    held: OrderedDict[int, None] = OrderedDict()
+    reads = 0
+    for pair in order:
+        for picture in pair:
+            if picture in held:
+                held.move_to_end(picture)
+                continue
+            reads += 1
+            held[picture] = None
+            if len(held) > cache:
+                held.popitem(last=False)
+    return reads
+
+
+def test_pairs_are_verified_block_by_block_of_pictures_they_bring_together():
+    # 60 photos with 7 copies each, a photo's pictures spread over the ids (as a library indexed
+    # folder by folder lays them out), every pair of a photo's pictures a candidate, in a global
+    # strongest-first order that visits every photo again and again; a few pairs across photos
+    groups = [[member * 60 + photo for member in range(8)] for photo in range(60)]
+    by_strength = [[(a, b) for i, a in enumerate(g) for b in g[i + 1:]] for g in groups]
+    pairs = [rounds[k] for k in range(28) for rounds in by_strength]
+    pairs += [(groups[p][0], groups[(p + 1) % 60][3]) for p in range(60)]
+    order = local_order(pairs, block=16, cluster=8)
+    assert sorted(order) == sorted(pairs)
+    assert _reads(pairs, cache=64) > 3 * 480  # the global order reads each picture again and again
+    assert _reads(order, cache=64) <= 1.3 * 480  # block by block: about once each
+    for group in by_strength:  # and each photo's pairs keep their order
+        assert [p for p in order if p in set(group)] == group
+
+
+def test_a_wave_holds_no_pair_that_its_earlier_pairs_could_join():
+    evidence = {(1, 2): PairEvidence(0.99), (1, 3): PairEvidence(0.5), (2, 3): PairEvidence(0.98),
+                (3, 4): PairEvidence(0.97), (4, 5): PairEvidence(0.96), (1, 5): PairEvidence(0.95)}
+    joins = NearJoins(_calibration(), evidence)
+    waves = joins.waves(joins.strongest_first(evidence), size=3)
+    # 2-3 waits: 1-2 and 1-3 could join it; the wave is full at 3 pairs
+    assert next(waves) == [(1, 2), (2, 3), (3, 4)]
+    for pair in [(1, 2), (2, 3), (3, 4)]:
+        joins.settle(*pair, None)  # all three near: 1-2-3-4 joined
+    assert next(waves) == [(4, 5)]  # 1-3 joined meanwhile: skipped; 1-5 waits for 4-5
+    joins.settle(4, 5, None)
+    assert next(waves, None) == []  # 1-5 joined by then
+    assert next(waves, None) is None
+    assert joins.skipped == {(1, 3), (1, 5)}
+
+    joins = NearJoins(_calibration(), evidence)
+    waves = joins.waves([(1, 2), (1, 3), (2, 3)], size=8)
+    assert next(waves) == [(1, 2), (1, 3)]
+    joins.settle(1, 2, None)
+    joins.settle(1, 3, None)  # a cosine of 0.5: no near link, so 2-3 is verified after all
+    assert next(waves) == [(2, 3)] and not joins.skipped

@@ -6,7 +6,9 @@ image, so each worker's keypoint cache sees the same pictures again. Each worker
 catalog itself and reads the pictures' stored local features (judging.PictureCache); what crosses
 the process boundary is image ids and paths in, ``Geometry`` out. Few pairs, and the pairs of a
 process that may not start others (a Celery prefork child), are verified in this process. A scan
-verifies strongest first, in waves, skipping the pairs its near links have joined by then
+verifies block by block of pictures its pairs bring together (``local_order``: each picture read
+about once, though the collection outgrows the cache), strongest first within a block, in waves of
+pairs that could each join two sets, skipping the pairs its near links have joined by then
 (near_joins.py); each worker skips within its batch as well.
 """
 
@@ -16,9 +18,12 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import current_process, get_context
 
 import cv2
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from indexer.catalog.database import Catalog
-from indexer.duplicates.judging import PictureCache, picture_cache
+from indexer.duplicates.judging import KEYPOINT_CACHE, PictureCache, picture_cache
 from indexer.duplicates.near_joins import NearJoins
 from indexer.library import Library
 from indexer.readback import Roots, fixed_roots
@@ -27,8 +32,12 @@ from model.embedder import available_cores
 
 Pair = tuple[int, int]
 POOL_MIN_PAIRS = 400  # below this many pairs, starting processes costs more than it saves
-BATCH = 256  # pairs per task
-WAVE = 8192  # pairs verified before the joins are brought together to skip the next wave's joined pairs
+BATCH = 128  # pairs per task
+BLOCK = KEYPOINT_CACHE // 4  # pictures whose pairs are verified together (local_order): a few blocks to a cache
+# pairs verified before the joins are brought together to skip the next wave's joined pairs: a wave
+# touches more pictures than it holds pairs (near_joins.waves), and they must stay in the cache
+WAVE = BLOCK
+CLUSTER = 256  # pictures at most that local_order clusters before laying the clusters out
 
 _worker: dict = {}
 
@@ -40,13 +49,13 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str], wor
     ``joins``, pairs go strongest first in waves and those whose pictures are joined by then are
     skipped (near_joins.py): they are left out of the answer and added to ``joins.skipped``."""
     workers = workers or available_cores()
-    waves = [pairs] if joins is None else _waves(joins.strongest_first(pairs), WAVE)
+    waves = [pairs] if joins is None else joins.waves(verification_order(joins, pairs), WAVE)
     # a daemonic process (a Celery prefork child) may not start processes of its own
     if workers < 2 or len(pairs) < POOL_MIN_PAIRS or current_process().daemon:
         cache = cache or picture_cache(library)
         found: dict[Pair, Geometry | None] = {}
         for wave in waves:
-            ordered = _unjoined(wave, joins)
+            ordered = sorted(wave)  # runs of first pictures (see ``_verify``)
             found.update(zip(ordered, _verify(cache, ordered, paths, joins)))
         return {pair: geometry for pair, geometry in found.items() if joins is None or pair not in joins.skipped}
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start,
@@ -54,7 +63,7 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str], wor
                                        fixed_roots(library.settings.allowed_roots, library.settings.home))) as pool:
         found = {}
         for wave in waves:
-            ordered = _unjoined(wave, joins)
+            ordered = sorted(wave)  # runs of first pictures (see ``_verify``)
             batches = [ordered[start:start + BATCH] for start in range(0, len(ordered), BATCH)]
             needed = [{i: paths[i] for pair in batch for i in pair} for batch in batches]
             parts = [None if joins is None else joins.part(batch) for batch in batches]
@@ -69,22 +78,54 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str], wor
         return found
 
 
-def _waves(pairs: list[Pair], size: int) -> list[list[Pair]]:
-    return [pairs[start:start + size] for start in range(0, len(pairs), size)]
+def verification_order(joins: NearJoins, pairs: list[Pair]) -> list[Pair]:
+    """The order a scan verifies ``pairs`` in (in-process and as a job's chunks): the pairs that
+    could join two sets first, strongest first (near_joins.py), block by block of pictures that
+    those pairs bring together (``local_order``)."""
+    return local_order(joins.spanning_first(pairs))
 
 
-def _unjoined(wave: list[Pair], joins: NearJoins | None) -> list[Pair]:
-    """The wave's pairs not joined yet (the others are skipped), sorted by their first picture: a
-    batch then holds runs of first pictures (see ``_verify``)."""
-    if joins is None:
-        return sorted(wave)
-    kept = []
-    for pair in wave:
-        if joins.joined(*pair):
-            joins.skipped.add(pair)
-        else:
-            kept.append(pair)
-    return sorted(kept)
+def local_order(pairs: list[Pair], block: int = BLOCK, cluster: int = CLUSTER) -> list[Pair]:
+    """``pairs`` block by block of ``block`` pictures, each block's in their order here. The
+    pictures are clustered by the pairs in order (two clusters merge while they hold ``cluster``
+    pictures at most: a picture's copies and their neighbours) and the clusters laid out so that
+    those sharing pairs lie close (reverse Cuthill-McKee); a pair falls in the block of its later
+    picture. A process then reads each picture about once, while its block's pairs are verified,
+    instead of once per wave that reaches it: with a collection larger than the keypoint cache,
+    it was read again and its mirror image found again nearly every time."""
+    if len(pairs) < 2:
+        return list(pairs)
+    index = np.unique(np.asarray(pairs, dtype=np.int64), return_inverse=True)[1].reshape(-1, 2)
+    cluster_of = _capped_clusters(index, int(index.max()) + 1, cluster)
+    clusters = int(cluster_of.max()) + 1
+    links = cluster_of[index]
+    graph = coo_matrix((np.ones(len(links), dtype=np.int32), (links[:, 0], links[:, 1])), shape=(clusters, clusters))
+    rank = np.empty(clusters, dtype=np.int64)
+    rank[reverse_cuthill_mckee(graph.tocsr(), symmetric_mode=False)] = np.arange(clusters)
+    position = np.empty(len(cluster_of), dtype=np.int64)
+    position[np.argsort(rank[cluster_of], kind="stable")] = np.arange(len(cluster_of))
+    blocks = position[index].max(axis=1) // block
+    return [pairs[i] for i in np.argsort(blocks, kind="stable")]
+
+
+def _capped_clusters(index: np.ndarray, pictures: int, cap: int) -> np.ndarray:
+    """Each picture's cluster (0..n-1): pairs taken in order join their pictures' clusters while
+    the two hold ``cap`` pictures at most together."""
+    parent = list(range(pictures))
+    size = [1] * pictures
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in index.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb and size[ra] + size[rb] <= cap:
+            parent[rb] = ra
+            size[ra] += size[rb]
+    return np.unique([find(x) for x in range(pictures)], return_inverse=True)[1]
 
 
 def _verify(cache: PictureCache, pairs: list[Pair], paths: dict[int, str],

@@ -3,9 +3,10 @@ could not change its groups.
 
 A near group is a connected component of near links (grouping.py): once two pictures are joined,
 the geometry of a pair between them changes no group, only the evidence a review could show for
-that pair. A scan therefore verifies its pairs strongest first (by the cheap copy probability) and
-skips those already joined; with many copies of one picture that is about one verified pair per
-copy instead of one per neighbour (docs/BENCHMARKS.md, "Duplicate scan on stored features"). A
+that pair. A scan therefore verifies its pairs strongest first (by the cheap copy probability), a
+pair that could join two sets before those that the stronger ones could join already, and skips
+those already joined; with many copies of one picture that is about one verified pair per copy
+instead of one per neighbour (docs/BENCHMARKS.md, "Duplicate scan on stored features"). A
 link joins only at the review's near threshold, never joins two pictures a reviewer marked apart
 (as grouping does), and a picture marked apart from another is never skipped: its group may split
 where its links go.
@@ -13,7 +14,8 @@ where its links go.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 
 from indexer.duplicates.grouping import ApartUnionFind
@@ -65,6 +67,41 @@ class NearJoins:
         pairs = list(pairs)
         probability = self.calibration.cheap_probabilities([self.evidence[p] for p in pairs]).tolist()
         return [pair for _, pair in sorted(zip((-p for p in probability), pairs))]
+
+    def spanning_first(self, pairs: Iterable[Pair]) -> list[Pair]:
+        """``pairs`` strongest first, but those that could join two sets (were every stronger pair a
+        near link) ahead of the rest: once those joins are made, the rest are skipped wherever a
+        chunk of a scan job holds them, instead of being verified beside the pairs that join them."""
+        hoped = ApartUnionFind()  # the sets as they would be if every pair taken so far were near
+        first, later = [], []
+        for pair in self.strongest_first(pairs):
+            (first if self._could_join(hoped, *pair) else later).append(pair)
+        return first + later
+
+    def waves(self, pairs: Iterable[Pair], size: int) -> Iterator[list[Pair]]:
+        """``pairs`` in their order, in waves of at most ``size`` that could each join two sets, were
+        the earlier pairs of its wave near links; the others wait for the next wave, by which the
+        sets are settled (``settle``) and those then joined are skipped (``skipped``). So a wave's
+        pairs can be verified side by side, and a pair is verified only where the pairs verified
+        before it in this order did not join its pictures."""
+        queue = deque(pairs)
+        while queue:
+            hoped = ApartUnionFind()
+            wave: list[Pair] = []
+            waiting: list[Pair] = []
+            while queue and len(wave) < size:
+                pair = queue.popleft()
+                if self.joined(*pair):
+                    self.skipped.add(pair)
+                else:
+                    (wave if self._could_join(hoped, *pair) else waiting).append(pair)
+            queue.extendleft(reversed(waiting))
+            yield wave
+
+    def _could_join(self, hoped: ApartUnionFind, a: int, b: int) -> bool:
+        """Whether the pair could join two of ``hoped``'s sets (and joins them there); a picture a
+        reviewer kept apart always could."""
+        return a in self.keep or b in self.keep or hoped.union(self.sets.find(a), self.sets.find(b))
 
     def part(self, pairs: list[Pair]) -> NearJoins:
         """A copy for these pairs alone (a worker process's share): their evidence, and their

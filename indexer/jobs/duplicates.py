@@ -3,14 +3,14 @@ process takes it, finished by the last one; the groups replace the last scan's.
 
 ``plan``: the scan's first stage (exact groups, the k-nearest-neighbour graph, each edge's cheap
 evidence) is written as chunks of at most ``pairs_per_chunk`` edges, those geometry could change
-first and strongest first (chunks without any are done at once); the job's ``total`` is those
-pairs. ``run`` (per chunk): verify its pairs on the stored local features, skipping those whose
-pictures the chunks committed so far have joined (near_joins.py), and in one transaction guarded
-by the chunk still being ``pending`` mark it done with the geometry found and add its pairs to
-the job's ``done``, so a chunk verified twice counts once. ``finish``: once no chunk is
-pending, judge every edge and save the groups. A fleet runs the chunks on the ``cpu`` queue
-across its workers (workers/tasks.py); in-process, every pending chunk is verified on every core
-(duplicates/geometry.py), then committed chunk by chunk.
+first, in the order an in-process scan verifies them (``geometry.verification_order``; chunks
+without any are done at once); the job's ``total`` is those pairs. ``run`` (per chunk): verify
+its pairs on the stored local features, skipping those whose pictures the chunks committed so far
+have joined (near_joins.py), and in one transaction guarded by the chunk still being ``pending``
+mark it done with the geometry found and add its pairs to the job's ``done``, so a chunk verified
+twice counts once. ``finish``: once no chunk is pending, judge every edge and save the groups. A
+fleet runs the chunks on the ``cpu`` queue across its workers (workers/tasks.py); in-process, every
+pending chunk is verified on every core (duplicates/geometry.py), then committed chunk by chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, utcnow
 from indexer.duplicates import check_threshold
 from indexer.duplicates.decisions import apart_pairs
-from indexer.duplicates.geometry import verify_pairs
+from indexer.duplicates.geometry import verification_order, verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
 from indexer.duplicates.near_joins import NearJoins
@@ -92,7 +92,7 @@ def _pending(session, job_id: int) -> list[int]:
 
 def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[JobChunk], int]:
     """The plan's edges as chunk rows of at most ``pairs_per_chunk`` edges, those geometry could
-    change first, strongest first (the order near_joins.py skips in): ``image_ids`` the edges,
+    change first, in the order a scan verifies them (geometry.verification_order): ``image_ids`` the edges,
     ``results`` each edge's cheap evidence, whether it wants geometry, and (once verified) its
     geometry and whether it was skipped as joined. Chunks of edges judged without geometry are
     done at once."""
@@ -100,7 +100,7 @@ def _chunks(job_id: int, plan: ScanPlan, pairs_per_chunk: int) -> tuple[list[Job
     wanted = plan.wanted
     rest = sorted(set(joins.evidence) - set(wanted))
     chunks: list[JobChunk] = []
-    ordered = joins.strongest_first(wanted) + rest
+    ordered = verification_order(joins, wanted) + rest
     for start in range(0, len(ordered), pairs_per_chunk):
         edges = ordered[start:start + pairs_per_chunk]
         records = [_record(joins.evidence[pair], start + n < len(wanted)) for n, pair in enumerate(edges)]
