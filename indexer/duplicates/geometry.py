@@ -46,8 +46,9 @@ def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str], wor
                  cache: PictureCache | None = None, joins: NearJoins | None = None) -> dict[Pair, Geometry | None]:
     """Each pair's geometry (None where a picture has no keypoints to be had); pairs verified in
     this process use ``cache`` when given (a worker keeps one across a scan's chunks). With
-    ``joins``, pairs go strongest first in waves and those whose pictures are joined by then are
-    skipped (near_joins.py): they are left out of the answer and added to ``joins.skipped``."""
+    ``joins``, pairs go in ``verification_order``, in waves (``NearJoins.waves``), and those whose
+    pictures are joined by then are skipped: they are left out of the answer and added to
+    ``joins.skipped``."""
     workers = workers or available_cores()
     waves = [pairs] if joins is None else joins.waves(verification_order(joins, pairs), WAVE)
     # a daemonic process (a Celery prefork child) may not start processes of its own
