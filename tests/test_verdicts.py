@@ -18,7 +18,7 @@ from indexer.duplicates.knn_graph import knn_graph
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.jobs import index_paths
 from indexer.library import Library
-from indexer.verdicts import calibration_for
+from indexer.verdicts import FEATURES_CHEAP, _logistic, calibration_for, features
 from indexer.verification import keypoints, verify_pictures
 from tests.support.photos import skimage_photo
 
@@ -236,6 +236,4 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
 
 def _scalar_related(cal, evidence) -> float:
     """The cheap related probability of one pair, by the scalar logistic."""
-    from indexer.verdicts import FEATURES_CHEAP, _logistic, features
-
     return _logistic(cal.related, features(evidence, FEATURES_CHEAP))
