@@ -2,10 +2,13 @@
 copy on resemblance alone (``verdicts.normalise``).
 
 It is the mean similarity to the 2nd-11th nearest of a panel of PANEL_SIZE pictures spread evenly
-over the collection's ids: the size of the set the verdict models were fitted against
-(bench/fit_verdicts.py). Measured against the whole collection instead, a picture's background
-grew with the collection and with the copies in it, and the same pair lost its verdict as the
-library grew (docs/BENCHMARKS.md, "Duplicate scan on stored features").
+over the collection's ids: the size of the set of distinct photos the verdict models were fitted
+against (bench/fit_verdicts.py). Measured against the whole collection instead, a picture's
+background grew with the collection and with the copies in it, and the same pair lost its verdict
+as the library grew. The panel holds one picture of each photo: one that looks like a copy of a
+picture drawn before it (cosine DISTINCT_BELOW or more) is left out, or a library of many copies
+of few photos gives each picture its own copies as background, and its copies lose their verdict
+(docs/BENCHMARKS.md, "Duplicate scan on stored features").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from indexer.verdicts import background_mean
 PANEL_SIZE = 300
 REDRAW_GROWTH = 0.05  # a cached panel is drawn again once the collection's size has moved by this share
 CACHED_PANELS = 16
+DISTINCT_BELOW = 0.7  # panel pictures this alike show one photo (copies, a burst); unrelated ones stay under 0.52
 
 
 @dataclass
@@ -62,11 +66,24 @@ class Panel:
 
 
 def draw_panel(ids: list[int] | np.ndarray, store: VectorStore) -> Panel:
-    """A panel of up to PANEL_SIZE of ``ids`` (the collection's indexed pictures), evenly spread."""
+    """A panel of up to PANEL_SIZE of ``ids`` (the collection's indexed pictures), evenly spread,
+    each a photo of its own (``distinct_rows``)."""
     ids = np.unique(np.asarray(ids, dtype=np.int64))
     chosen = ids[np.unique(np.linspace(0, len(ids) - 1, min(PANEL_SIZE, len(ids))).astype(np.int64))] if len(ids) else ids
     found, vectors = store.fetch(chosen) if len(chosen) else (chosen, np.zeros((0, store.spec.dim), dtype=np.float32))
-    return Panel(np.asarray(found, dtype=np.int64), np.asarray(vectors, dtype=np.float32), len(ids))
+    found, vectors = np.asarray(found, dtype=np.int64), np.asarray(vectors, dtype=np.float32)
+    kept = distinct_rows(vectors, DISTINCT_BELOW)
+    return Panel(found[kept], vectors[kept], len(ids))
+
+
+def distinct_rows(vectors: np.ndarray, below: float) -> np.ndarray:
+    """The rows, in order, whose cosine to every row kept before them is under ``below``."""
+    sims = np.einsum("id,jd->ij", vectors, vectors)  # not BLAS, as in Panel.backgrounds
+    kept: list[int] = []
+    for row in range(len(vectors)):
+        if not kept or sims[row, kept].max() < below:
+            kept.append(row)
+    return np.array(kept, dtype=np.int64)
 
 
 _panels: OrderedDict[tuple, Panel] = OrderedDict()
