@@ -51,7 +51,7 @@ from dinoseek.settings import load_settings  # noqa: E402
 from indexer.catalog.models import Job  # noqa: E402
 from indexer.duplicates import saved_groups  # noqa: E402
 from indexer.duplicates import scan as scan_module  # noqa: E402
-from indexer.duplicates.geometry import verify_pairs  # noqa: E402
+from indexer.duplicates.geometry import GeometryPool, verify_pairs  # noqa: E402
 from indexer.duplicates.groups import save_groups  # noqa: E402
 from indexer.duplicates.scan import first_stage, last_stage, pair_judge  # noqa: E402
 from indexer.jobs import create_duplicates_job, index_paths, job_json  # noqa: E402
@@ -147,16 +147,17 @@ def staged_scan(library: Library, skip: bool = True) -> list:
     moment = time.perf_counter()
     joins = plan.near_joins()
     joining = time.perf_counter() - moment
-    geometry = verify_pairs(library, wanted, plan.paths, joins=joins if skip else None)
-    plan.skipped = joins.skipped
-    seconds = time.perf_counter() - moment
-    print(f"  the near joins of the edges judged without geometry {joining:.2f} s (part of the geometry below)")
-    cores = available_cores()
-    print(f"  geometry {seconds:.1f} s on {cores} cores: {len(geometry):,} pairs verified "
-          f"({len(geometry) / max(1, len(plan.edges)):.0%} of all), {len(joins.skipped):,} skipped as joined; "
-          f"{1000 * seconds * cores / max(1, len(geometry)):.2f} ms a verified pair", flush=True)
-    moment = time.perf_counter()
-    groups, judged = last_stage(plan, geometry, pair_judge(library, "bench", plan.calibration))
+    with GeometryPool(library) as pool:  # as find_duplicates: one pool for the pairs and the cross pairs
+        geometry = verify_pairs(library, wanted, plan.paths, joins=joins if skip else None, pool=pool)
+        plan.skipped = joins.skipped
+        seconds = time.perf_counter() - moment
+        print(f"  the near joins of the edges judged without geometry {joining:.2f} s (part of the geometry below)")
+        cores = available_cores()
+        print(f"  geometry {seconds:.1f} s on {cores} cores: {len(geometry):,} pairs verified "
+              f"({len(geometry) / max(1, len(plan.edges)):.0%} of all), {len(joins.skipped):,} skipped as joined; "
+              f"{1000 * seconds * cores / max(1, len(geometry)):.2f} ms a verified pair", flush=True)
+        moment = time.perf_counter()
+        groups, judged = last_stage(plan, geometry, pair_judge(library, "bench", plan.calibration, pool))
     save_groups(library, "bench", groups, judged, None)
     print(f"  verdicts, cross pairs and groups {time.perf_counter() - moment:.1f} s", flush=True)
     return groups

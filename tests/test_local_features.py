@@ -18,10 +18,12 @@ from indexer import verification
 from indexer.catalog.models import Image as Row
 from indexer.catalog.models import ImageFeatures
 from indexer.duplicates import find_duplicates, geometry
+from indexer.duplicates.scan import pair_judge
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
 from indexer.jobs import index_paths
 from indexer.library import Library
+from indexer.verdicts import calibration_for
 from indexer.verification import keypoints, verify_keypoints, verify_pictures
 from tests.support.photos import skimage_photo
 
@@ -187,6 +189,36 @@ def test_pairs_verified_on_every_core_are_verified_as_in_process(library, monkey
     pooled = geometry.verify_pairs(library, pairs, paths, workers=2)
     assert pooled == here
     assert sum(1 for g in here.values() if g is not None and g.inliers >= 20) >= 3  # copies among them
+
+
+def test_a_scans_stages_share_one_pool_of_processes(library, monkeypatch) -> None:
+    """The scan's pairs and then its support check's cross pairs are verified on one pool of
+    worker processes (each start costs seconds), closed with the scan, with the geometry this
+    process would find."""
+    library, _ = library
+    with library.catalog.session() as s:
+        paths = dict(s.execute(select(Row.id, Row.path)).all())
+    ids = sorted(paths)
+    pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
+    first, cross = pairs[:30], pairs[30:60]
+    here = geometry.verify_pairs(library, first + cross, paths, workers=1)
+    started = []
+
+    class Counted(geometry.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs) -> None:
+            started.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(geometry, "POOL_MIN_PAIRS", 0)
+    monkeypatch.setattr(geometry, "ProcessPoolExecutor", Counted)
+    cal = calibration_for(library.embedder.vit, 0.9)
+    with geometry.GeometryPool(library, workers=2) as pool:
+        pooled = geometry.verify_pairs(library, first, paths, pool=pool)
+        judged = pair_judge(library, "lib", cal, pool)(cross)
+        assert len(started) == 1 and pool.executor is started[0]
+    assert pool.executor is None and started[0]._shutdown_thread  # closed with the scan
+    assert pooled == {pair: here[pair] for pair in first}
+    assert {pair: e.geometry for pair, e in judged.items()} == {pair: here[pair] for pair in cross}
 
 
 def test_a_daemonic_process_verifies_its_pairs_itself(library, monkeypatch) -> None:

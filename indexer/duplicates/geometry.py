@@ -42,41 +42,79 @@ CLUSTER = 256  # pictures at most that local_order clusters before laying the cl
 _worker: dict = {}
 
 
+class GeometryPool:
+    """Worker processes for the geometry of one scan, started on first use and kept for all of its
+    stages (its pairs, then the support check's cross pairs, support.py): a start costs about two
+    seconds (each process imports the service), and their keypoint caches stay warm between stages.
+    Not started where it cannot help: one core, few pairs, or a process that may not start others
+    (a Celery prefork child is daemonic)."""
+
+    def __init__(self, library: Library, workers: int | None = None) -> None:
+        self.library = library
+        self.workers = workers or available_cores()
+        self.executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> GeometryPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def takes(self, pairs: int) -> bool:
+        """Whether ``pairs`` pairs are verified in the worker processes, not in this one."""
+        return self.workers >= 2 and pairs >= POOL_MIN_PAIRS and not current_process().daemon
+
+    def started(self) -> ProcessPoolExecutor:
+        if self.executor is None:
+            library = self.library
+            self.executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=get_context("spawn"), initializer=_start,
+                initargs=(library.catalog.url, library.settings.max_image_pixels,
+                          fixed_roots(library.settings.allowed_roots, library.settings.home)))
+        return self.executor
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+            self.executor = None
+
+
 def verify_pairs(library: Library, pairs: list[Pair], paths: dict[int, str], workers: int | None = None,
-                 cache: PictureCache | None = None, joins: NearJoins | None = None) -> dict[Pair, Geometry | None]:
-    """Each pair's geometry (None where a picture has no keypoints to be had); pairs verified in
+                 cache: PictureCache | None = None, joins: NearJoins | None = None,
+                 pool: GeometryPool | None = None) -> dict[Pair, Geometry | None]:
+    """Each pair's geometry (None where a picture has no keypoints to be had), on ``pool``'s
+    processes (else on ones started for this call alone, ``workers`` of them); pairs verified in
     this process use ``cache`` when given (a worker keeps one across a scan's chunks). With
     ``joins``, pairs go in ``verification_order``, in waves (``NearJoins.waves``), and those whose
     pictures are joined by then are skipped: they are left out of the answer and added to
     ``joins.skipped``."""
-    workers = workers or available_cores()
+    if pool is None:
+        with GeometryPool(library, workers) as own:
+            return verify_pairs(library, pairs, paths, cache=cache, joins=joins, pool=own)
     waves = [pairs] if joins is None else joins.waves(verification_order(joins, pairs), WAVE)
-    # a daemonic process (a Celery prefork child) may not start processes of its own
-    if workers < 2 or len(pairs) < POOL_MIN_PAIRS or current_process().daemon:
+    if not pool.takes(len(pairs)):
         cache = cache or picture_cache(library)
         found: dict[Pair, Geometry | None] = {}
         for wave in waves:
             ordered = sorted(wave)  # runs of first pictures (see ``_verify``)
             found.update(zip(ordered, _verify(cache, ordered, paths, joins)))
         return {pair: geometry for pair, geometry in found.items() if joins is None or pair not in joins.skipped}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_start,
-                             initargs=(library.catalog.url, library.settings.max_image_pixels,
-                                       fixed_roots(library.settings.allowed_roots, library.settings.home))) as pool:
-        found = {}
-        for wave in waves:
-            ordered = sorted(wave)  # runs of first pictures (see ``_verify``)
-            batches = [ordered[start:start + BATCH] for start in range(0, len(ordered), BATCH)]
-            needed = [{i: paths[i] for pair in batch for i in pair} for batch in batches]
-            parts = [None if joins is None else joins.part(batch) for batch in batches]
-            for batch, (geometries, skipped) in zip(batches, pool.map(_verify_batch, batches, needed, parts)):
-                for pair, geometry in zip(batch, geometries):
-                    if pair in skipped:
-                        joins.skipped.add(pair)
-                        continue
-                    found[pair] = geometry
-                    if joins is not None:
-                        joins.settle(*pair, geometry)
-        return found
+    executor = pool.started()
+    found = {}
+    for wave in waves:
+        ordered = sorted(wave)  # runs of first pictures (see ``_verify``)
+        batches = [ordered[start:start + BATCH] for start in range(0, len(ordered), BATCH)]
+        needed = [{i: paths[i] for pair in batch for i in pair} for batch in batches]
+        parts = [None if joins is None else joins.part(batch) for batch in batches]
+        for batch, (geometries, skipped) in zip(batches, executor.map(_verify_batch, batches, needed, parts)):
+            for pair, geometry in zip(batch, geometries):
+                if pair in skipped:
+                    joins.skipped.add(pair)
+                    continue
+                found[pair] = geometry
+                if joins is not None:
+                    joins.settle(*pair, geometry)
+    return found
 
 
 def verification_order(joins: NearJoins, pairs: list[Pair]) -> list[Pair]:

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from indexer.background import collection_panel
 from indexer.catalog.models import Image, ImageFeatures
 from indexer.duplicates.decisions import apart_pairs
-from indexer.duplicates.geometry import verify_pairs
+from indexer.duplicates.geometry import GeometryPool, verify_pairs
 from indexer.duplicates.grouping import groups_at
 from indexer.duplicates.groups import Group, JudgedEdge, save_groups
 from indexer.duplicates.judging import calibration, check_threshold
@@ -122,9 +122,9 @@ def cheap_evidence(score: float, a: int, b: int, backgrounds: dict[int, float | 
                         hash=hash_similarity(*hashes) if None not in hashes else None)
 
 
-def pair_judge(library: Library, collection_name: str, cal: Calibration) -> PairJudge:
-    """Judges pairs the scan's stages did not reach, as they judge theirs (geometry always): the
-    support check's cross pairs (support.py)."""
+def pair_judge(library: Library, collection_name: str, cal: Calibration, pool: GeometryPool | None = None) -> PairJudge:
+    """Judges pairs the scan's stages did not reach, as they judge theirs (geometry always, on
+    ``pool`` when given: the scan's own): the support check's cross pairs (support.py)."""
     def judge(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], PairEvidence]:
         ids = sorted({i for pair in pairs for i in pair})
         with library.catalog.session() as s:
@@ -139,7 +139,7 @@ def pair_judge(library: Library, collection_name: str, cal: Calibration) -> Pair
         backgrounds = panel.background_of(found, vectors)
         phash = {i: r.phash for i, r in rows.items()}
         present = [(a, b) for a, b in pairs if {a, b} <= by_id.keys() & rows.keys()]
-        geometry = verify_pairs(library, present, {i: r.path for i, r in rows.items()})
+        geometry = verify_pairs(library, present, {i: r.path for i, r in rows.items()}, pool=pool)
         out = {}
         for a, b in present:
             evidence = cheap_evidence(float(by_id[a] @ by_id[b]), a, b, backgrounds, phash, cal.beta)
@@ -201,9 +201,10 @@ def find_duplicates(library: Library, collection_name: str, threshold: float | N
     jobs/duplicates.py)."""
     plan = first_stage(library, collection_name, threshold)
     joins = plan.near_joins()
-    geometry = verify_pairs(library, plan.wanted, plan.paths, joins=joins)
-    plan.skipped = joins.skipped
-    groups, judged = last_stage(plan, geometry, pair_judge(library, collection_name, plan.calibration))
+    with GeometryPool(library) as pool:
+        geometry = verify_pairs(library, plan.wanted, plan.paths, joins=joins, pool=pool)
+        plan.skipped = joins.skipped
+        groups, judged = last_stage(plan, geometry, pair_judge(library, collection_name, plan.calibration, pool))
     if save:
         save_groups(library, collection_name, groups, judged, check_threshold(threshold))
     return groups

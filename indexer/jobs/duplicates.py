@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from indexer.catalog.models import Collection, Image, Job, JobChunk, JobError, utcnow
 from indexer.duplicates import check_threshold
 from indexer.duplicates.decisions import apart_pairs
-from indexer.duplicates.geometry import verification_order, verify_pairs
+from indexer.duplicates.geometry import GeometryPool, verification_order, verify_pairs
 from indexer.duplicates.groups import save_groups
 from indexer.duplicates.judging import PictureCache, calibration, picture_cache
 from indexer.duplicates.near_joins import NearJoins
@@ -230,9 +230,10 @@ def _geometry_record(geometry: Geometry | None) -> dict | None:
     return {k: v for k, v in asdict(geometry).items() if k != "transform"}
 
 
-def finish_duplicates_job(library: Library, job_id: int) -> bool:
-    """Judge every edge and save the groups once no chunk is pending; True if this call closed the
-    job. Two finishers at once (two last chunks) compute the same groups; one closes the job."""
+def finish_duplicates_job(library: Library, job_id: int, pool: GeometryPool | None = None) -> bool:
+    """Judge every edge and save the groups once no chunk is pending (the cross pairs on ``pool``
+    when given); True if this call closed the job. Two finishers at once (two last chunks) compute
+    the same groups; one closes the job."""
     with library.catalog.session() as s:
         job = get_job(s, job_id)
         if job.status != "running" or not (job.params or {}).get("planned") or _pending(s, job_id):
@@ -255,7 +256,7 @@ def finish_duplicates_job(library: Library, job_id: int) -> bool:
                 geometry[(a, b)] = _geometry(record)
                 if _skipped(record):
                     plan.skipped.add((a, b))
-    save_groups(library, name, *last_stage(plan, geometry, pair_judge(library, name, plan.calibration)), threshold)
+    save_groups(library, name, *last_stage(plan, geometry, pair_judge(library, name, plan.calibration, pool)), threshold)
     with library.catalog.session() as s:
         return s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(
             status="succeeded", finished_at=utcnow())).rowcount == 1
@@ -275,11 +276,12 @@ def run_duplicates_job(library: Library, job_id: int) -> None:
         paths = _paths(library, {i for pair in every for i in pair})
         joins = _job_joins(library, job_id)
         joins.evidence = {pair: _evidence(record) for _, edges, records in chunks for pair, record in zip(edges, records)}
-        geometry = verify_pairs(library, _present(every, paths), paths, joins=joins)
-        for chunk_id, edges, records in chunks:
-            _commit(library, job_id, chunk_id, edges, records, geometry, joins.skipped, len(wanted[chunk_id]))
-        check_not_cancelled(library, job_id)
-        finish_duplicates_job(library, job_id)
+        with GeometryPool(library) as pool:
+            geometry = verify_pairs(library, _present(every, paths), paths, joins=joins, pool=pool)
+            for chunk_id, edges, records in chunks:
+                _commit(library, job_id, chunk_id, edges, records, geometry, joins.skipped, len(wanted[chunk_id]))
+            check_not_cancelled(library, job_id)
+            finish_duplicates_job(library, job_id, pool)
     except BaseException as exc:
         fail_job(library, job_id, f"{type(exc).__name__}: {exc}")
         raise
