@@ -61,6 +61,48 @@ def test_stored_features_round_trip_and_verify_as_the_picture_does(photos) -> No
             local_features.decode(broken)
 
 
+def _framed(picture: Image.Image) -> Image.Image:
+    """The picture small inside a large frame with a title and lines of text: a padded or
+    screenshotted copy, the photo about 6% of its area."""
+    canvas = Image.new("RGB", (2400, 1800), (40, 90, 160))
+    canvas.paste(picture, (900, 700))
+    draw = ImageDraw.Draw(canvas)
+    for row in range(6):
+        draw.text((80, 80 + 90 * row), f"comment {row}: what a picture, seen it before?", fill=(250, 250, 250),
+                  font_size=48)
+    return canvas
+
+
+def test_a_framed_picture_keeps_keypoints_of_the_photo_inside(photos) -> None:
+    """Found on the whole picture, the keypoints of a photo framed small are few, at a scale its
+    source's do not share, and the stored features of the two do not verify as copies; a framed
+    picture also gets keypoints from its content window, at the photo's own scale, and they do.
+    A plain photo's keypoints are the whole picture's, as before."""
+    astronaut = photos["astronaut"]
+    framed = _framed(astronaut)
+    assert local_features.flat_outline(verification.grey_levels(framed)) == 1.0
+    for name in ("astronaut", "coffee", "chelsea"):  # photos: not looked at for a frame
+        assert local_features.flat_outline(verification.grey_levels(photos[name])) < local_features.FRAMED_OUTLINE
+    window = local_features.framed_window(framed)
+    assert window is not None and np.allclose(window, (900 / 2400, 700 / 1800, 1412 / 2400, 1212 / 1800), atol=0.03)
+    stored = local_features.extract(framed)
+    assert len(stored.points) <= verification.KEYPOINTS
+    x, y = stored.points[:, 0] / stored.width, stored.points[:, 1] / stored.height
+    inside = (x >= window[0]) & (x <= window[2]) & (y >= window[1]) & (y <= window[3])
+    assert inside.sum() >= 100
+    source = local_features.extract(astronaut)
+    plain = verification.orb_keypoints(stored.grey, cv2.ORB_create(nfeatures=verification.KEYPOINTS))
+    assert verify_keypoints(plain, source).inliers < 12
+    found = verify_keypoints(stored, source)
+    assert found.inliers >= 30 and found.agreement >= 0.8
+    assert verify_keypoints(stored, local_features.extract(photos["coffee"])).inliers < 12
+    for name in ("coffee", "chelsea"):  # no frame: the whole picture's keypoints alone
+        assert local_features.framed_window(photos[name]) is None
+        whole = verification.orb_keypoints(verification.grey_levels(photos[name]),
+                                           cv2.ORB_create(nfeatures=verification.KEYPOINTS))
+        np.testing.assert_array_equal(local_features.extract(photos[name]).descriptors, whole.descriptors)
+
+
 def test_both_ways_of_matching_give_the_mutual_nearest_patches_that_pass_the_ratio_test(photos) -> None:
     """numpy popcounts (up to POPCOUNT_PAIRS patch pairs) and OpenCV's matcher (above) give the same
     pairs, and those are exactly the mutual nearest neighbours whose nearest is clearly nearer than

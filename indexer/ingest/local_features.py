@@ -1,8 +1,8 @@
 """Local features of a picture, computed once at indexing and stored: what verification needs.
 
 A picture's ORB keypoints (positions and 256-bit descriptors, found on its grey levels at
-``verification.VERIFY_SIDE`` pixels, as verification finds them) and those grey levels as a
-JPEG, for the photometric check. Stored in the catalog (``image_features``), so duplicate scans
+``verification.VERIFY_SIDE`` pixels, as verification finds them; a framed picture's partly on the
+photo inside it) and those grey levels as a JPEG, for the photometric check. Stored in the catalog (``image_features``), so duplicate scans
 and checks verify candidates without reading a file. Encoded as one byte string:
 
     b"DSLF1" | width, height, keypoints: uint16 x 3 | positions: uint16 (n, 2) in 1/16 pixel |
@@ -19,11 +19,20 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from indexer.framing import Window, content_windows, crop_windows
 from indexer.verification import KEYPOINTS, Keypoints, grey_levels, orb_keypoints
 
 MAGIC = b"DSLF1"
 HEADER = struct.Struct("<HHH")
 SUBPIXELS = 16  # positions are kept to 1/16 pixel: far below RANSAC's 2-pixel residual
+WINDOW_KEYPOINTS = 140  # of KEYPOINTS, found on a framed picture's content window (docs/BENCHMARKS.md)
+MAX_WINDOW_AREA = 0.6  # share of the picture: a window larger than this is not a framed photo's
+FRAMED_OUTLINE = 0.4  # share of the outline a frame keeps flat at least (``flat_outline``)
+OUTLINE_BAND = 5  # pixels (at VERIFY_SIDE) inside the outline that a flat frame keeps flat
+# grey levels: a border, a page or an app's bar is flat to about one; a photo's smooth sky or wall
+# varies more (noise, gradients): at 1.0, 80% of photos-1k's pictures are not looked at further
+# and no padded or screenshotted copy is missed (docs/BENCHMARKS.md)
+OUTLINE_STD = 1.0
 GREY_QUALITY = 50  # JPEG quality of the stored grey levels: the check compares them blurred (docs/BENCHMARKS.md)
 
 
@@ -32,8 +41,40 @@ class FeaturesError(ValueError):
 
 
 def extract(picture: Image.Image) -> Keypoints:
-    """The picture's keypoints as verification computes them, on its grey levels at VERIFY_SIDE."""
-    return orb_keypoints(grey_levels(picture), cv2.ORB_create(nfeatures=KEYPOINTS))
+    """The picture's keypoints as verification computes them, on its grey levels at VERIFY_SIDE. A
+    framed picture (``framed_window``) gets WINDOW_KEYPOINTS of them from the photo inside,
+    found on that window at VERIFY_SIDE: at the photo's own scale, where the frame's text and
+    buttons would otherwise take most of them and its copies match few."""
+    grey = grey_levels(picture)
+    window = framed_window(picture) if flat_outline(grey) >= FRAMED_OUTLINE else None
+    if window is None:
+        return orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS))
+    whole = orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS - WINDOW_KEYPOINTS))
+    inner = orb_keypoints(grey_levels(crop_windows(picture, [window])[0]), cv2.ORB_create(nfeatures=WINDOW_KEYPOINTS))
+    x0, y0, x1, y1 = window
+    scale = np.array([(x1 - x0) * grey.shape[1] / inner.width, (y1 - y0) * grey.shape[0] / inner.height], dtype=np.float32)
+    placed = inner.points * scale + np.array([x0 * grey.shape[1], y0 * grey.shape[0]], dtype=np.float32)
+    return Keypoints(np.vstack([whole.points, placed]).astype(np.float32),
+                     np.vstack([whole.descriptors, inner.descriptors]), grey.shape[1], grey.shape[0], grey)
+
+
+def flat_outline(grey: np.ndarray) -> float:
+    """The share of the picture's outline that is flat (grey levels varying by at most OUTLINE_STD
+    across the OUTLINE_BAND pixels inside it): a frame runs along much of it, a photo's own edges
+    seldom do; the cheap test before looking for a frame (a tenth of ``framed_window``'s cost)."""
+    bands = [grey[:OUTLINE_BAND], grey[-OUTLINE_BAND:], grey[:, :OUTLINE_BAND].T, grey[:, -OUTLINE_BAND:].T]
+    if min(grey.shape) < 2 * OUTLINE_BAND:
+        return 0.0
+    flat = [band.astype(np.float32).std(axis=0) <= OUTLINE_STD for band in bands]
+    return float(np.concatenate(flat).mean())
+
+
+def framed_window(picture: Image.Image) -> Window | None:
+    """The largest content window of a picture in a frame (framing.content_windows), if it covers
+    at most MAX_WINDOW_AREA of it: a larger one is most of a plain photo, whose flat edge looked
+    like a border, and its own keypoints already cover it."""
+    windows = [w for w in content_windows(picture) if (w[2] - w[0]) * (w[3] - w[1]) <= MAX_WINDOW_AREA]
+    return windows[0] if windows else None
 
 
 def encode(points: Keypoints) -> bytes:

@@ -3,7 +3,7 @@ pictures compared (``compare``)."""
 
 from indexer.query.boxes import check_box, parse_box
 from indexer.query.compare import compare_images
-from indexer.query.framing import content_windows, crop_windows
+from indexer.framing import content_windows, crop_windows
 from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.regions import RegionQuery, region_by_id, search_region, search_region_files
 from indexer.query.search import (

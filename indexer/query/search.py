@@ -18,7 +18,7 @@ from indexer.errors import InvalidRequest, NotFound
 from indexer.images import image_metadata
 from indexer.ingest.phash import perceptual_hash
 from indexer.library import Library
-from indexer.query.framing import Window, content_windows, crop_windows
+from indexer.framing import Window, content_windows, crop_windows
 from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.verified import (
     QUERY_SIDE,

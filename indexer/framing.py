@@ -1,8 +1,10 @@
-"""Where a picture may hold another one: the windows of a query worth searching on their own.
+"""Where a picture may hold another one: its content windows.
 
 A framed copy (a photo padded with borders, inside a phone or browser screenshot, captioned, in a
-collage) has a descriptor far from its source's: the frame dominates it. Its source is found by
-searching the frame's content rectangles as queries of their own. A content rectangle is a
+collage) has a descriptor far from its source's, and most of its keypoints on the frame: the frame
+dominates both. A query's source is found by searching its content windows as queries of their own
+(query/search.py); an indexed picture keeps keypoints of its largest window, found at the scale
+of the photo inside (ingest/local_features.py). A content rectangle is a
 connected region of pixels that are not the frame's background: the background is the few colours
 of the large flat areas that reach the picture's outline (borders, page, bars), so the photo
 inside stands out as one large component and text lines as thin ones, which are dropped.
