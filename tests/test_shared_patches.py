@@ -16,6 +16,7 @@ from indexer.catalog.models import Image as Row
 from indexer.duplicates import find_duplicates, scan
 from indexer.duplicates.scan import stored_descriptors
 from indexer.duplicates.shared_patches import bucket_keys, shared_patch_pairs
+from indexer.ingest import local_features
 from indexer.jobs import index_paths
 from indexer.library import Library
 from tests.support.photos import skimage_photo
@@ -62,9 +63,8 @@ COPIES = {"astronaut_padded": ("astronaut", _padded), "coffee_screenshot": ("cof
           "rocket_crop": ("rocket", lambda p: _crop(p, 0.4))}
 
 
-@pytest.fixture(scope="module")
-def framed_library(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shared-patches")
+def _indexed_library(root: Path) -> Library:
+    """The originals and their copies, indexed into a fresh embedded library under ``root``."""
     folder = root / "lib"
     folder.mkdir()
     pictures = {name: skimage_photo(name) for name in ORIGINALS}
@@ -76,6 +76,23 @@ def framed_library(tmp_path_factory):
                        vector_backend="faiss", model=None)
     library = Library(settings)
     assert index_paths(library, "lib", [folder]).indexed == len(pictures)
+    return library
+
+
+@pytest.fixture(scope="module")
+def framed_library(tmp_path_factory):
+    library = _indexed_library(tmp_path_factory.mktemp("shared-patches"))
+    yield library
+    library.close()
+
+
+@pytest.fixture(scope="module")
+def unwindowed_library(tmp_path_factory):
+    """The same pictures with features stored as before framed pictures kept keypoints of their
+    window (a collection indexed then keeps them): a screenshot's keypoints are mostly its interface."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(local_features, "FRAMED_OUTLINE", 2.0)  # no outline is that flat: no window
+        library = _indexed_library(tmp_path_factory.mktemp("unwindowed"))
     yield library
     library.close()
 
@@ -122,17 +139,20 @@ def test_a_scan_places_framed_rotated_and_cropped_copies_without_the_descriptor_
         assert len({n.split("_")[0] for n in (names[i] for i in g.image_ids)}) == 1, g
 
 
-def test_screenshots_sharing_an_interface_do_not_join_their_photos(framed_library, monkeypatch) -> None:
-    names = _names(framed_library)
+@pytest.mark.parametrize("stored", ["framed_library", "unwindowed_library"])
+def test_screenshots_sharing_an_interface_do_not_join_their_photos(stored, request, monkeypatch) -> None:
+    library = request.getfixturevalue(stored)
+    names = _names(library)
 
     def groups() -> list[set[str]]:
-        return [{names[i] for i in g.image_ids} for g in find_duplicates(framed_library, "lib", save=False)
+        return [{names[i] for i in g.image_ids} for g in find_duplicates(library, "lib", save=False)
                 if g.kind != "exact"]
 
     def mixed(found: list[set[str]]) -> list[set[str]]:
         return [g for g in found if len({n.split("_")[0] for n in g}) > 1]
 
     assert not mixed(groups())
-    # the check is what keeps them apart: without it the interface joins coffee and chelsea
-    monkeypatch.setattr(scan, "supported", lambda edges, known, judge: edges)
-    assert any({"coffee", "chelsea"} <= g for g in mixed(groups())), groups()
+    if stored == "unwindowed_library":
+        # the check is what keeps them apart: without it the interface joins coffee and chelsea
+        monkeypatch.setattr(scan, "supported", lambda edges, known, judge: edges)
+        assert any({"coffee", "chelsea"} <= g for g in mixed(groups())), groups()
