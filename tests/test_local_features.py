@@ -21,6 +21,7 @@ from indexer.duplicates import find_duplicates, geometry
 from indexer.duplicates.scan import pair_judge
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
+from indexer.ingest.reading import read_image
 from indexer.jobs import index_paths
 from indexer.library import Library
 from indexer.verdicts import calibration_for
@@ -187,6 +188,9 @@ def test_indexing_stores_features_and_a_scan_reads_no_file(library) -> None:
     stored = _features(library)
     assert len(stored) == 4 * len(NAMES)
     assert all(len(data) < 40_000 for data in stored.values())
+    for name, data in stored.items():  # keypoints found between forward passes, as ``extract`` finds them
+        picture = read_image(folder / name, target_long_side=verification.VERIFY_SIDE).image
+        assert data == local_features.encode(local_features.extract(picture)), name
     before = _groups(library)
     near = [ids for kind, ids, _ in before if kind == "near"]
     assert len(near) == len(NAMES) and all(len(ids) == 4 for ids in near)
@@ -215,6 +219,36 @@ def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(
     np.testing.assert_array_equal(after, vectors)
     again = index_paths(library, "lib", [folder])
     assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
+
+
+def test_a_picture_whose_keypoints_cannot_be_found_fails_alone(tmp_path, monkeypatch) -> None:
+    """Keypoints are found for a whole batch at once: an OpenCV failure on one picture fails that
+    file, with the reason, and the batch's other files are indexed with their features."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        skimage_photo(name).save(folder / f"{name}.jpg", quality=90)
+    broken = verification.grey_levels(read_image(folder / "coffee.jpg", target_long_side=verification.VERIFY_SIDE).image)
+    detect = local_features.detect
+
+    def failing_on_coffee(prepared: local_features.Prepared):
+        if np.array_equal(prepared.grey, broken):
+            raise cv2.error("OpenCV(5.0.0) orb.cpp: (-215:Assertion failed) in function 'detectAndCompute'")
+        return detect(prepared)
+
+    monkeypatch.setattr(local_features, "detect", failing_on_coffee)
+    settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
+                       vector_backend="faiss", model=None)
+    library = Library(settings)
+    try:
+        report = index_paths(library, "lib", [folder])
+        assert (report.indexed, report.failed) == (2, 1)
+        assert sorted(_features(library)) == ["astronaut.jpg", "chelsea.jpg"]
+        with library.catalog.session() as s:
+            status, error = s.execute(select(Row.status, Row.error).where(Row.path.endswith("coffee.jpg"))).one()
+    finally:
+        library.close()
+    assert status == "failed" and "coffee.jpg: cannot find local features (error:" in error
 
 
 def test_pairs_verified_on_every_core_are_verified_as_in_process(library, monkeypatch) -> None:

@@ -14,6 +14,7 @@ About 36 bytes a keypoint (400 at most) and the grey levels: 21.6 kB a picture o
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,18 +41,42 @@ class FeaturesError(ValueError):
     """Bytes that are not stored local features (truncated, another format)."""
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What ``detect`` needs of a picture, a few hundred kB at most however large the picture:
+    its grey levels at VERIFY_SIDE and, for a framed picture, its content window and that
+    window's grey levels (cut from the full picture, so at the photo's own scale)."""
+
+    grey: np.ndarray
+    window: Window | None = None
+    window_grey: np.ndarray | None = None
+
+
 def extract(picture: Image.Image) -> Keypoints:
     """The picture's keypoints as verification computes them, on its grey levels at VERIFY_SIDE. A
     framed picture (``framed_window``) gets WINDOW_KEYPOINTS of them from the photo inside,
     found on that window at VERIFY_SIDE: at the photo's own scale, where the frame's text and
     buttons would otherwise take most of them and its copies match few."""
+    return detect(prepare(picture))
+
+
+def prepare(picture: Image.Image) -> Prepared:
+    """The first half of ``extract``, the half that needs the picture itself."""
     grey = grey_levels(picture)
     window = framed_window(picture) if flat_outline(grey) >= FRAMED_OUTLINE else None
     if window is None:
+        return Prepared(grey)
+    return Prepared(grey, window, grey_levels(crop_windows(picture, [window])[0]))
+
+
+def detect(prepared: Prepared) -> Keypoints:
+    """The second half of ``extract``: the ORB keypoints of the prepared grey levels."""
+    grey = prepared.grey
+    if prepared.window is None:
         return orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS))
     whole = orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS - WINDOW_KEYPOINTS))
-    inner = orb_keypoints(grey_levels(crop_windows(picture, [window])[0]), cv2.ORB_create(nfeatures=WINDOW_KEYPOINTS))
-    x0, y0, x1, y1 = window
+    inner = orb_keypoints(prepared.window_grey, cv2.ORB_create(nfeatures=WINDOW_KEYPOINTS))
+    x0, y0, x1, y1 = prepared.window
     scale = np.array([(x1 - x0) * grey.shape[1] / inner.width, (y1 - y0) * grey.shape[0] / inner.height], dtype=np.float32)
     placed = inner.points * scale + np.array([x0 * grey.shape[1], y0 * grey.shape[0]], dtype=np.float32)
     return Keypoints(np.vstack([whole.points, placed]).astype(np.float32),

@@ -161,8 +161,9 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 
 def decode_bytes(name: str, data: bytes, stat: FileStat, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 target_long_side: int | None = None) -> LoadedImage:
-    """Probe and decode bytes already read from ``name`` (see ``read_image``)."""
+                 target_long_side: int | None = None, sha256: str | None = None) -> LoadedImage:
+    """Probe and decode bytes already read from ``name`` (see ``read_image``); ``sha256``, the
+    bytes' hash when the caller has it already (a camera photo's takes milliseconds)."""
     register_optional_plugins()
     with decode_errors(name):
         img = open_image(io.BytesIO(data))
@@ -176,4 +177,4 @@ def decode_bytes(name: str, data: bytes, stat: FileStat, max_pixels: int = DEFAU
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     info = ImageInfo(fmt, width, height, orientation, taken_at, camera)
-    return LoadedImage(name, sha256_bytes(data), stat, info, img)
+    return LoadedImage(name, sha256 or sha256_bytes(data), stat, info, img)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,13 +40,14 @@ from indexer.stores import CollectionStores
 from indexer.stores.patches import all_patch_ids, patch_ids, pool_grid
 from indexer.stores.writes import StoreWrites
 from indexer.verification import VERIFY_SIDE
-from model.embedder import prefetch_map
+from model.embedder import available_cores, prefetch_map
 from model.preprocess import ImageDecodeError
 
 CHECKPOINT_SECONDS = 30.0  # how often finished chunks are made durable and committed in a long run
 CHECKPOINT_SHARE = 0.1  # ...but never more often than keeps checkpoints under this share of the run
-# Decoding a file now also finds its local features (a second small decode, ORB, a grey JPEG:
-# ~4 ms more a photo): two decode threads at least keep the model fed (docs/BENCHMARKS.md).
+# Decoding a file also prepares its local features (a second small decode, the grey levels, a
+# frame's window: ~1.5 ms more a photo; ORB waits for the batch): two decode threads at least keep
+# the model fed (docs/BENCHMARKS.md).
 MIN_DECODE_WORKERS = 2
 
 Progress = Callable[[int, int], None]
@@ -129,6 +131,7 @@ class _Item:
     unchanged: bool = False  # same bytes as when last indexed: only the file stamp moved
     copy_of: _Known | None = None
     features: bytes | None = None  # local features, when this run computed them
+    prepared: local_features.Prepared | None = None  # their first half, until the batch finds keypoints
 
 
 class ChunkRun:
@@ -148,6 +151,8 @@ class ChunkRun:
         self.total = 0
         self.last_checkpoint = time.monotonic()
         self.checkpoint_interval = CHECKPOINT_SECONDS
+        # on a CPU the forward pass wants every core: keypoints are found between its passes
+        self.keypoints_between_passes = self.embedder.device.type == "cpu"
 
     # ---------------------------------------------------------------- setup
     def prepare(self, chunks: Sequence[JobChunk]) -> list[_Item]:
@@ -193,7 +198,8 @@ class ChunkRun:
             known = self.known.get(item.sha256)
             if known is not None and known.image_id != item.image_id:
                 item.copy_of = known
-            item.loaded = decode_bytes(item.path, data, item.stat, max_pixels, target_long_side=self.embedder.image_size)
+            item.loaded = decode_bytes(item.path, data, item.stat, max_pixels, target_long_side=self.embedder.image_size,
+                                       sha256=item.sha256)
             item.phash = perceptual_hash(item.loaded.image)
             if item.copy_of is None:
                 item.tensor = self.embedder.preprocess(item.loaded.image)
@@ -206,13 +212,18 @@ class ChunkRun:
             item.error = f"{item.path}: cannot decode image ({type(exc).__name__}: {exc})"
         return item
 
-    def _features(self, item: _Item, data: bytes, picture: PILImage.Image | None) -> bytes:
+    def _features(self, item: _Item, data: bytes, picture: PILImage.Image | None) -> bytes | None:
         """The local features of the file's bytes, from ``picture`` when it is large enough, else
-        from a decode of the bytes already read at the size verification works at."""
+        from a decode of the bytes already read at the size verification works at. With
+        ``keypoints_between_passes`` only their first half: the batch finds the keypoints
+        (``_detect_keypoints``) and the result is None until then."""
         if picture is None or max(picture.size) < min(VERIFY_SIDE, max(item.loaded.info.width, item.loaded.info.height)):
             picture = decode_bytes(item.path, data, item.stat, self.library.settings.max_image_pixels,
-                                   target_long_side=VERIFY_SIDE).image
-        return local_features.encode(local_features.extract(picture))
+                                   target_long_side=VERIFY_SIDE, sha256=item.sha256).image
+        item.prepared = local_features.prepare(picture)
+        if self.keypoints_between_passes:
+            return None
+        return _encoded_keypoints(item)
 
     def loaded(self, items: Iterable[_Item], workers: int | None = None, passes: int = 4) -> Iterable[list[_Item]]:
         """The items, read and decoded on threads, in batches of ``passes`` forward passes."""
@@ -231,6 +242,7 @@ class ChunkRun:
     # ---------------------------------------------------------------- batches, on the calling thread
     def process(self, items: Sequence[_Item]) -> None:
         """Embed a batch and record its writes and rows (nothing touches the stores here)."""
+        self._detect_keypoints(items)
         todo = [it for it in items if it.error is None and not it.unchanged and it.copy_of is None]
         self._find_copies_in_catalog(todo)
         embed: list[_Item] = []
@@ -274,6 +286,18 @@ class ChunkRun:
         self.done += len(items)
         if self.progress:
             self.progress(self.done, self.total)
+
+    def _detect_keypoints(self, items: Sequence[_Item]) -> None:
+        """The batch's keypoints, found on every core just before its forward pass: found beside
+        it by the decode threads, the two fought for a CPU's cores (docs/BENCHMARKS.md, "Keypoints
+        found between forward passes"). A picture whose keypoints cannot be found fails alone."""
+        todo = [it for it in items if it.prepared is not None and it.error is None]
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=available_cores()) as pool:
+            found = list(pool.map(_keypoints_or_error, todo))
+        for it, (features, error) in zip(todo, found):
+            it.features, it.error = features, error
 
     def _find_copies_in_catalog(self, items: list[_Item]) -> None:
         """Indexed images of the collection with the same bytes (a live index reuses their vectors)."""
@@ -400,6 +424,20 @@ class ChunkRun:
             done=Job.done + chunk.planned, failed=Job.failed + len(failures),
             indexed=Job.indexed + chunk.indexed, skipped=Job.skipped + chunk.skipped))
         return 1
+
+
+def _encoded_keypoints(item: _Item) -> bytes:
+    """The item's prepared features, finished and encoded for the catalog (it lets go of them)."""
+    prepared, item.prepared = item.prepared, None
+    return local_features.encode(local_features.detect(prepared))
+
+
+def _keypoints_or_error(item: _Item) -> tuple[bytes | None, str | None]:
+    """``_encoded_keypoints``, or why they could not be found."""
+    try:
+        return _encoded_keypoints(item), None
+    except Exception as exc:  # noqa: BLE001 - an unexpected OpenCV failure still fails only this file
+        return None, f"{item.path}: cannot find local features ({type(exc).__name__}: {exc})"
 
 
 def _staged_results(chunk: _ChunkState, failures: list[_Failure]) -> list[dict]:
