@@ -23,6 +23,7 @@ from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
 from indexer.ingest.reading import read_image
 from indexer.jobs import index_paths
+from indexer.jobs.chunks import ChunkRun
 from indexer.library import Library
 from indexer.verdicts import calibration_for
 from indexer.verification import keypoints, verify_keypoints, verify_pictures
@@ -219,6 +220,28 @@ def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(
     np.testing.assert_array_equal(after, vectors)
     again = index_paths(library, "lib", [folder])
     assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
+
+
+def test_keypoints_found_by_the_decode_threads_are_those_found_between_passes(tmp_path, monkeypatch) -> None:
+    """With the model on a GPU the decode threads find the keypoints (on a CPU the batch does,
+    between forward passes): the stored features are the same bytes either way."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name in NAMES:
+        skimage_photo(name).save(folder / f"{name}.jpg", quality=90)
+    _framed(skimage_photo("astronaut")).save(folder / "framed.jpg", quality=90)
+    stored = []
+    for between in (True, False):
+        monkeypatch.setattr(ChunkRun, "keypoints_between_passes", property(lambda self, between=between: between))
+        settings = replace(load_settings({}), home=tmp_path / f"home-{between}",
+                           database_url=f"sqlite:///{tmp_path}/c-{between}.db", vector_backend="faiss", model=None)
+        library = Library(settings)
+        try:
+            assert index_paths(library, "lib", [folder]).indexed == len(NAMES) + 1
+            stored.append(_features(library))
+        finally:
+            library.close()
+    assert len(stored[0]) == len(NAMES) + 1 and stored[0] == stored[1]
 
 
 def test_a_picture_whose_keypoints_cannot_be_found_fails_alone(tmp_path, monkeypatch) -> None:

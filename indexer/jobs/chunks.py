@@ -151,8 +151,12 @@ class ChunkRun:
         self.total = 0
         self.last_checkpoint = time.monotonic()
         self.checkpoint_interval = CHECKPOINT_SECONDS
-        # on a CPU the forward pass wants every core: keypoints are found between its passes
-        self.keypoints_between_passes = self.embedder.device.type == "cpu"
+
+    @property
+    def keypoints_between_passes(self) -> bool:
+        """On a CPU the forward pass wants every core: keypoints are found between its passes. On a
+        GPU the decode threads find them, the CPU being theirs."""
+        return self.embedder.device.type == "cpu"
 
     # ---------------------------------------------------------------- setup
     def prepare(self, chunks: Sequence[JobChunk]) -> list[_Item]:
