@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,6 +254,10 @@ def main() -> None:
                      == near_of[name])
         copies = sum(1 for name in source_of if "__" in name)
         print(f"copies in their photo's near group: {placed}/{copies} ({placed / max(1, copies):.3f})")
+        families = Counter(Path(name).stem.split("__")[1].rstrip("0123456789") for name, src in source_of.items()
+                           if "__" in name and (near_of.get(name) is None or near_of[name]
+                                                != near_of.get(f"{src}.JPEG", near_of.get(f"{src}.jpg"))))
+        print("  not placed, by edit: " + ", ".join(f"{family} {n}" for family, n in families.most_common()))
         together = sum(1 for name, src in source_of.items() if "__" in name and any(
             name in g and (f"{src}.JPEG" in g or f"{src}.jpg" in g) for g in by_kind["near"] + by_kind["similar"]))
         print(f"copies in a near or similar group with their photo: {together}/{copies} ({together / max(1, copies):.3f})")

@@ -34,6 +34,7 @@ BACKGROUND_RANKS = (1, 11)  # neighbours 2..11 (0 is the picture itself or its c
 DEFAULT_NEAR_THRESHOLD = 0.90
 FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near threshold))
 FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
+UNTOLD_MIN_HASH = 0.8  # pHash similarity (13 of 64 bits differ at most) that vouches for an UNTOLD pair; unrelated pairs average 0.5
 
 
 def _sigmoid(x: float) -> float:
@@ -151,7 +152,7 @@ class Calibration:
 
     def related_probability(self, evidence: PairEvidence) -> float | None:
         """How likely the two pictures show one scene or object (copies included); None unfitted."""
-        if evidence.geometry is not None and self.related_full is not None:
+        if _told(evidence) and self.related_full is not None:
             return _logistic(self.related_full, features(evidence, FEATURES_FULL))
         return None if self.related is None else _logistic(self.related, features(evidence, FEATURES_CHEAP))
 
@@ -160,8 +161,10 @@ class Calibration:
         return bool(self.wants_geometry_of([evidence])[0])
 
     def judge(self, evidence: PairEvidence) -> PairEvidence:
-        """Fill the pair's copy probability and verdict (``near``, ``similar`` or None)."""
-        if evidence.geometry is not None and self.full is not None:
+        """Fill the pair's copy probability and verdict (``near``, ``similar`` or None). A pair
+        whose geometry is no evidence (``_untold``) is a copy on the cheap evidence or nothing:
+        resemblance alone is not another shot of a scene."""
+        if _told(evidence) and self.full is not None:
             p = _logistic(self.full, features(evidence, FEATURES_FULL))
         else:
             p = self.cheap_probability(evidence)
@@ -169,6 +172,8 @@ class Calibration:
         related = self.related_probability(evidence)
         if p >= 0.5:
             evidence.verdict = "near"
+        elif _untold(evidence):
+            evidence.verdict = None
         elif related >= 0.5 if related is not None else evidence.descriptor >= self.similar_threshold:
             evidence.verdict = "similar"
         else:
@@ -199,7 +204,8 @@ class Calibration:
         if not evidence:
             return
         cheap = feature_columns(evidence, FEATURES_CHEAP)
-        geometry = np.array([e.geometry is not None for e in evidence])
+        geometry = np.array([_told(e) for e in evidence])
+        untold = np.array([_untold(e) for e in evidence])
         full = feature_columns(evidence, FEATURES_FULL) if geometry.any() else None
         p = _logistic_rows(self.cheap, cheap)
         if self.full is not None and full is not None:
@@ -210,11 +216,25 @@ class Calibration:
         if self.related_full is not None and full is not None:
             related = np.where(geometry, _logistic_rows(self.related_full, full), related)
         descriptor = cheap[0]
-        similar = np.where(np.isnan(related), descriptor >= self.similar_threshold, related >= 0.5)
+        similar = np.where(np.isnan(related), descriptor >= self.similar_threshold, related >= 0.5) & ~untold
         verdicts = np.where(p >= 0.5, "near", np.where(similar, "similar", ""))
         for e, probability, verdict in zip(evidence, p.tolist(), verdicts.tolist()):
             e.copy_probability = probability
             e.verdict = verdict or None
+
+
+def _told(evidence: PairEvidence) -> bool:
+    """Whether the pair has geometry that is evidence (``_untold`` is not)."""
+    return evidence.geometry is not None and not _untold(evidence)
+
+
+def _untold(evidence: PairEvidence) -> bool:
+    """Whether the pair's geometry is no evidence: a picture too poor in keypoints for any (UNTOLD)
+    and perceptual hashes saying one picture (UNTOLD_MIN_HASH: a thumbnail or a blurred copy
+    keeps its hash). Elsewhere the geometry found, none, is taken as it is: without it the cheap
+    model is no judge (it calls unrelated thumbnails copies)."""
+    geometry = evidence.geometry
+    return geometry is not None and not geometry.telling and (evidence.hash or 0.0) >= UNTOLD_MIN_HASH
 
 
 @functools.lru_cache(maxsize=4)

@@ -27,6 +27,9 @@ VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
 KEYPOINTS = 400
 MIN_MATCHES = 8
 MIN_ALIGNING_INLIERS = 12  # inliers a homography needs to count as evidence (fewer agree by chance)
+# a picture with fewer keypoints (a thumbnail, a blurred or flat picture) cannot show a copy's
+# MIN_ALIGNING_INLIERS: finding none says nothing of it and a picture rich in them (``too_few_keypoints``)
+MIN_TELLING_KEYPOINTS = 32
 # The cheap first test (``close_patches``): patches whose first 64 descriptor bits (ORB's most telling
 # tests, one machine word) differ in at most PREFIX_BITS, and how many a pair needs to be matched at all
 PREFIX_BITS = 8
@@ -86,13 +89,16 @@ class Geometry:
     # the homography from the first picture's keypoint pixels to the second's (mirrored first when
     # ``mirrored``); None without enough inliers to align the two
     transform: np.ndarray | None = field(default=None, compare=False, repr=False)
+    telling: bool = True  # False: a picture has too few keypoints for any (``too_few_keypoints``)
 
     def to_json(self) -> dict:
         return {"matches": self.matches, "inliers": self.inliers, "inlier_share": round(self.inlier_share, 4),
-                "coverage": round(self.coverage, 4), "agreement": round(self.agreement, 4), "mirrored": self.mirrored}
+                "coverage": round(self.coverage, 4), "agreement": round(self.agreement, 4), "mirrored": self.mirrored,
+                **({} if self.telling else {"telling": False})}
 
 
 NO_GEOMETRY = Geometry(0, 0, 0.0, 0.0)
+UNTOLD = Geometry(0, 0, 0.0, 0.0, telling=False)  # the geometry of a pair ``too_few_keypoints`` to verify
 
 
 def grey_levels(picture: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
@@ -269,11 +275,22 @@ def close_patches(a: np.ndarray, b: np.ndarray) -> int:
     return min(int(close.any(axis=1).sum()), int(close.any(axis=0).sum()))
 
 
+def too_few_keypoints(a: Keypoints, b: Keypoints) -> bool:
+    """Whether one of a and b (a thumbnail, a blurred picture) has too few keypoints for their
+    geometry to be evidence either way while the other has enough (UNTOLD): whether the two are
+    copies then rests on the other evidence. Two pictures both that poor keep their geometry's
+    answer (none): tiny pictures look alike to the descriptor by their colours alone."""
+    fewer, more = sorted((len(a.points), len(b.points)))
+    return fewer < MIN_TELLING_KEYPOINTS <= more
+
+
 def verify_keypoints(a: Keypoints, b: Keypoints, try_mirror: bool = True) -> Geometry:
     """The better of b as it is and b mirrored (with ``try_mirror``). Each orientation is matched
     only if it passes the cheap first test (``close_patches`` >= MIN_CLOSE_PATCHES: measured to
     keep every pair a homography finds MIN_ALIGNING_INLIERS for, docs/BENCHMARKS.md); else it
-    gives no geometric evidence."""
+    gives no geometric evidence. A pair ``too_few_keypoints`` to verify is UNTOLD."""
+    if too_few_keypoints(a, b):
+        return UNTOLD
     prefixes = descriptor_prefixes(a)
     direct = verify(a, b) if close_patches(prefixes, descriptor_prefixes(b)) >= MIN_CLOSE_PATCHES else NO_GEOMETRY
     if not try_mirror or direct.inlier_share >= 0.8 or b.grey is None:

@@ -274,6 +274,37 @@ def test_a_picture_whose_keypoints_cannot_be_found_fails_alone(tmp_path, monkeyp
     assert status == "failed" and "coffee.jpg: cannot find local features (error:" in error
 
 
+def test_a_thumbnail_too_small_for_keypoints_joins_its_photo(tmp_path, monkeypatch) -> None:
+    """A thumbnail has too few keypoints for geometry to say anything: judged on the cheap evidence,
+    it joins its photo's near group, where "no inliers" read as evidence kept it out; and it
+    joins no other photo."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name in NAMES:
+        picture = skimage_photo(name)
+        picture.save(folder / f"{name}.jpg", quality=90)
+        picture.copy().resize((64, round(64 * picture.height / picture.width))).save(folder / f"{name}_thumbnail.jpg")
+    settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
+                       vector_backend="faiss", model=None)
+    library = Library(settings)
+    try:
+        assert index_paths(library, "lib", [folder]).indexed == 2 * len(NAMES)
+        thumbnails = {name: local_features.decode(data) for name, data in _features(library).items() if "thumbnail" in name}
+        assert all(len(points.points) < verification.MIN_TELLING_KEYPOINTS for points in thumbnails.values())
+
+        def near() -> list[set[str]]:
+            return [{Path(p).stem for p in g.paths} for g in find_duplicates(library, "lib", save=False) if g.kind == "near"]
+
+        groups = near()
+        joined = [name for name in NAMES if any({name, f"{name}_thumbnail"} <= g for g in groups)]
+        assert len(joined) >= 4, groups
+        assert all(len({n.split("_")[0] for n in g}) == 1 for g in groups), groups
+        monkeypatch.setattr(verification, "MIN_TELLING_KEYPOINTS", 0)  # their zero inliers taken as evidence
+        assert not any("thumbnail" in n for g in near() for n in g)
+    finally:
+        library.close()
+
+
 def test_pairs_verified_on_every_core_are_verified_as_in_process(library, monkeypatch) -> None:
     """The scan's geometry in worker processes (each reading the stored features itself) gives
     every pair the very geometry this process gives it."""

@@ -206,7 +206,7 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
     ``cheap_probabilities``); each pair gets what judging it alone gives: the same copy probability,
     verdict and need for geometry, with and without geometry, hash or normalisation."""
     from indexer.verdicts import Calibration, PairEvidence, load_calibrations
-    from indexer.verification import Geometry
+    from indexer.verification import UNTOLD, Geometry
 
     shipped = Calibration.from_json(next(iter(load_calibrations().values())))
     cal = {"shipped": shipped, "fallback": Calibration.fallback(0.9),
@@ -214,9 +214,9 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
     rng = np.random.default_rng(7)
     evidence = []
     for n in range(3000):
-        geometry = None if n % 3 == 0 else Geometry(int(rng.integers(0, 200)), int(rng.integers(0, 100)),
-                                                      float(rng.random()), float(rng.random()),
-                                                      agreement=float(rng.random()))
+        geometry = None if n % 3 == 0 else UNTOLD if n % 3 == 1 and n % 4 == 0 else Geometry(
+            int(rng.integers(0, 200)), int(rng.integers(0, 100)), float(rng.random()), float(rng.random()),
+            agreement=float(rng.random()))
         evidence.append(PairEvidence(float(rng.uniform(0.2, 1.0)), None if n % 5 == 0 else float(rng.uniform(-0.3, 0.6)),
                                      None if n % 7 == 0 else float(rng.random()), geometry))
     alone = [cal.judge(replace(e)) for e in evidence]
@@ -237,3 +237,26 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
 def _scalar_related(cal, evidence) -> float:
     """The cheap related probability of one pair, by the scalar logistic."""
     return _logistic(cal.related, features(evidence, FEATURES_CHEAP))
+
+
+def test_a_pair_too_poor_in_keypoints_is_a_copy_on_the_cheap_evidence_or_nothing() -> None:
+    """Geometry refused for too few keypoints (UNTOLD) is no evidence where the perceptual hashes
+    say one picture: the copy question goes to the cheap model, as without geometry, and
+    resemblance alone never makes such a pair ``similar``."""
+    from indexer.verdicts import Calibration, PairEvidence, load_calibrations
+    from indexer.verification import NO_GEOMETRY, UNTOLD
+
+    cal = Calibration.from_json(next(iter(load_calibrations().values())))
+    thumbnail = PairEvidence(0.98, 0.58, 0.9)  # a thumbnail of the photo: its descriptor says copy
+    assert cal.judge(replace(thumbnail, geometry=NO_GEOMETRY)).verdict is None  # "no inliers" read as evidence
+    untold = cal.judge(replace(thumbnail, geometry=UNTOLD))
+    assert untold.verdict == "near" and untold.copy_probability == cal.judge(replace(thumbnail)).copy_probability
+    alike = PairEvidence(0.6, 0.1, 0.85)  # looks like the other picture, not a copy of it
+    assert cal.judge(replace(alike)).verdict == "similar"
+    assert cal.judge(replace(alike, geometry=UNTOLD)).verdict is None
+    # where the hashes do not say one picture, finding no inliers stands: the cheap model alone
+    # calls some unrelated thumbnails copies
+    unrelated = PairEvidence(-0.145, -0.163, 0.5)
+    assert cal.judge(replace(unrelated)).verdict == "near"
+    assert cal.judge(replace(unrelated, geometry=UNTOLD)).verdict is None
+    assert UNTOLD.to_json()["telling"] is False and "telling" not in NO_GEOMETRY.to_json()
