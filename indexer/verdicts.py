@@ -34,7 +34,8 @@ BACKGROUND_RANKS = (1, 11)  # neighbours 2..11 (0 is the picture itself or its c
 DEFAULT_NEAR_THRESHOLD = 0.90
 FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near threshold))
 FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
-UNTOLD_MIN_HASH = 0.8  # pHash similarity (13 of 64 bits differ at most) that vouches for an UNTOLD pair; unrelated pairs average 0.5
+# pHash similarity (at most 13 of 64 bits differ) that vouches for an UNTOLD pair: unrelated pairs average 0.5
+UNTOLD_MIN_HASH = 0.8
 
 
 def _sigmoid(x: float) -> float:

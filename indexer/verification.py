@@ -28,7 +28,7 @@ KEYPOINTS = 400
 MIN_MATCHES = 8
 MIN_ALIGNING_INLIERS = 12  # inliers a homography needs to count as evidence (fewer agree by chance)
 # a picture with fewer keypoints (a thumbnail, a blurred or flat picture) cannot show a copy's
-# MIN_ALIGNING_INLIERS: finding none says nothing of it and a picture rich in them (``too_few_keypoints``)
+# MIN_ALIGNING_INLIERS: no inliers between it and a picture rich in them say nothing (``too_few_keypoints``)
 MIN_TELLING_KEYPOINTS = 32
 # The cheap first test (``close_patches``): patches whose first 64 descriptor bits (ORB's most telling
 # tests, one machine word) differ in at most PREFIX_BITS, and how many a pair needs to be matched at all

@@ -2,8 +2,9 @@
 
 A picture's ORB keypoints (positions and 256-bit descriptors, found on its grey levels at
 ``verification.VERIFY_SIDE`` pixels, as verification finds them; a framed picture's partly on the
-photo inside it) and those grey levels as a JPEG, for the photometric check. Stored in the catalog (``image_features``), so duplicate scans
-and checks verify candidates without reading a file. Encoded as one byte string:
+photo inside it) and those grey levels as a JPEG, for the photometric check. Stored in the catalog
+(``image_features``), so duplicate scans and checks verify candidates without reading a file.
+Encoded as one byte string:
 
     b"DSLF1" | width, height, keypoints: uint16 x 3 | positions: uint16 (n, 2) in 1/16 pixel |
     descriptors: uint8 (n, 32) | grey levels: JPEG
