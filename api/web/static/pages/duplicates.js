@@ -130,7 +130,8 @@ export async function duplicatesPage(main, { params, signal, session }) {
     card.append(
       h("div", { class: "row" }, verdictBadge(group.kind), h("span", { class: "score" }, `score ${group.score.toFixed(3)}`),
         group.evidence?.copy_probability != null ? h("span", { class: "muted" }, `copy probability ${group.evidence.copy_probability.toFixed(2)}`) : null,
-        geometry ? h("span", { class: "muted" }, `${geometry.inliers} agreeing matches`) : null,
+        geometry ? h("span", { class: "muted" }, geometry.telling === false ? "too few keypoints to match: judged on resemblance and hash"
+          : `${geometry.inliers} agreeing matches`) : null,
         members.length > 1 ? link(`/compare?a=${first}&b=${members[1].image_id}`, "Compare", { class: "button ghost" }) : null,
         writable && members.length > 1 ? h("button", { type: "button", class: "ghost", "data-action": "apart-all", onclick: apart }, "None are duplicates") : null),
       h("div", { class: "members" }, members.map((m, i) => {
