@@ -18,8 +18,8 @@ from indexer.duplicates.knn_graph import knn_graph
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.jobs import index_paths
 from indexer.library import Library
-from indexer.verdicts import FEATURES_CHEAP, _logistic, calibration_for, features
-from indexer.verification import keypoints, verify_pictures
+from indexer.verdicts import FEATURES_CHEAP, Calibration, PairEvidence, _logistic, calibration_for, features, load_calibrations
+from indexer.verification import NO_GEOMETRY, UNTOLD, Geometry, keypoints, verify_pictures
 from tests.support.photos import skimage_photo
 
 
@@ -205,9 +205,6 @@ def test_judging_many_pairs_at_once_gives_each_pair_its_own_verdict(fit) -> None
     """A scan judges its edges in arrays (``judge_all``, ``wants_geometry_of``,
     ``cheap_probabilities``); each pair gets what judging it alone gives: the same copy probability,
     verdict and need for geometry, with and without geometry, hash or normalisation."""
-    from indexer.verdicts import Calibration, PairEvidence, load_calibrations
-    from indexer.verification import UNTOLD, Geometry
-
     shipped = Calibration.from_json(next(iter(load_calibrations().values())))
     cal = {"shipped": shipped, "fallback": Calibration.fallback(0.9),
            "no related model": replace(shipped, related=None, related_full=None)}[fit]
@@ -243,9 +240,6 @@ def test_a_pair_too_poor_in_keypoints_is_a_copy_on_the_cheap_evidence_or_nothing
     """Geometry refused for too few keypoints (UNTOLD) is no evidence where the perceptual hashes
     say one picture: the copy question goes to the cheap model, as without geometry, and
     resemblance alone never makes such a pair ``similar``."""
-    from indexer.verdicts import Calibration, PairEvidence, load_calibrations
-    from indexer.verification import NO_GEOMETRY, UNTOLD
-
     cal = Calibration.from_json(next(iter(load_calibrations().values())))
     thumbnail = PairEvidence(0.98, 0.58, 0.9)  # a thumbnail of the photo: its descriptor says copy
     assert cal.judge(replace(thumbnail, geometry=NO_GEOMETRY)).verdict is None  # "no inliers" read as evidence
