@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 
 from dinoseek.cli import main
+from dinoseek.cli.library import _evidence_line
+from indexer.verification import UNTOLD, Geometry
 from model import arch_by_name, build_vit, save_checkpoint
 from tests.support.photos import skimage_photo
 
@@ -382,3 +384,11 @@ def test_checkpoints_stretch_as_persisting_gets_slower() -> None:
 
     assert checkpoint_interval(0.2) == CHECKPOINT_SECONDS
     assert checkpoint_interval(12.0) == pytest.approx(120.0)  # a 12 s persist waits 2 min: 10% of the run
+
+
+def test_a_groups_evidence_line_says_when_keypoints_were_too_few_to_match() -> None:
+    """A thumbnail's link has no matches to count: the line says why, not "0/0 agree"."""
+    untold = _evidence_line({"descriptor": 0.981, "hash": 1.0, "geometry": UNTOLD.to_json()})
+    assert "too few keypoints to match" in untold and "agree" not in untold
+    matched = _evidence_line({"descriptor": 0.9, "hash": 0.8, "geometry": Geometry(40, 31, 0.78, 0.2).to_json()})
+    assert "31/40 keypoint matches agree" in matched

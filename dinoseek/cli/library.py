@@ -174,7 +174,9 @@ def _evidence_line(evidence: dict | None) -> str:
     if evidence.get("hash") is not None:
         parts.append(f"hash {evidence['hash']:.2f}")
     geometry = evidence.get("geometry")
-    if geometry:
+    if geometry and geometry.get("telling") is False:
+        parts.append("too few keypoints to match")
+    elif geometry:
         parts.append(f"{geometry['inliers']}/{geometry['matches']} keypoint matches agree")
     return "  [" + ", ".join(parts) + "]"
 
