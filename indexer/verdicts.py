@@ -205,8 +205,8 @@ class Calibration:
         if not evidence:
             return
         cheap = feature_columns(evidence, FEATURES_CHEAP)
-        geometry = np.array([_told(e) for e in evidence])
         untold = np.array([_untold(e) for e in evidence])
+        geometry = np.array([e.geometry is not None for e in evidence]) & ~untold  # ``_told``, from ``untold``
         full = feature_columns(evidence, FEATURES_FULL) if geometry.any() else None
         p = _logistic_rows(self.cheap, cheap)
         if self.full is not None and full is not None:
