@@ -125,7 +125,7 @@ def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
     if descriptors is None or not found:
         return Keypoints(np.zeros((0, 2), dtype=np.float32), np.zeros((0, 32), dtype=np.uint8), grey.shape[1],
                          grey.shape[0], grey)
-    points = np.array([k.pt for k in found], dtype=np.float32)
+    points = cv2.KeyPoint_convert(found).reshape(-1, 2).astype(np.float32, copy=False)
     return Keypoints(points, descriptors, grey.shape[1], grey.shape[0], grey)
 
 

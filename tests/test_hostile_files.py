@@ -4,12 +4,13 @@ memory, a folder named ``x.jpg`` given by name (issue 17, finding 9)."""
 
 from __future__ import annotations
 
+import builtins
 import os
 from pathlib import Path
 
 import pytest
 
-from indexer.ingest.reading import read_bytes
+from indexer.ingest.reading import read_bytes, read_image
 from model.preprocess import ImageDecodeError
 from tests.support.photos import skimage_photo
 from tests.support.processes import cli_json, worker_env
@@ -46,3 +47,21 @@ def test_reading_refuses_what_is_not_a_regular_file(tmp_path) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ImageDecodeError, match="empty file"):
         read_bytes(tmp_path / "empty.jpg")
+
+
+def test_optional_decoders_are_looked_for_once_a_process(tmp_path, monkeypatch) -> None:
+    """Every decode asks for the optional HEIC/AVIF decoders; an import that fails (pillow-heif
+    not installed) searches the whole path each time it is tried, so it is tried once."""
+    skimage_photo("coffee").save(tmp_path / "coffee.jpg", quality=90)
+    tried = []
+    real_import = builtins.__import__
+
+    def counting_import(name, *args, **kwargs):
+        if name == "pillow_heif":
+            tried.append(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", counting_import)
+    for side in (None, 112, 320):
+        assert read_image(tmp_path / "coffee.jpg", target_long_side=side).image.mode == "RGB"
+    assert len(tried) <= 1  # none when an earlier decode of this process looked already

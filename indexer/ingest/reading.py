@@ -25,25 +25,28 @@ from model.preprocess import ImageDecodeError, decode_errors, finish_decode, ope
 DEFAULT_MAX_PIXELS = 100_000_000  # a 10k x 10k photo; larger files are refused as decompression bombs
 DEFAULT_MAX_FILE_MB = 512  # DINOSEEK_MAX_FILE_MB: the largest file read (a RAW or a TIFF panorama fits)
 _EXIF_DATETIME = ExifTags.Base.DateTimeOriginal
-_plugins_registered = False
+_plugins_enabled: list[str] | None = None  # what the first call found
 
 
 def register_optional_plugins() -> list[str]:
-    """Enable HEIC/AVIF decoding when ``pillow-heif`` is installed; returns the plugins enabled."""
-    global _plugins_registered
+    """Enable HEIC/AVIF decoding when ``pillow-heif`` is installed; returns the plugins enabled.
+    Looked for once a process: every decode calls this, and an import that fails searches the
+    whole path again each time it is tried."""
+    global _plugins_enabled
+    if _plugins_enabled is not None:
+        return list(_plugins_enabled)
     enabled: list[str] = []
     try:
         import pillow_heif  # lazy: an optional package
 
-        if not _plugins_registered:
-            pillow_heif.register_heif_opener()
-            if hasattr(pillow_heif, "register_avif_opener"):
-                pillow_heif.register_avif_opener()
+        pillow_heif.register_heif_opener()
+        if hasattr(pillow_heif, "register_avif_opener"):
+            pillow_heif.register_avif_opener()
         enabled.append("pillow_heif")
     except ImportError:
         pass
-    _plugins_registered = True
-    return enabled
+    _plugins_enabled = enabled
+    return list(enabled)
 
 
 @dataclass(frozen=True)
