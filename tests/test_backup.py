@@ -32,6 +32,7 @@ from indexer.catalog.models import Base, Image, ImageFeatures
 from indexer.collections import collection_counts
 from indexer.duplicates import find_duplicates, list_groups
 from indexer.errors import Busy, InvalidRequest, NotFound
+from indexer.ingest import local_features
 from indexer.jobs import create_index_job, fail_job, index_paths
 from indexer.library import Library
 from indexer.query.regions import search_region_files
@@ -387,11 +388,12 @@ def test_export_import_gives_the_same_answers_under_new_ids(source, tmp_path, ti
         for i in grids:
             np.testing.assert_allclose(cells[mapping[i]], old_cells[i], atol=1e-3)
 
-        # and their local features, byte for byte
+        # and their local features, byte for byte, with the version of the extractor that found them
         with source.library.catalog.session() as s:
-            old_features = {r.image_id: r.data for r in s.scalars(select(ImageFeatures))}
+            old_features = {r.image_id: (r.data, r.extractor) for r in s.scalars(select(ImageFeatures))}
         with target.catalog.session() as s:
-            new_features = {r.image_id: r.data for r in s.scalars(select(ImageFeatures))}
+            new_features = {r.image_id: (r.data, r.extractor) for r in s.scalars(select(ImageFeatures))}
+        assert {extractor for _, extractor in old_features.values()} == {local_features.EXTRACTOR}
         assert len(old_features) == 13 and {mapping[i]: d for i, d in old_features.items()}.items() <= new_features.items()
 
         # the collection that was there is untouched; the model row is shared, not duplicated

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from dinoseek.settings import load_settings
 from indexer import verification
@@ -220,6 +220,32 @@ def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(
     np.testing.assert_array_equal(after, vectors)
     again = index_paths(library, "lib", [folder])
     assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
+
+
+def test_features_of_an_older_extractor_are_found_again_without_re_embedding(library) -> None:
+    """Features stored by an earlier extractor (before framed pictures kept keypoints of their
+    window, say) are found again by the next index, as missing ones are; current ones are kept."""
+    library, folder = library
+    stored = _features(library)
+    with library.catalog.session() as s:
+        ids = {Path(path).name: i for i, path in s.execute(select(Row.id, Row.path))}
+        assert set(s.scalars(select(ImageFeatures.extractor))) == {local_features.EXTRACTOR}
+        old, kept = ids["coffee.jpg"], ids["chelsea.jpg"]
+        wrong = stored["rocket.jpg"]  # bytes that are not these pictures' features: seen if kept
+        s.execute(update(ImageFeatures).where(ImageFeatures.image_id == old).values(data=wrong, extractor=1))
+        s.execute(update(ImageFeatures).where(ImageFeatures.image_id == kept).values(data=wrong))
+    with library.catalog.session() as s:
+        stores = library.stores_for(s, library.get_collection(s, "lib"))
+    _, vectors = stores.global_.fetch(np.array(sorted(ids.values())))
+    report = index_paths(library, "lib", [folder])
+    assert (report.indexed, report.skipped, report.failed) == (0, len(ids), 0)  # nothing re-embedded
+    after = _features(library)
+    assert after["coffee.jpg"] == stored["coffee.jpg"]  # found again, by this extractor
+    assert after["chelsea.jpg"] == wrong  # this extractor's already: not looked at
+    with library.catalog.session() as s:
+        assert s.get(ImageFeatures, old).extractor == local_features.EXTRACTOR
+    _, again = stores.global_.fetch(np.array(sorted(ids.values())))
+    np.testing.assert_array_equal(again, vectors)
 
 
 def test_keypoints_found_by_the_decode_threads_are_those_found_between_passes(tmp_path, monkeypatch) -> None:

@@ -377,12 +377,13 @@ def _import_rows(conn: Connection, archive: Archive, name: str, report: ArchiveR
 
     def flush_features() -> None:
         if features:
-            conn.execute(insert_statement(t["image_features"], ["image_id", "data"]), insert_params(features))
+            conn.execute(insert_statement(t["image_features"], ["image_id", "data", "extractor"]), insert_params(features))
             report.rows["image_features"] += len(features)
             features.clear()
 
     for row in rows("image_features"):
-        features.append({"image_id": remapped(image_ids, row["image_id"], "image"), "data": row["data"]})
+        features.append({"image_id": remapped(image_ids, row["image_id"], "image"), "data": row["data"],
+                         "extractor": row["extractor"]})
         if len(features) >= ROW_BATCH:
             flush_features()
     flush_features()

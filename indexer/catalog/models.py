@@ -122,6 +122,15 @@ class ImageFeatures(Base):
     __tablename__ = "image_features"
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # the version of the extractor that found them (local_features.EXTRACTOR): an older one's are
+    # found again by the next index, as missing ones are
+    extractor: Mapped[int] = mapped_column(Integer, server_default="1")
+
+
+def features_from(extractor: int):
+    """SQL truth of an image (outer-joined to its features) having features found by ``extractor``
+    or a later one: false where it has none."""
+    return func.coalesce(ImageFeatures.extractor, 0) >= extractor
 
 
 class Job(Base):
@@ -262,9 +271,10 @@ def update_images(session: Session, rows: list[dict]) -> None:
         session.execute(statement, [{f"b_{k}": row[k] for k in keys} for row in rows if tuple(sorted(row)) == keys])
 
 
-def replace_image_features(session: Session, features: dict[int, bytes], dropped: list[int] = ()) -> None:
-    """Store these images' local features (replacing what they had) and drop those of ``dropped``;
-    an image deleted meanwhile gets none."""
+def replace_image_features(session: Session, features: dict[int, bytes], extractor: int,
+                           dropped: list[int] = ()) -> None:
+    """Store these images' local features, found by ``extractor`` (replacing what they had), and
+    drop those of ``dropped``; an image deleted meanwhile gets none."""
     table = ImageFeatures.__table__
     ids = sorted(set(features) | set(dropped))
     for start in range(0, len(ids), 500):
@@ -273,6 +283,6 @@ def replace_image_features(session: Session, features: dict[int, bytes], dropped
     alive: set[int] = set()
     for start in range(0, len(wanted), 500):
         alive |= set(session.scalars(select(Image.id).where(Image.id.in_(wanted[start:start + 500]))))
-    rows = [{"image_id": i, "data": features[i]} for i in wanted if i in alive]
+    rows = [{"image_id": i, "data": features[i], "extractor": extractor} for i in wanted if i in alive]
     if rows:
         session.execute(table.insert(), rows)

@@ -25,6 +25,10 @@ from indexer.framing import Window, content_windows, crop_windows
 from indexer.verification import KEYPOINTS, Keypoints, grey_levels, orb_keypoints
 
 MAGIC = b"DSLF1"
+# what ``extract`` finds, by version (kept beside the stored bytes): 1, whole-picture keypoints only;
+# 2, a framed picture's partly on its window. Features of an older version are found again by the
+# next index of their collection (docs/INDEXING.md).
+EXTRACTOR = 2
 HEADER = struct.Struct("<HHH")
 SUBPIXELS = 16  # positions are kept to 1/16 pixel: far below RANSAC's 2-pixel residual
 WINDOW_KEYPOINTS = 140  # of KEYPOINTS, found on a framed picture's content window (docs/BENCHMARKS.md)

@@ -26,6 +26,7 @@ from indexer.catalog.models import (
     JobChunk,
     JobError,
     failed_image,
+    features_from,
     replace_image_features,
     update_images,
     utcnow,
@@ -167,7 +168,7 @@ class ChunkRun:
         with self.library.catalog.session() as s:
             for start in range(0, len(ids), 500):
                 for r in s.execute(select(Image.id, Image.path, Image.sha256, Image.status, Image.patch_rows,
-                                          ImageFeatures.image_id.is_not(None).label("has_features"))
+                                          features_from(local_features.EXTRACTOR).label("has_features"))
                                    .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id)
                                    .where(Image.id.in_(ids[start:start + 500]),
                                           Image.collection_id == self.target.collection_id)):
@@ -196,7 +197,7 @@ class ChunkRun:
             max_pixels = self.library.settings.max_image_pixels
             if previous.status == "indexed" and previous.sha256 == item.sha256 and previous.patch_rows:
                 item.unchanged = True
-                if not previous.has_features:  # indexed before features were stored: fill them in
+                if not previous.has_features:  # indexed before features were stored, or by an older extractor
                     item.features = self._features(item, data, None)
                 return item
             known = self.known.get(item.sha256)
@@ -421,7 +422,7 @@ class ChunkRun:
                 s.execute(update(Image).where(Image.id == f.image_id).values(failed_image(
                     f.error, sha256=f.sha256, size_bytes=f.stat.size_bytes if f.stat else None,
                     mtime_ns=f.stat.mtime_ns if f.stat else None)))
-            replace_image_features(s, chunk.features, dropped=[f.image_id for f in failures])
+            replace_image_features(s, chunk.features, local_features.EXTRACTOR, dropped=[f.image_id for f in failures])
         for f in failures:
             s.add(JobError(job_id=self.target.job_id, path=f.path, error=f.error))
         s.execute(update(Job).where(Job.id == self.target.job_id).values(

@@ -17,8 +17,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from indexer.catalog.models import Collection, Image, ImageFeatures, Job, JobChunk
+from indexer.catalog.models import Collection, Image, ImageFeatures, Job, JobChunk, features_from
 from indexer.errors import InvalidRequest
+from indexer.ingest import local_features
 from indexer.ingest.reading import stat_file
 from indexer.jobs.records import DEFAULT_CHUNK_SIZE, JobInfo, JobKind, add_job, check_chunk_size, chunks_of
 from indexer.jobs.target import Target
@@ -70,8 +71,8 @@ def _devices(paths: list[str]) -> dict[str, int]:
 
 def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
     """Walk the job's paths, add rows for new files, and chunk what needs work: new rows, rows not
-    indexed or whose file changed size or mtime since, rows without stored local features, and
-    indexed rows whose vectors the stores lack."""
+    indexed or whose file changed size or mtime since, rows without stored local features (or with
+    an older extractor's), and indexed rows whose vectors the stores lack."""
     collection = s.get(Collection, job.collection_id)
     library.bind_model(s, collection)  # refuses a model other than the collection's before any work
     p = job.params
@@ -81,7 +82,7 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
         raise InvalidRequest(str(exc)) from exc
     known = {r.path: r for r in s.execute(
         select(Image.id, Image.path, Image.status, Image.size_bytes, Image.mtime_ns, Image.patch_rows, Image.patch_cols,
-               ImageFeatures.image_id.is_not(None).label("has_features"))
+               features_from(local_features.EXTRACTOR).label("has_features"))
         .outerjoin(ImageFeatures, ImageFeatures.image_id == Image.id).where(Image.collection_id == collection.id))}
     todo: list[int] = []
     whole: list = []  # indexed rows left alone, unless their vectors are missing from the stores
@@ -97,7 +98,7 @@ def plan_index(library: Library, s: Session, job: Job) -> list[JobChunk]:
             st = None  # vanished or unreadable since the walk: let the reader report it
         unchanged = st is not None and (row.size_bytes, row.mtime_ns) == (st.size_bytes, st.mtime_ns)
         if row.status == "indexed" and unchanged and row.has_features:
-            whole.append(row)  # (indexed before local features were stored: the chunk fills them in, embedding nothing)
+            whole.append(row)  # (else features missing or an older extractor's: the chunk finds them, embedding nothing)
             continue
         todo.append(row.id)
     todo.extend(_rows_to_repair(library, s, collection, whole))
