@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -127,7 +128,7 @@ class ImageFeatures(Base):
     extractor: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
-def features_from(extractor: int):
+def features_from(extractor: int) -> ColumnElement[bool]:
     """SQL truth of an image (outer-joined to its features) having features found by ``extractor``
     or a later one: false where it has none."""
     return func.coalesce(ImageFeatures.extractor, 0) >= extractor
