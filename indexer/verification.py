@@ -129,11 +129,31 @@ def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
     return Keypoints(points, descriptors, grey.shape[1], grey.shape[0], grey)
 
 
+_faiss_on_one_thread = None  # the faiss module, in a process that asked for it (``match_by_faiss_here``)
+
+
+def match_by_faiss_here() -> bool:
+    """In a process that verifies on one thread of its own (a geometry pool's worker), match by
+    FAISS's binary k-NN search from now on, when FAISS is installed: half the time of numpy's
+    popcounts there, the same pairs. Not where Python threads share the cores (a search's
+    verification): there FAISS, holding its thread, is the slower. Whether it is used."""
+    global _faiss_on_one_thread
+    try:
+        import faiss  # lazy: an optional package (the [cpu] or [gpu] extra)
+    except ImportError:
+        return False
+    faiss.omp_set_num_threads(1)  # this process's only other threads would contend for its core
+    _faiss_on_one_thread = faiss
+    return True
+
+
 def match(a: Keypoints, b: Keypoints) -> np.ndarray:
     """(n, 2) indices of mutual nearest neighbours (Hamming distance) between a's and b's patches
     whose nearest is clearly nearer than the second (Lowe's ratio test)."""
     if len(a.points) < 2 or len(b.points) < 2:
         return np.zeros((0, 2), dtype=np.int64)
+    if _faiss_on_one_thread is not None:
+        return _match_by_faiss(_faiss_on_one_thread, a.descriptors, b.descriptors)
     if len(a.points) * len(b.points) <= POPCOUNT_PAIRS:
         return _match_by_popcount(a.descriptors, b.descriptors)
     return _match_by_matcher(a.descriptors, b.descriptors)
@@ -155,6 +175,19 @@ def _match_by_popcount(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     distance[rows, nearest] = first
     keep = (np.argmin(distance, axis=0)[nearest] == rows) & (first < LOWE_RATIO * second)
     return np.stack([rows[keep], nearest[keep]], axis=1).astype(np.int64)
+
+
+def _match_by_faiss(faiss, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``match`` by FAISS's exhaustive binary search: a's two nearest in b, b's nearest in a."""
+    a, b = np.ascontiguousarray(a, dtype=np.uint8), np.ascontiguousarray(b, dtype=np.uint8)
+    in_b, in_a = faiss.IndexBinaryFlat(8 * b.shape[1]), faiss.IndexBinaryFlat(8 * a.shape[1])
+    in_b.add(b)
+    in_a.add(a)
+    distance, nearest = in_b.search(a, 2)
+    _, back = in_a.search(b, 1)
+    rows = np.arange(len(a))
+    keep = (back[nearest[:, 0], 0] == rows) & (distance[:, 0] < LOWE_RATIO * distance[:, 1])
+    return np.stack([rows[keep], nearest[keep, 0]], axis=1).astype(np.int64)
 
 
 def _match_by_matcher(a: np.ndarray, b: np.ndarray) -> np.ndarray:

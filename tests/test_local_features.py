@@ -105,14 +105,18 @@ def test_a_framed_picture_keeps_keypoints_of_the_photo_inside(photos) -> None:
         np.testing.assert_array_equal(local_features.extract(photos[name]).descriptors, whole.descriptors)
 
 
-def test_both_ways_of_matching_give_the_mutual_nearest_patches_that_pass_the_ratio_test(photos) -> None:
-    """numpy popcounts (up to POPCOUNT_PAIRS patch pairs) and OpenCV's matcher (above) give the same
-    pairs, and those are exactly the mutual nearest neighbours whose nearest is clearly nearer than
-    the second, checked here on the unpacked bits, for copies, an unrelated pair and dense patches."""
+def test_every_way_of_matching_gives_the_mutual_nearest_patches_that_pass_the_ratio_test(photos, monkeypatch) -> None:
+    """numpy popcounts (up to POPCOUNT_PAIRS patch pairs), OpenCV's matcher (above) and FAISS's
+    binary search (a geometry worker's) give the same pairs, and those are exactly the mutual
+    nearest neighbours whose nearest is clearly nearer than the second, checked here on the
+    unpacked bits, for copies, an unrelated pair, dense patches and patches found twice."""
+    faiss = pytest.importorskip("faiss")
     chelsea = local_features.extract(photos["chelsea"])
     dense = verification.orb_keypoints(np.asarray(photos["chelsea"].convert("L")), cv2.ORB_create(nfeatures=1500))
     cases = [(keypoints(copy), chelsea) for copy in _copies(photos["chelsea"]).values()]
-    cases += [(keypoints(photos["coffee"]), chelsea), (chelsea, dense)]
+    twice = verification.Keypoints(np.vstack([chelsea.points, chelsea.points[:40]]),
+                                   np.vstack([chelsea.descriptors, chelsea.descriptors[:40]]), chelsea.width, chelsea.height)
+    cases += [(keypoints(photos["coffee"]), chelsea), (chelsea, dense), (twice, keypoints(_copies(photos["chelsea"])["crop"]))]
     for a, b in cases:
         bits_a, bits_b = np.unpackbits(a.descriptors, axis=1), np.unpackbits(b.descriptors, axis=1)
         distance = (bits_a[:, None, :] != bits_b[None, :, :]).sum(axis=2)
@@ -122,8 +126,13 @@ def test_both_ways_of_matching_give_the_mutual_nearest_patches_that_pass_the_rat
                     if distance[:, nearest[i]].argmin() == i and ordered[i, 0] < verification.LOWE_RATIO * ordered[i, 1]}
         by_popcount = verification._match_by_popcount(a.descriptors, b.descriptors)
         by_matcher = verification._match_by_matcher(a.descriptors, b.descriptors)
+        by_faiss = verification._match_by_faiss(faiss, a.descriptors, b.descriptors)
+        assert np.array_equal(by_faiss, by_popcount)
         assert {tuple(p) for p in by_popcount.tolist()} == {tuple(p) for p in by_matcher.tolist()} == expected
         assert {tuple(p) for p in verification.match(a, b).tolist()} == expected
+        monkeypatch.setattr(verification, "_faiss_on_one_thread", faiss)  # as in a geometry worker
+        assert {tuple(p) for p in verification.match(a, b).tolist()} == expected
+        monkeypatch.setattr(verification, "_faiss_on_one_thread", None)
     assert len(expected) > 50 and len(dense.points) * len(chelsea.points) > verification.POPCOUNT_PAIRS
 
 

@@ -27,7 +27,7 @@ from indexer.duplicates.judging import KEYPOINT_CACHE, PictureCache, picture_cac
 from indexer.duplicates.near_joins import NearJoins
 from indexer.library import Library
 from indexer.readback import Roots, fixed_roots
-from indexer.verification import Geometry, verify_keypoints
+from indexer.verification import Geometry, match_by_faiss_here, verify_keypoints
 from model.embedder import available_cores
 
 Pair = tuple[int, int]
@@ -187,9 +187,11 @@ def _verify(cache: PictureCache, pairs: list[Pair], paths: dict[int, str],
 
 
 def _start(database_url: str, max_pixels: int, roots: Roots) -> None:
-    """A worker process: its own catalog connection and keypoint cache, and OpenCV on one thread
-    (there is a process per core: its own threads would only contend with the others)."""
+    """A worker process: its own catalog connection and keypoint cache, and OpenCV (and FAISS's
+    matching, where installed) on one thread (there is a process per core: its own threads would
+    only contend with the others)."""
     cv2.setNumThreads(1)
+    match_by_faiss_here()
     _worker["cache"] = PictureCache(Catalog(database_url), max_pixels, roots)
 
 
