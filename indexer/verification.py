@@ -132,19 +132,18 @@ def orb_keypoints(grey: np.ndarray, orb) -> Keypoints:
 _faiss_on_one_thread = None  # the faiss module, in a process that asked for it (``match_by_faiss_here``)
 
 
-def match_by_faiss_here() -> bool:
+def match_by_faiss_here() -> None:
     """In a process that verifies on one thread of its own (a geometry pool's worker), match by
     FAISS's binary k-NN search from now on, when FAISS is installed: half the time of numpy's
     popcounts there, the same pairs. Not where Python threads share the cores (a search's
-    verification): there FAISS, holding its thread, is the slower. Whether it is used."""
+    verification): there FAISS, holding its thread, is the slower."""
     global _faiss_on_one_thread
     try:
         import faiss  # lazy: an optional package (the [cpu] or [gpu] extra)
     except ImportError:
-        return False
+        return
     faiss.omp_set_num_threads(1)  # this process's only other threads would contend for its core
     _faiss_on_one_thread = faiss
-    return True
 
 
 def match(a: Keypoints, b: Keypoints) -> np.ndarray:
@@ -173,8 +172,7 @@ def _match_by_popcount(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     distance[rows, nearest] = np.iinfo(np.uint16).max  # the second nearest: the row's least but its nearest
     second = distance.min(axis=1)  # (a masked min: a quarter faster than a partition of the rows)
     distance[rows, nearest] = first
-    keep = (np.argmin(distance, axis=0)[nearest] == rows) & (first < LOWE_RATIO * second)
-    return np.stack([rows[keep], nearest[keep]], axis=1).astype(np.int64)
+    return _mutual_pairs(nearest, first, second, np.argmin(distance, axis=0))
 
 
 def _match_by_faiss(faiss, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,9 +183,15 @@ def _match_by_faiss(faiss, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     in_a.add(a)
     distance, nearest = in_b.search(a, 2)
     _, back = in_a.search(b, 1)
-    rows = np.arange(len(a))
-    keep = (back[nearest[:, 0], 0] == rows) & (distance[:, 0] < LOWE_RATIO * distance[:, 1])
-    return np.stack([rows[keep], nearest[keep, 0]], axis=1).astype(np.int64)
+    return _mutual_pairs(nearest[:, 0], distance[:, 0], distance[:, 1], back[:, 0])
+
+
+def _mutual_pairs(nearest: np.ndarray, first: np.ndarray, second: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """The (a, b) pairs of ``match`` from each a patch's nearest b patch, its distance and the
+    second nearest's, and each b patch's nearest a patch (``back``): mutual, and passing the ratio test."""
+    rows = np.arange(len(nearest))
+    keep = (back[nearest] == rows) & (first < LOWE_RATIO * second)
+    return np.stack([rows[keep], nearest[keep]], axis=1).astype(np.int64)
 
 
 def _match_by_matcher(a: np.ndarray, b: np.ndarray) -> np.ndarray:
