@@ -43,6 +43,11 @@ BLOCK = 16  # pixels (at VERIFY_SIDE) of the photometric check's blocks
 AGREEMENT_ZNCC = 0.7
 AGREEMENT_SIGMA = 1.0  # pixels of Gaussian blur applied to both before correlating
 FLAT_ENERGY = 25.0  # grey-level variance below which a block is flat: no evidence either way
+# Overlays (``overlaid_blocks``): a block whose texture energy in one picture is this many times the
+# other's holds something the other lacks, and when at least OVERLAY_SIDE of such blocks are richer
+# in the same picture, that is a caption, sticker or button laid over it: no evidence either way
+OVERLAY_ENERGY_RATIO = 4.0
+OVERLAY_SIDE = 0.7
 
 
 @dataclass
@@ -76,9 +81,9 @@ class Geometry:
     """What geometric verification found: cross-checked matches, homography inliers among them,
     ``inlier_share`` = inliers / matches, ``coverage`` = inliers / the smaller keypoint count, and
     ``agreement``: the share of textured blocks of the overlap whose grey levels still correlate
-    (ZNCC >= 0.7) once the homography aligns the pictures (a copy keeps its pixels; another shot
-    moves, occludes and re-lights them). Fewer than MIN_ALIGNING_INLIERS inliers is no homography:
-    share, coverage and agreement are then 0."""
+    (ZNCC >= 0.7) once the homography aligns the pictures, blocks under an overlay left out (a copy
+    keeps its pixels; another shot moves, occludes and re-lights them). Fewer than
+    MIN_ALIGNING_INLIERS inliers is no homography: share, coverage and agreement are then 0."""
 
     matches: int
     inliers: int
@@ -239,8 +244,9 @@ def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
 
 def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     """Share of a's textured BLOCK x BLOCK blocks inside the overlap whose grey levels correlate
-    (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b). Where b is the smaller
-    picture, a is first taken down to b's resolution, so a resized copy is not blamed for its blur."""
+    (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b), overlays left out
+    (``overlaid_blocks``). Where b is the smaller picture, a is first taken down to b's
+    resolution, so a resized copy is not blamed for its blur."""
     scale = _local_scale(h, a.shape[1] / 2, a.shape[0] / 2)
     ref = a.astype(np.float32)
     if 0.1 < scale < 0.95:
@@ -269,10 +275,23 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     rb = rb - rb.mean(axis=1, keepdims=True)
     energy_a, energy_b = (ra * ra).sum(axis=1), (rb * rb).sum(axis=1)
     textured = valid & (energy_a > FLAT_ENERGY * BLOCK * BLOCK) & (energy_b > FLAT_ENERGY * BLOCK * BLOCK)
+    textured &= ~overlaid_blocks(energy_a, energy_b, textured)
     if not textured.any():
         return 0.0
     zncc = (ra * rb).sum(axis=1)[textured] / np.sqrt(energy_a[textured] * energy_b[textured])
     return float((zncc >= AGREEMENT_ZNCC).mean())
+
+
+def overlaid_blocks(energy_a: np.ndarray, energy_b: np.ndarray, textured: np.ndarray) -> np.ndarray:
+    """The textured blocks that hold an overlay: far richer in texture (OVERLAY_ENERGY_RATIO) in the
+    picture where nearly all such blocks are (OVERLAY_SIDE): a copy's caption or sticker lies on one
+    picture, while two different photos, or two shots of a scene, are each richer in places."""
+    richer_a = textured & (energy_a > OVERLAY_ENERGY_RATIO * energy_b)
+    richer_b = textured & (energy_b > OVERLAY_ENERGY_RATIO * energy_a)
+    in_a, in_b = int(richer_a.sum()), int(richer_b.sum())
+    if max(in_a, in_b) < OVERLAY_SIDE * (in_a + in_b) or in_a + in_b == 0:
+        return np.zeros_like(textured)
+    return richer_a if in_a > in_b else richer_b
 
 
 def _local_scale(h: np.ndarray, x: float, y: float) -> float:
