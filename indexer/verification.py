@@ -48,6 +48,11 @@ FLAT_ENERGY = 25.0  # grey-level variance below which a block is flat: no eviden
 # in the same picture, that is a caption, sticker or button laid over it: no evidence either way
 OVERLAY_ENERGY_RATIO = 4.0
 OVERLAY_SIDE = 0.7
+# Sharpness matched (``matched_sharpness``): where one picture's blocks hold less than half the other's
+# fine detail (the median block's Laplacian energy), the sharper is blurred further by the one of
+# these sigmas (pixels) that brings it nearest, so a blurred copy is not blamed for its blur
+SHARPNESS_RATIO = 0.5
+SHARPNESS_SIGMAS = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
 @dataclass
@@ -246,7 +251,8 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     """Share of a's textured BLOCK x BLOCK blocks inside the overlap whose grey levels correlate
     (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b), overlays left out
     (``overlaid_blocks``). Where b is the smaller picture, a is first taken down to b's
-    resolution, so a resized copy is not blamed for its blur."""
+    resolution, and the sharper of the two is blurred to the other's sharpness
+    (``matched_sharpness``), so a resized or blurred copy is not blamed for its blur."""
     scale = _local_scale(h, a.shape[1] / 2, a.shape[0] / 2)
     ref = a.astype(np.float32)
     if 0.1 < scale < 0.95:
@@ -261,7 +267,8 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     except np.linalg.LinAlgError:
         return 0.0
     size = (a.shape[1], a.shape[0])
-    warped = cv2.warpPerspective(b, inverse, size, flags=cv2.INTER_LINEAR)
+    # the overlap's edge continued outward, not black: a false edge would count as fine detail
+    warped = cv2.warpPerspective(b, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpPerspective(np.ones_like(b, dtype=np.uint8), inverse, size, flags=cv2.INTER_NEAREST)
     rows, cols = a.shape[0] // BLOCK, a.shape[1] // BLOCK
     if rows == 0 or cols == 0:
@@ -270,7 +277,9 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     def blocks(x: np.ndarray) -> np.ndarray:
         return x[:rows * BLOCK, :cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
 
-    ra, rb, valid = blocks(ref), blocks(warped), blocks(inside).min(axis=1) >= 1
+    valid = blocks(inside).min(axis=1) >= 1
+    ref, warped = matched_sharpness(ref[:rows * BLOCK, :cols * BLOCK], warped[:rows * BLOCK, :cols * BLOCK], valid)
+    ra, rb = blocks(ref), blocks(warped)
     ra = ra - ra.mean(axis=1, keepdims=True)
     rb = rb - rb.mean(axis=1, keepdims=True)
     energy_a, energy_b = (ra * ra).sum(axis=1), (rb * rb).sum(axis=1)
@@ -280,6 +289,36 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
         return 0.0
     zncc = (ra * rb).sum(axis=1)[textured] / np.sqrt(energy_a[textured] * energy_b[textured])
     return float((zncc >= AGREEMENT_ZNCC).mean())
+
+
+def matched_sharpness(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """a and b (float32, BLOCK-aligned), the sharper blurred further where the median of their
+    blocks' fine-detail ratio (Laplacian energy, over the blocks ``inside`` both) says one holds
+    under SHARPNESS_RATIO of the other's: by the SHARPNESS_SIGMAS sigma whose blur brings it nearest."""
+    detail_a, detail_b = _block_detail(a), _block_detail(b)
+    both = inside & (detail_a > 1e-3) & (detail_b > 1e-3)
+    if both.sum() < 8:
+        return a, b
+    gap = float(np.median(np.log(detail_b[both] / detail_a[both])))  # < 0: b is the blurrier
+    if abs(gap) <= -np.log(SHARPNESS_RATIO):
+        return a, b
+    sharper, target = (a, detail_b[both]) if gap < 0 else (b, detail_a[both])
+    chosen, left = sharper, abs(gap)
+    for sigma in SHARPNESS_SIGMAS:
+        blurred = cv2.GaussianBlur(sharper, (0, 0), sigma)
+        remaining = float(np.median(np.log(np.maximum(_block_detail(blurred)[both], 1e-6) / target)))
+        if remaining <= 0:  # as blurry as the other now, or blurrier: this sigma or the one before
+            if -remaining < left:
+                chosen = blurred
+            break
+        chosen, left = blurred, remaining
+    return (chosen, b) if gap < 0 else (a, chosen)
+
+
+def _block_detail(x: np.ndarray) -> np.ndarray:
+    """Each BLOCK x BLOCK block's mean squared Laplacian (row by row, as ``aligned_agreement``'s blocks)."""
+    laplacian = cv2.Laplacian(x, cv2.CV_32F)
+    return cv2.resize(laplacian * laplacian, (x.shape[1] // BLOCK, x.shape[0] // BLOCK), interpolation=cv2.INTER_AREA).reshape(-1)
 
 
 def overlaid_blocks(energy_a: np.ndarray, energy_b: np.ndarray, textured: np.ndarray) -> np.ndarray:
