@@ -53,6 +53,7 @@ OVERLAY_SIDE = 0.7
 # these sigmas (pixels) that brings it nearest, so a blurred copy is not blamed for its blur
 SHARPNESS_RATIO = 0.5
 SHARPNESS_SIGMAS = (0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+AGREED = 0.95  # a pair whose blocks agree this well as they are is not compared again sharpness-matched
 
 
 @dataclass
@@ -251,8 +252,9 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     """Share of a's textured BLOCK x BLOCK blocks inside the overlap whose grey levels correlate
     (ZNCC >= AGREEMENT_ZNCC) with b's warped onto them by ``h`` (a → b), overlays left out
     (``overlaid_blocks``). Where b is the smaller picture, a is first taken down to b's
-    resolution, and the sharper of the two is blurred to the other's sharpness
-    (``matched_sharpness``), so a resized or blurred copy is not blamed for its blur."""
+    resolution, and where under AGREED of the blocks agree, the sharper of the two is blurred to
+    the other's sharpness (``matched_sharpness``) and they are compared again: a resized or
+    blurred copy is not blamed for its blur."""
     scale = _local_scale(h, a.shape[1] / 2, a.shape[0] / 2)
     ref = a.astype(np.float32)
     if 0.1 < scale < 0.95:
@@ -278,8 +280,17 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
         return x[:rows * BLOCK, :cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3).reshape(rows * cols, -1)
 
     valid = blocks(inside).min(axis=1) >= 1
-    ref, warped = matched_sharpness(ref[:rows * BLOCK, :cols * BLOCK], warped[:rows * BLOCK, :cols * BLOCK], valid)
-    ra, rb = blocks(ref), blocks(warped)
+    ref, warped = ref[:rows * BLOCK, :cols * BLOCK], warped[:rows * BLOCK, :cols * BLOCK]
+    agreeing = _agreeing_share(blocks(ref), blocks(warped), valid)
+    if agreeing >= AGREED:
+        return agreeing
+    matched = matched_sharpness(ref, warped, valid)
+    return agreeing if matched is None else _agreeing_share(blocks(matched[0]), blocks(matched[1]), valid)
+
+
+def _agreeing_share(ra: np.ndarray, rb: np.ndarray, valid: np.ndarray) -> float:
+    """The share of the ``valid`` blocks (rows of pixels), textured in both and not overlaid,
+    whose grey levels correlate (ZNCC >= AGREEMENT_ZNCC)."""
     ra = ra - ra.mean(axis=1, keepdims=True)
     rb = rb - rb.mean(axis=1, keepdims=True)
     energy_a, energy_b = (ra * ra).sum(axis=1), (rb * rb).sum(axis=1)
@@ -291,18 +302,18 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     return float((zncc >= AGREEMENT_ZNCC).mean())
 
 
-def matched_sharpness(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """a and b (float32, BLOCK-aligned), the sharper blurred further where the median of their
+def matched_sharpness(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """a and b (float32, BLOCK-aligned), the sharper blurred further, where the median of their
     blocks' fine-detail ratio (Laplacian energy, over the blocks ``inside`` both) says one holds
     under SHARPNESS_RATIO of the other's: by the SHARPNESS_SIGMAS sigma whose blur brings it
-    nearest (chosen at half the resolution, a quarter of the cost)."""
+    nearest (chosen at half the resolution, a quarter of the cost). None where they are alike."""
     detail_a, detail_b = _block_detail(a), _block_detail(b)
     both = inside & (detail_a > 1e-3) & (detail_b > 1e-3)
     if both.sum() < 8:
-        return a, b
+        return None
     gap = float(np.median(np.log(detail_b[both] / detail_a[both])))  # < 0: b is the blurrier
     if abs(gap) <= -np.log(SHARPNESS_RATIO):
-        return a, b
+        return None
     sharper, blurrier = (a, b) if gap < 0 else (b, a)
     half = (a.shape[1] // 2, a.shape[0] // 2)
     small = cv2.resize(sharper, half, interpolation=cv2.INTER_AREA)
@@ -317,7 +328,7 @@ def matched_sharpness(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple
             break
         chosen, left = sigma, remaining
     if not chosen:
-        return a, b
+        return None
     blurred = cv2.GaussianBlur(sharper, (0, 0), chosen)
     return (blurred, b) if gap < 0 else (a, blurred)
 
