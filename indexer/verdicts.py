@@ -6,7 +6,8 @@ background (its mean similarity to its 2nd-11th nearest images in the collection
 that resembles everything does not pass on resemblance alone), the perceptual hashes' agreement,
 and geometric verification (indexer/verification.py). A logistic model fitted on labelled pairs
 (bench/fit_verdicts.py, photos the benchmarks never use) turns them into one calibrated
-probability that the pair is a copy; ``near`` is a probability of at least one half. A second
+probability that the pair is a copy (at least SAME_PICTURE_P where the hashes and the alignment
+say one picture, ``_same_picture``); ``near`` is a probability of at least one half. A second
 one, fitted on the cheap evidence, gives the probability that the two show the same scene or
 object at all; a pair that is not a copy but is at least even odds related is ``similar``.
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.verification import Geometry
+from indexer.verification import MIN_ALIGNING_INLIERS, Geometry
 from model.checkpoint import DEFAULT_CHECKPOINT
 
 CALIBRATION_FILE = DEFAULT_CHECKPOINT.parent / "verdicts.json"  # beside the shipped model, package data of `model`
@@ -36,6 +37,13 @@ FALLBACK_SLOPE = 20.0  # uncalibrated models: p = sigmoid(slope * (cosine - near
 FALLBACK_SIMILAR_MARGIN = 0.15  # uncalibrated models: similar from near threshold - margin
 # pHash similarity (at most 13 of 64 bits differ) that vouches for an UNTOLD pair: unrelated pairs average 0.5
 UNTOLD_MIN_HASH = 0.8
+# One picture (``_same_picture``): perceptual hashes this alike (at most 3 of 64 bits differ) and geometry
+# that aligns the two with this share of agreeing blocks. Of the fit's 450 labelled pairs 29 are, all
+# copies (other shots reach 0.94 at most); such a pair's copy probability is at least SAME_PICTURE_P,
+# the share of copies among them (Laplace's rule: 30 / 31). docs/BENCHMARKS.md
+SAME_PICTURE_HASH = 0.95
+SAME_PICTURE_AGREEMENT = 0.8
+SAME_PICTURE_P = 0.967
 
 
 def _sigmoid(x: float) -> float:
@@ -169,6 +177,8 @@ class Calibration:
             p = _logistic(self.full, features(evidence, FEATURES_FULL))
         else:
             p = self.cheap_probability(evidence)
+        if _same_picture(evidence):
+            p = max(p, SAME_PICTURE_P)
         evidence.copy_probability = p
         related = self.related_probability(evidence)
         if p >= 0.5:
@@ -211,6 +221,8 @@ class Calibration:
         p = _logistic_rows(self.cheap, cheap)
         if self.full is not None and full is not None:
             p = np.where(geometry, _logistic_rows(self.full, full), p)
+        same = np.array([_same_picture(e) for e in evidence])
+        p = np.where(same, np.maximum(p, SAME_PICTURE_P), p)
         related = np.full(len(evidence), np.nan)
         if self.related is not None:
             related = _logistic_rows(self.related, cheap)
@@ -227,6 +239,15 @@ class Calibration:
 def _told(evidence: PairEvidence) -> bool:
     """Whether the pair has geometry that is evidence (``_untold`` is not)."""
     return evidence.geometry is not None and not _untold(evidence)
+
+
+def _same_picture(evidence: PairEvidence) -> bool:
+    """Whether the pHashes say one picture (SAME_PICTURE_HASH) and verification aligns the two
+    (SAME_PICTURE_AGREEMENT): a copy whose blur or re-encoding left too few matching keypoints
+    for the inlier share to vouch for it."""
+    geometry = evidence.geometry
+    return (geometry is not None and geometry.telling and geometry.inliers >= MIN_ALIGNING_INLIERS
+            and geometry.agreement >= SAME_PICTURE_AGREEMENT and (evidence.hash or 0.0) >= SAME_PICTURE_HASH)
 
 
 def _untold(evidence: PairEvidence) -> bool:

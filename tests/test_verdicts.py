@@ -295,3 +295,21 @@ def test_a_pair_too_poor_in_keypoints_is_a_copy_on_the_cheap_evidence_or_nothing
     assert cal.judge(replace(unrelated)).verdict == "near"
     assert cal.judge(replace(unrelated, geometry=UNTOLD)).verdict is None
     assert UNTOLD.to_json()["telling"] is False and "telling" not in NO_GEOMETRY.to_json()
+
+
+def test_one_picture_by_its_hash_and_its_alignment_is_a_copy() -> None:
+    """Blur can leave a copy so few matching keypoints that its inlier share is a stranger's, while
+    its perceptual hash is its photo's and verification aligns the two: such a pair is a copy, in a
+    scan's arrays as alone. Hashes merely alike, or blocks that do not agree, leave it to the model."""
+    cal = Calibration.from_json(next(iter(load_calibrations().values())))
+    blurred = PairEvidence(0.85, 0.4, 61 / 64, Geometry(40, 20, 0.5, 0.3, agreement=0.9))
+    alike = replace(blurred, hash=58 / 64)
+    misaligned = replace(blurred, geometry=Geometry(40, 20, 0.5, 0.3, agreement=0.6))
+    few = replace(blurred, geometry=Geometry(40, 8, 0.0, 0.0))  # no homography: nothing aligned
+    assert cal.judge(replace(alike)).verdict != "near"  # the model alone: the share of a stranger
+    together = [replace(e) for e in (blurred, alike, misaligned, few)]
+    cal.judge_all(together)
+    for alone, judged in zip((cal.judge(replace(e)) for e in (blurred, alike, misaligned, few)), together):
+        assert judged.verdict == alone.verdict and judged.copy_probability == pytest.approx(alone.copy_probability, abs=1e-12)
+    assert [e.verdict == "near" for e in together] == [True, False, False, False]
+    assert together[0].copy_probability >= 0.95
