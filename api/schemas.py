@@ -92,6 +92,7 @@ class JobOut(Schema):
     failed = fields.Integer(required=True)
     indexed = fields.Integer()
     skipped = fields.Integer()
+    features_refreshed = fields.Integer()
     message = fields.String(allow_none=True)
     errors = fields.List(fields.Nested(JobErrorOut), required=True)
 

@@ -22,7 +22,7 @@ from indexer.duplicates.scan import pair_judge
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
 from indexer.ingest.reading import read_image
-from indexer.jobs import index_paths
+from indexer.jobs import index_paths, job_json
 from indexer.jobs.chunks import ChunkRun
 from indexer.library import Library
 from indexer.verdicts import calibration_for
@@ -224,11 +224,13 @@ def test_a_collection_indexed_before_features_is_filled_in_without_re_embedding(
     _, vectors = stores.global_.fetch(np.array(ids))
     report = index_paths(library, "lib", [folder])
     assert (report.indexed, report.skipped, report.failed) == (0, len(ids), 0)  # nothing re-embedded
+    assert report.features_refreshed == len(ids)  # and the report says what the run did
+    assert job_json(library, report.job_id)["features_refreshed"] == len(ids)
     assert _features(library) == stored  # the same bytes: computed as indexing computes them
     _, after = stores.global_.fetch(np.array(ids))
     np.testing.assert_array_equal(after, vectors)
     again = index_paths(library, "lib", [folder])
-    assert (again.indexed, again.skipped) == (0, len(ids))  # and the next run has nothing to do
+    assert (again.indexed, again.skipped, again.features_refreshed) == (0, len(ids), 0)  # the next run has nothing to do
 
 
 def test_features_of_an_older_extractor_are_found_again_without_re_embedding(library) -> None:
@@ -248,6 +250,7 @@ def test_features_of_an_older_extractor_are_found_again_without_re_embedding(lib
     _, vectors = stores.global_.fetch(np.array(sorted(ids.values())))
     report = index_paths(library, "lib", [folder])
     assert (report.indexed, report.skipped, report.failed) == (0, len(ids), 0)  # nothing re-embedded
+    assert report.features_refreshed == 1  # coffee's
     after = _features(library)
     assert after["coffee.jpg"] == stored["coffee.jpg"]  # found again, by this extractor
     assert after["chelsea.jpg"] == wrong  # this extractor's already: not looked at

@@ -77,8 +77,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     doc = report.to_json()
     pruned_text = f", {report.pruned} pruned" if args.prune else ""
+    refreshed_text = f" ({report.features_refreshed} with their local features found again)" if report.features_refreshed else ""
     return _print_report(args, doc, f"{args.collection}: {doc['scanned']} scanned, {doc['indexed']} indexed, "
-                                    f"{doc['skipped']} unchanged, {doc['failed']} failed{pruned_text} "
+                                    f"{doc['skipped']} unchanged{refreshed_text}, {doc['failed']} failed{pruned_text} "
                                     f"(job {doc['job_id']})")
 
 

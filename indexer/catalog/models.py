@@ -148,6 +148,8 @@ class Job(Base):
     scanned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     indexed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # of the skipped, files whose local features were found again (missing, or an older extractor's)
+    refreshed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -170,6 +172,7 @@ class JobChunk(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     indexed: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
+    refreshed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failed: Mapped[int] = mapped_column(Integer, default=0)
     results: Mapped[list | None] = mapped_column(JSON, nullable=True)  # staged rows of a re-index, a scan's evidence
     starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # tasks that began it (start_chunk)

@@ -407,9 +407,11 @@ class ChunkRun:
     def _commit_chunk(self, s: Session, chunk: _ChunkState) -> int:
         failures = chunk.failures
         staged = _staged_results(chunk, failures) if self.target.staged else None
+        # unchanged files (rows without sha256) whose features this run found again
+        refreshed = sum(1 for row in chunk.rows if "sha256" not in row and row["id"] in chunk.features)
         flipped = s.execute(update(JobChunk).where(JobChunk.id == chunk.id, JobChunk.status == "pending").values(
-            status="done", indexed=chunk.indexed, skipped=chunk.skipped, failed=len(failures), results=staged,
-            finished_at=utcnow())).rowcount
+            status="done", indexed=chunk.indexed, skipped=chunk.skipped, refreshed=refreshed, failed=len(failures),
+            results=staged, finished_at=utcnow())).rowcount
         if flipped != 1:  # another run of this chunk committed it first; its rows are already there
             return 0
         if not self.target.staged:
@@ -427,7 +429,7 @@ class ChunkRun:
             s.add(JobError(job_id=self.target.job_id, path=f.path, error=f.error))
         s.execute(update(Job).where(Job.id == self.target.job_id).values(
             done=Job.done + chunk.planned, failed=Job.failed + len(failures),
-            indexed=Job.indexed + chunk.indexed, skipped=Job.skipped + chunk.skipped))
+            indexed=Job.indexed + chunk.indexed, skipped=Job.skipped + chunk.skipped, refreshed=Job.refreshed + refreshed))
         return 1
 
 

@@ -82,14 +82,15 @@ class IndexReport:
     scanned: int = 0
     indexed: int = 0
     skipped: int = 0
+    features_refreshed: int = 0  # of the skipped, files whose local features were found again
     failed: int = 0
     pruned: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"collection": self.collection, "job_id": self.job_id, "scanned": self.scanned,
-                "indexed": self.indexed, "skipped": self.skipped, "failed": self.failed, "pruned": self.pruned,
-                "errors": self.errors}
+                "indexed": self.indexed, "skipped": self.skipped, "features_refreshed": self.features_refreshed,
+                "failed": self.failed, "pruned": self.pruned, "errors": self.errors}
 
 
 @dataclass(frozen=True)
@@ -228,8 +229,8 @@ def job_report(library: Library, job_id: int) -> IndexReport:
         job = get_job(s, job_id)
         collection = s.get(Collection, job.collection_id)
         return IndexReport(collection=collection.name, job_id=job.id, scanned=job.scanned, indexed=job.indexed,
-                           skipped=job.skipped, failed=job.failed, pruned=int((job.params or {}).get("pruned", 0)),
-                           errors=_errors(s, job))
+                           skipped=job.skipped, features_refreshed=job.refreshed, failed=job.failed,
+                           pruned=int((job.params or {}).get("pruned", 0)), errors=_errors(s, job))
 
 
 def job_json(library: Library, job_id: int, errors_offset: int = 0, errors_limit: int | None = None) -> dict:
@@ -240,7 +241,8 @@ def job_json(library: Library, job_id: int, errors_offset: int = 0, errors_limit
         collection = s.get(Collection, job.collection_id) if job.collection_id else None
         return {"id": job.id, "kind": job.kind, "status": job.status,
                 "collection": collection.name if collection else None, "total": job.total, "done": job.done,
-                "failed": job.failed, "indexed": job.indexed, "skipped": job.skipped, "message": job.message,
+                "failed": job.failed, "indexed": job.indexed, "skipped": job.skipped,
+                "features_refreshed": job.refreshed, "message": job.message,
                 "errors": _errors(s, job, errors_offset, errors_limit)}
 
 
