@@ -177,7 +177,7 @@ class Calibration:
             p = _logistic(self.full, features(evidence, FEATURES_FULL))
         else:
             p = self.cheap_probability(evidence)
-        if _same_picture(evidence):
+        if self.full is not None and _same_picture(evidence):  # (an expert's cosine threshold decides alone)
             p = max(p, SAME_PICTURE_P)
         evidence.copy_probability = p
         related = self.related_probability(evidence)
@@ -221,8 +221,9 @@ class Calibration:
         p = _logistic_rows(self.cheap, cheap)
         if self.full is not None and full is not None:
             p = np.where(geometry, _logistic_rows(self.full, full), p)
-        same = np.array([_same_picture(e) for e in evidence])
-        p = np.where(same, np.maximum(p, SAME_PICTURE_P), p)
+        if self.full is not None:
+            same = np.array([_same_picture(e) for e in evidence])
+            p = np.where(same, np.maximum(p, SAME_PICTURE_P), p)
         related = np.full(len(evidence), np.nan)
         if self.related is not None:
             related = _logistic_rows(self.related, cheap)

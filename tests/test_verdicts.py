@@ -313,3 +313,5 @@ def test_one_picture_by_its_hash_and_its_alignment_is_a_copy() -> None:
         assert judged.verdict == alone.verdict and judged.copy_probability == pytest.approx(alone.copy_probability, abs=1e-12)
     assert [e.verdict == "near" for e in together] == [True, False, False, False]
     assert together[0].copy_probability >= 0.95
+    expert = Calibration.fallback(0.9)  # an expert's cosine threshold decides alone
+    assert expert.judge(replace(blurred)).verdict != "near"
