@@ -102,12 +102,20 @@ class JobAccepted(Schema):
 
 
 class IndexJobCreate(Schema):
-    paths = fields.List(fields.String(validate=validate.Length(min=1, max=4096)), required=True,
-                        validate=validate.Length(min=1, max=1000),
+    paths = fields.List(fields.String(validate=validate.Length(min=1, max=4096)), load_default=list,
+                        validate=validate.Length(max=1000),
                         metadata={"description": "server paths (files or folders) under DINOSEEK_ALLOWED_ROOTS"})
+    uploads = fields.Boolean(load_default=False, metadata={
+        "description": "also the pictures uploaded to this collection (what refreshes their local features "
+                       "after an upgrade, as an index of a folder does for its files)"})
     prune = fields.Boolean(load_default=False)
     force = fields.Boolean(load_default=False, metadata={
         "description": "with prune: prune even when more than half of the paths' images are missing"})
+
+    @validates_schema
+    def _something_to_index(self, data, **_):
+        if not data.get("paths") and not data.get("uploads"):
+            raise ValidationError("give the server paths to index, uploads: true, or both", "paths")
 
 
 class Filters(Base):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from indexer.catalog.models import Image
 from indexer.catalog.names import check_collection_name
 from indexer.durable import replace_durably, sync_folder
-from indexer.errors import InvalidRequest, UnusableImage
+from indexer.errors import InvalidRequest, NotFound, UnusableImage
 from indexer.ingest.reading import FileStat, LoadedImage, decode_bytes, sha256_bytes
 from indexer.library import Library
 from model.preprocess import ImageDecodeError
@@ -57,7 +57,7 @@ def store_uploads(library: Library, collection_name: str, uploads: list[Upload])
     if not uploads:
         raise InvalidRequest("no files in the request: send one or more as multipart field 'files'")
     formats = [check_upload(u, library.settings.max_image_pixels) for u in uploads]
-    root = library.settings.home / "uploads" / collection_name
+    root = _uploads_root(library, collection_name)
     paths: list[str] = []
     for upload, fmt in zip(uploads, formats):
         digest = sha256_bytes(upload.data)
@@ -80,3 +80,17 @@ def store_uploads(library: Library, collection_name: str, uploads: list[Upload])
                 s.add(Image(collection_id=collection.id, path=path, status="pending", client_name=name or None))
                 known.add(path)
     return paths
+
+
+def uploaded_folder(library: Library, collection_name: str) -> Path:
+    """The folder of the pictures uploaded to the collection (an index job over it finds their
+    features again after an upgrade, as over any folder); ``NotFound`` when none were."""
+    check_collection_name(collection_name)
+    folder = _uploads_root(library, collection_name)
+    if not folder.is_dir():
+        raise NotFound(f"collection {collection_name!r} has no uploaded pictures")
+    return folder
+
+
+def _uploads_root(library: Library, collection_name: str) -> Path:
+    return library.settings.home / "uploads" / collection_name

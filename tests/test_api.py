@@ -262,6 +262,27 @@ def test_server_paths_only_under_the_allowed_roots(client, tmp_path) -> None:
     assert (job["status"], job["indexed"]) == ("succeeded", 2)
 
 
+def test_uploaded_pictures_are_indexed_again_on_request(client) -> None:
+    """A collection filled by uploads has no server folder to index: ``uploads: true`` indexes its
+    uploaded pictures, which finds features of an older extractor again (after an upgrade)
+    without embedding anything; a collection with no uploads, or a request naming nothing, is refused."""
+    from sqlalchemy import update
+
+    from indexer.catalog.models import ImageFeatures
+
+    first = _upload(client, "up", {f"{n}.jpg": _jpeg(skimage_photo(n)) for n in NAMES[:2]})
+    assert (first["status"], first["indexed"]) == ("succeeded", 2)
+    with client.application.extensions["dinoseek"].library.catalog.session() as s:
+        s.execute(update(ImageFeatures).values(extractor=1))  # as stored before an upgrade
+    response = client.post("/api/v1/collections/up/index-jobs", json={"uploads": True}, headers=RW)
+    assert response.status_code == 202, response.get_json()
+    job = _wait(client, response.get_json()["job"])
+    assert (job["status"], job["indexed"], job["skipped"], job["features_refreshed"]) == ("succeeded", 0, 2, 2)
+    assert "no uploaded pictures" in _error(client.post("/api/v1/collections/never/index-jobs", json={"uploads": True},
+                                                        headers=RW), 404)
+    assert "uploads: true" in _error(client.post("/api/v1/collections/up/index-jobs", json={}, headers=RW), 422)
+
+
 def test_request_size_limit(tmp_path, tiny_model) -> None:
     from api import create_app
 

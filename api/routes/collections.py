@@ -22,7 +22,7 @@ from indexer.collections import collection_counts, create_collection
 from indexer.ingest.roots import check_allowed_paths
 from indexer.jobs import create_index_job, create_reindex_job, job_json
 from indexer.models import model_file
-from indexer.uploads import Upload, store_uploads
+from indexer.uploads import Upload, store_uploads, uploaded_folder
 
 blp = Blueprint("collections", __name__, description="Collections and the images in them")
 
@@ -70,10 +70,14 @@ def upload_images(name: str):
 @blp.arguments(IndexJobCreate)
 @blp.response(202, JobAccepted)
 @blp.alt_response(403, schema=ErrorResponse, description="a path is outside DINOSEEK_ALLOWED_ROOTS")
+@blp.alt_response(404, schema=ErrorResponse, description="uploads asked for, and the collection has none")
 def create_index_job_route(body: dict, name: str):
-    """Index server paths (files or folders under DINOSEEK_ALLOWED_ROOTS); answers the job."""
+    """Index server paths (files or folders under DINOSEEK_ALLOWED_ROOTS) and, with ``uploads``,
+    the collection's uploaded pictures; answers the job."""
     context = ctx()
-    paths = check_allowed_paths(body["paths"], context.settings.allowed_roots)
+    paths = check_allowed_paths(body["paths"], context.settings.allowed_roots) if body["paths"] else []
+    if body["uploads"]:
+        paths.append(str(uploaded_folder(context.library, name)))
     job_id = create_index_job(context.library, name, paths, prune=body["prune"], force=body["force"],
                               chunk_size=context.settings.chunk_size)
     context.jobs.start(job_id)
