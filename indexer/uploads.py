@@ -93,4 +93,5 @@ def uploaded_folder(library: Library, collection_name: str) -> Path:
 
 
 def _uploads_root(library: Library, collection_name: str) -> Path:
+    """Where the collection's uploads are stored (``$DINOSEEK_HOME/uploads/<collection>``)."""
     return library.settings.home / "uploads" / collection_name

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
+from sqlalchemy import update
 
+from indexer.catalog.models import ImageFeatures
 from tests.support.photos import skimage_photo
 
 RW = {"Authorization": "Bearer rw-key-for-tests-0123"}
@@ -266,10 +268,6 @@ def test_uploaded_pictures_are_indexed_again_on_request(client) -> None:
     """A collection filled by uploads has no server folder to index: ``uploads: true`` indexes its
     uploaded pictures, which finds features of an older extractor again (after an upgrade)
     without embedding anything; a collection with no uploads, or a request naming nothing, is refused."""
-    from sqlalchemy import update
-
-    from indexer.catalog.models import ImageFeatures
-
     first = _upload(client, "up", {f"{n}.jpg": _jpeg(skimage_photo(n)) for n in NAMES[:2]})
     assert (first["status"], first["indexed"]) == ("succeeded", 2)
     with client.application.extensions["dinoseek"].library.catalog.session() as s:
