@@ -6,8 +6,8 @@ dominates both. A query's source is found by searching its content windows as qu
 (query/search.py); an indexed picture keeps keypoints of its largest window, found at the scale
 of the photo inside (ingest/local_features.py). A content rectangle is a
 connected region of pixels that are not the frame's background: the background is the few colours
-of the large flat areas that reach the picture's outline (borders, page, bars), so the photo
-inside stands out as one large component and text lines as thin ones, which are dropped.
+of the large flat areas that reach the picture's outline (borders, page, bars), with the blocks
+of text on them, so the photo inside stands out as one large component; thin lines left are dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ MAX_WINDOW_AREA = 0.9  # a rectangle nearly the whole picture adds nothing to th
 MAX_WINDOWS = 4
 SOLID_SHARE = 0.6  # rows or columns a component fills less than this share of its fullest one are trimmed
 OPENING = 15  # pixels (at WORK_SIDE): content thinner than this is text or lines, not a picture
+# a block of text: pixels whose TEXT_NEIGHBOURHOOD (at WORK_SIDE) is at least TEXT_DENSITY of a
+# background colour (within PAGE_TOLERANCE grey levels a channel) are the page, not content
+TEXT_NEIGHBOURHOOD = 9
+TEXT_DENSITY = 0.5
+PAGE_TOLERANCE = 8
 
 
 Window = tuple[float, float, float, float]  # x0, y0, x1, y1 as shares of the picture's width and height
@@ -86,8 +91,10 @@ def _solid_part(component: np.ndarray, x: int, y: int) -> tuple[int, int, int, i
 
 
 def _background_mask(rgb: np.ndarray) -> np.ndarray:
-    """Pixels of the frame's background colours: flat pixels whose quantised colour is one of the
-    most frequent among flat pixels, each covering at least MIN_FLAT_SHARE of the picture."""
+    """Pixels of the frame's background: for each of the most frequent colours of flat pixels
+    (covering at least MIN_FLAT_SHARE of the picture), its flat pixels and the pixels mostly of
+    it around (TEXT_DENSITY within TEXT_NEIGHBOURHOOD: lines of text on a page, whose gaps are too
+    narrow to be flat), where they reach the picture's outline through that colour."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     mean = cv2.blur(grey, (5, 5))
     deviation = np.sqrt(np.maximum(cv2.blur(grey * grey, (5, 5)) - mean * mean, 0.0))
@@ -95,14 +102,19 @@ def _background_mask(rgb: np.ndarray) -> np.ndarray:
     quantised = (rgb // COLOUR_STEP).astype(np.int32)
     codes = (quantised[..., 0] * 256 + quantised[..., 1]) * 256 + quantised[..., 2]
     flat_codes = codes[flat]
+    background = np.zeros(grey.shape, dtype=bool)
     if not len(flat_codes):
-        return np.zeros(grey.shape, dtype=bool)
+        return background
     values, counts = np.unique(flat_codes, return_counts=True)
     order = np.argsort(-counts)[:BACKGROUND_COLOURS]
-    chosen = values[order][counts[order] >= MIN_FLAT_SHARE * grey.size]
-    candidate = (flat & np.isin(codes, chosen)).astype(np.uint8)
-    # only the flat areas that reach the outline frame the picture: a photo's own flat wall or sky
-    # inside the frame is content even when it has the page's colour
-    count, labels = cv2.connectedComponents(candidate, connectivity=4)
-    outline = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return np.isin(labels, outline[outline > 0])
+    for code in values[order][counts[order] >= MIN_FLAT_SHARE * grey.size]:
+        flat_of_it = flat & (codes == code)
+        colour = np.array(cv2.mean(rgb, mask=flat_of_it.astype(np.uint8))[:3])
+        of_it = cv2.inRange(rgb, np.clip(colour - PAGE_TOLERANCE, 0, 255), np.clip(colour + PAGE_TOLERANCE, 0, 255))
+        dense = cv2.blur(of_it, (TEXT_NEIGHBOURHOOD, TEXT_NEIGHBOURHOOD)) >= TEXT_DENSITY * 255
+        # each colour reaches the outline through itself: a photo's dark corner beside a coloured
+        # border is not joined to the frame by the border
+        count, labels = cv2.connectedComponents((flat_of_it | dense).astype(np.uint8), connectivity=4)
+        outline = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        background |= np.isin(labels, outline[outline > 0])
+    return background
