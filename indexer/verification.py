@@ -27,6 +27,10 @@ VERIFY_SIDE = 320  # long side, in pixels, the keypoints are found at
 KEYPOINTS = 400
 MIN_MATCHES = 8
 MIN_ALIGNING_INLIERS = 12  # inliers a homography needs to count as evidence (fewer agree by chance)
+# a homography whose inliers lie on two frames (``frame_matches``) but for fewer than
+# MIN_ALIGNING_INLIERS is evidence only where what the frames hold correlates at least this well
+# once aligned (``window_correlation``): then the "frames" were a photo's own flat parts, taken for borders
+FRAMES_CORRELATION = 0.42
 # a picture with fewer keypoints (a thumbnail, a blurred or flat picture) cannot show a copy's
 # MIN_ALIGNING_INLIERS: no inliers between it and a picture rich in them say nothing (``too_few_keypoints``)
 MIN_TELLING_KEYPOINTS = 32
@@ -69,6 +73,9 @@ class Keypoints:
     mirror: Keypoints | None = None  # those of the mirror image, once found (mirrored_keypoints)
     prefix: np.ndarray | None = None  # the descriptors' first 64 bits as uint64, once found (descriptor_prefixes)
     grey_jpeg: bytes | None = None  # stored keypoints: the grey levels as a JPEG, decoded when first needed
+    # a framed picture's content window (x0, y0, x1, y1, shares of the sides): the photo inside a
+    # screenshot or borders; what lies outside it is the frame (``frame_matches``)
+    window: tuple[float, float, float, float] | None = None
 
     @property
     def grey(self) -> np.ndarray | None:
@@ -244,6 +251,10 @@ def verify(a: Keypoints, b: Keypoints, mirrored: bool = False) -> Geometry:
     if count < MIN_ALIGNING_INLIERS:  # a handful of chance matches agree with some homography: no evidence
         return Geometry(len(pairs), count, 0.0, 0.0, mirrored)
     aligned = h is not None and a.grey is not None and b.grey is not None
+    held = count - int(frame_matches(a, b, pairs[inliers]).sum())  # inliers not on both frames
+    if aligned and held < MIN_ALIGNING_INLIERS and window_correlation(a, b.grey, h) < FRAMES_CORRELATION:
+        # the frames align (one app's bars and buttons), what they hold does not: no evidence
+        return Geometry(len(pairs), held, 0.0, 0.0, mirrored)
     agreement = aligned_agreement(a.grey, b.grey, h) if aligned else 0.0
     return Geometry(len(pairs), count, count / len(pairs), count / fewest, mirrored, agreement, h if aligned else None)
 
@@ -286,6 +297,29 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
         return agreeing
     matched = matched_sharpness(ref, warped, valid)
     return agreeing if matched is None else _agreeing_share(blocks(matched[0]), blocks(matched[1]), valid)
+
+
+def window_correlation(a: Keypoints, b: np.ndarray, h: np.ndarray) -> float:
+    """The correlation (ZNCC) of a's grey levels inside its window with b's (grey levels) warped
+    onto them by ``h``, both blurred as ``aligned_agreement`` blurs them: near 1 where the two
+    hold one picture there, near 0 where they hold different ones; 0 where they do not overlap."""
+    width, height = a.width, a.height
+    x0, y0, x1, y1 = a.window
+    box = (slice(round(y0 * height), round(y1 * height)), slice(round(x0 * width), round(x1 * width)))
+    try:
+        inverse = np.linalg.inv(h)
+    except np.linalg.LinAlgError:
+        return 0.0
+    blurred = cv2.GaussianBlur(b.astype(np.float32), (0, 0), AGREEMENT_SIGMA)
+    warped = cv2.warpPerspective(blurred, inverse, (width, height), flags=cv2.INTER_LINEAR)[box]
+    inside = cv2.warpPerspective(np.ones_like(b, dtype=np.uint8), inverse, (width, height),
+                                 flags=cv2.INTER_NEAREST)[box].astype(bool)
+    ref = cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), AGREEMENT_SIGMA)[box]
+    if inside.sum() < BLOCK * BLOCK:
+        return 0.0
+    ra, rb = ref[inside] - ref[inside].mean(), warped[inside] - warped[inside].mean()
+    energy = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / energy) if energy > 0 else 0.0
 
 
 def _agreeing_share(ra: np.ndarray, rb: np.ndarray, valid: np.ndarray) -> float:
@@ -363,11 +397,29 @@ def _local_scale(h: np.ndarray, x: float, y: float) -> float:
     return float(np.sqrt(det))
 
 
+def frame_matches(a: Keypoints, b: Keypoints, pairs: np.ndarray) -> np.ndarray:
+    """Which matched (a, b) pairs join two frames: both keypoints outside their framed pictures'
+    content windows. Two screenshots of one app share its bars, buttons and text at the same
+    places whatever photos they show; such matches say the frames are alike, not the pictures."""
+    if a.window is None or b.window is None or not len(pairs):
+        return np.zeros(len(pairs), dtype=bool)
+    return _outside(a, a.points[pairs[:, 0]]) & _outside(b, b.points[pairs[:, 1]])
+
+
+def _outside(points: Keypoints, xy: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = points.window
+    x, y = xy[:, 0] / points.width, xy[:, 1] / points.height
+    return (x < x0) | (x > x1) | (y < y0) | (y > y1)
+
+
 def mirrored_keypoints(points: Keypoints) -> Keypoints:
     """Keypoints of the mirror image, found anew on the mirrored grey levels (a mirrored copy
     keeps no ORB descriptor of the original); found once per ``points``, kept with them."""
     if points.mirror is None:
         points.mirror = orb_keypoints(np.ascontiguousarray(points.grey[:, ::-1]), cv2.ORB_create(nfeatures=KEYPOINTS))
+        if points.window is not None:
+            x0, y0, x1, y1 = points.window
+            points.mirror.window = (1.0 - x1, y0, 1.0 - x0, y1)
     return points.mirror
 
 

@@ -18,13 +18,18 @@ from indexer import verification
 from indexer.catalog.models import Image as Row
 from indexer.catalog.models import ImageFeatures
 from indexer.duplicates import find_duplicates, geometry
+from indexer.duplicates.check import check_picture
 from indexer.duplicates.scan import pair_judge
+from indexer.framing import content_windows
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
+from indexer.ingest.phash import perceptual_hash
 from indexer.ingest.reading import read_image
 from indexer.jobs import index_paths, job_json
 from indexer.jobs.chunks import ChunkRun
 from indexer.library import Library
+from indexer.query import embed_pictures
+from indexer.query.verified import query_keypoints
 from indexer.verdicts import calibration_for
 from indexer.verification import keypoints, verify_keypoints, verify_pictures
 from tests.support.photos import skimage_photo
@@ -103,6 +108,96 @@ def test_a_framed_picture_keeps_keypoints_of_the_photo_inside(photos) -> None:
         whole = verification.orb_keypoints(verification.grey_levels(photos[name]),
                                            cv2.ORB_create(nfeatures=verification.KEYPOINTS))
         np.testing.assert_array_equal(local_features.extract(photos[name]).descriptors, whole.descriptors)
+
+
+WORDS = "photo shared likes comments follow trip summer view all reply news today".split()
+
+
+def _in_an_app(picture: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    """The picture across a phone app's screen, the same bar, avatar, buttons and lines of text
+    around it whatever it shows, and where it lies (shares of the sides)."""
+    canvas = Image.new("RGB", (720, 1500), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 720, 56), fill=(34, 34, 34))
+    draw.text((20, 12), "9:41", fill=(250, 250, 250), font_size=28)
+    draw.ellipse((16, 76, 80, 140), fill=(200, 80, 60))
+    draw.text((100, 92), "traveller shared a photo", fill=(40, 40, 40), font_size=28)
+    photo = picture.resize((680, round(680 * picture.height / picture.width)))
+    canvas.paste(photo, (20, 160))
+    y = 180 + photo.height
+    for i in range(3):
+        draw.ellipse((20 + 68 * i, y, 68 + 68 * i, y + 48), outline=(40, 40, 40), width=4)
+    for row in range((1460 - y - 70) // 36):
+        draw.text((20, y + 70 + 36 * row), " ".join(WORDS[(5 * row + k) % len(WORDS)] for k in range(6)),
+                  fill=(40, 40, 40), font_size=26)
+    return canvas, (20 / 720, 160 / 1500, 700 / 720, (160 + photo.height) / 1500)
+
+
+def test_screenshots_of_one_app_match_by_what_they_show_not_by_the_app(photos) -> None:
+    """A photo across a phone app with lines of text below it: its content window is the photo,
+    not the photo and the text, and it is stored with the features. Screenshots of two different
+    photos in that app share the bar, buttons and text, where their keypoints align (70 and more
+    inliers without the windows); with them, matches between the two frames are no evidence and
+    the pair has none. A photo and its screenshot still verify, and so do a photo and a copy both
+    taken for framed, where what the "frames" hold agrees."""
+    shots = {name: _in_an_app(photos[name]) for name in ("coffee", "chelsea", "rocket")}
+    stored = {}
+    for name, (shot, truth) in shots.items():
+        window = local_features.framed_window(shot)
+        assert window is not None and np.allclose(window, truth, atol=0.03), (name, window, truth)
+        stored[name] = local_features.decode(local_features.encode(local_features.extract(shot)))
+        assert np.allclose(stored[name].window, window, atol=0.01)
+        assert np.allclose(query_keypoints(shot, content_windows(shot)).window, window)  # a search's query: the same
+    for a, b in (("coffee", "chelsea"), ("chelsea", "rocket"), ("rocket", "coffee")):
+        assert verify_keypoints(stored[a], stored[b]).inliers < 12, (a, b)
+        as_frames = verify_keypoints(replace(stored[a], window=None), replace(stored[b], window=None))
+        assert as_frames.inliers >= 50, (a, b)  # what the windows take away
+    for name in shots:
+        found = verify_keypoints(local_features.extract(photos[name]), stored[name])
+        assert found.inliers >= 50 and found.agreement >= 0.8, name
+    # a photo and its copy, each given a window that is no frame: the matches outside it are the photo's
+    photo, copy = local_features.extract(photos["chelsea"]), keypoints(_copies(photos["chelsea"])["captioned"])
+    photo.window = copy.window = (0.3, 0.3, 0.5, 0.5)
+    assert (verify_keypoints(photo, copy).inliers >= 50)
+
+
+def test_a_duplicate_check_of_a_screenshot_finds_its_photo_not_the_app(tmp_path) -> None:
+    """A check finds the query's keypoints as indexing stores them, window and all: a screenshot
+    of the rocket checked against a library of other photos and their screenshots in the same
+    app finds nothing, where the app's frame alone would have matched; a screenshot of the coffee
+    finds the coffee's screenshot, near."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for name in ("coffee", "chelsea", "astronaut"):
+        skimage_photo(name).save(folder / f"{name}.jpg", quality=90)
+        _in_an_app(skimage_photo(name))[0].save(folder / f"{name}_app.jpg", quality=90)
+    settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
+                       vector_backend="faiss", model=None)
+    library = Library(settings)
+    try:
+        assert index_paths(library, "lib", [folder]).indexed == 6
+        found = {}
+        for name in ("rocket", "coffee"):
+            shot = _in_an_app(skimage_photo(name))[0]
+            larger = shot.copy()
+            larger.thumbnail((verification.VERIFY_SIDE, verification.VERIFY_SIDE))
+            _, matches = check_picture(library, "lib", larger, embed_pictures(library, [shot]), perceptual_hash(shot))
+            found[name] = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
+    finally:
+        library.close()
+    assert found["rocket"] == {}
+    assert found["coffee"].get("coffee_app.jpg") == "near"
+
+
+def test_features_stored_before_windows_are_read_without_one(photos) -> None:
+    """Bytes of the first format (no window) still decode, with the same keypoints."""
+    found = local_features.extract(photos["coffee"])
+    data = local_features.encode(found)
+    header = len(local_features.MAGIC) + local_features.HEADER.size
+    first = local_features.FIRST_MAGIC + data[len(local_features.MAGIC):header] + data[header + local_features.WINDOW.size:]
+    back = local_features.decode(first)
+    assert back.window is None
+    np.testing.assert_array_equal(back.descriptors, local_features.decode(data).descriptors)
 
 
 def test_every_way_of_matching_gives_the_mutual_nearest_patches_that_pass_the_ratio_test(photos, monkeypatch) -> None:

@@ -17,13 +17,14 @@ from sqlalchemy import select
 from indexer.background import collection_panel
 from indexer.catalog.models import Image
 from indexer.duplicates.judging import calibration, check_threshold, judge_pair, picture_cache
+from indexer.ingest import local_features
 from indexer.ingest.phash import hash_similarity, perceptual_hash
 from indexer.ingest.reading import LoadedImage
 from indexer.library import Library
 from indexer.query import SearchFilters, SearchHit, check_k, embed_pictures, open_for_query, search_vectors
 from indexer.uploads import Upload, decode_upload
 from indexer.verdicts import PairEvidence, normalise
-from indexer.verification import VERIFY_SIDE, keypoints
+from indexer.verification import VERIFY_SIDE
 
 TIER_ORDER = {"exact": 0, "near": 1, "similar": 2}
 
@@ -100,7 +101,7 @@ def check_picture(library: Library, collection_name: str, picture: PILImage.Imag
         def pictures(hit=hit):
             nonlocal query_points
             if query_points is None:
-                query_points = keypoints(picture)
+                query_points = local_features.extract(picture)  # as the picture would be stored
             return cache.get(hit.image_id, hit.path), query_points
 
         judge_pair(cal, evidence, pictures)

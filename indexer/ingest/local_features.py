@@ -6,8 +6,11 @@ photo inside it) and those grey levels as a JPEG, for the photometric check. Sto
 (``image_features``), so duplicate scans and checks verify candidates without reading a file.
 Encoded as one byte string:
 
-    b"DSLF1" | width, height, keypoints: uint16 x 3 | positions: uint16 (n, 2) in 1/16 pixel |
+    b"DSLF2" | width, height, keypoints: uint16 x 3 | content window x0, y0, x1, y1: uint16 x 4
+    in pixels (all 0: not framed) | positions: uint16 (n, 2) in 1/16 pixel |
     descriptors: uint8 (n, 32) | grey levels: JPEG
+
+(b"DSLF1", the first format, has no window.)
 
 About 36 bytes a keypoint (400 at most) and the grey levels: 21.6 kB a picture on average (photos-1k).
 """
@@ -24,12 +27,15 @@ from PIL import Image
 from indexer.framing import Window, content_windows, crop_windows
 from indexer.verification import KEYPOINTS, Keypoints, grey_levels, orb_keypoints
 
-MAGIC = b"DSLF1"
+MAGIC = b"DSLF2"
+FIRST_MAGIC = b"DSLF1"  # without the window
 # what ``extract`` finds, by version (kept beside the stored bytes): 1, whole-picture keypoints only;
-# 2, a framed picture's partly on its window. Features of an older version are found again by the
-# next index of their collection (docs/INDEXING.md).
-EXTRACTOR = 2
+# 2, a framed picture's partly on its window; 3, windows that leave out text blocks, and kept
+# with the keypoints. Features of an older version are found again by the next index of their
+# collection (docs/INDEXING.md).
+EXTRACTOR = 3
 HEADER = struct.Struct("<HHH")
+WINDOW = struct.Struct("<HHHH")
 SUBPIXELS = 16  # positions are kept to 1/16 pixel: far below RANSAC's 2-pixel residual
 WINDOW_KEYPOINTS = 140  # of KEYPOINTS, found on a framed picture's content window (docs/BENCHMARKS.md)
 MAX_WINDOW_AREA = 0.6  # share of the picture: a window larger than this is not a framed photo's
@@ -68,7 +74,7 @@ def extract(picture: Image.Image) -> Keypoints:
 def prepare(picture: Image.Image) -> Prepared:
     """The first half of ``extract``, the half that needs the picture itself."""
     grey = grey_levels(picture)
-    window = framed_window(picture) if flat_outline(grey) >= FRAMED_OUTLINE else None
+    window = framed_window(picture, grey)
     if window is None:
         return Prepared(grey)
     return Prepared(grey, window, grey_levels(crop_windows(picture, [window])[0]))
@@ -84,8 +90,10 @@ def detect(prepared: Prepared) -> Keypoints:
     x0, y0, x1, y1 = prepared.window
     scale = np.array([(x1 - x0) * grey.shape[1] / inner.width, (y1 - y0) * grey.shape[0] / inner.height], dtype=np.float32)
     placed = inner.points * scale + np.array([x0 * grey.shape[1], y0 * grey.shape[0]], dtype=np.float32)
+    height, width = grey.shape
     return Keypoints(np.vstack([whole.points, placed]).astype(np.float32),
-                     np.vstack([whole.descriptors, inner.descriptors]), grey.shape[1], grey.shape[0], grey)
+                     np.vstack([whole.descriptors, inner.descriptors]), width, height, grey,
+                     window=_as_shares(_in_pixels(prepared.window, width, height), width, height))  # as stored
 
 
 def flat_outline(grey: np.ndarray) -> float:
@@ -99,12 +107,18 @@ def flat_outline(grey: np.ndarray) -> float:
     return float(np.concatenate(flat).mean())
 
 
-def framed_window(picture: Image.Image) -> Window | None:
-    """The largest content window of a picture in a frame (framing.content_windows), if it covers
-    at most MAX_WINDOW_AREA of it: a larger one is most of a plain photo, whose flat edge looked
-    like a border, and its own keypoints already cover it."""
-    windows = [w for w in content_windows(picture) if (w[2] - w[0]) * (w[3] - w[1]) <= MAX_WINDOW_AREA]
-    return windows[0] if windows else None
+def framed_window(picture: Image.Image, grey: np.ndarray | None = None,
+                  windows: list[Window] | None = None) -> Window | None:
+    """The largest content window of a picture in a frame: looked for only where its outline is
+    flat enough for a frame, and kept if it covers at most MAX_WINDOW_AREA of it: a larger one is
+    most of a plain photo, whose flat edge looked like a border, and its own keypoints already
+    cover it. ``grey`` (its grey levels at VERIFY_SIDE) and ``windows`` (its content windows,
+    framing.content_windows) are what the caller already found of the picture."""
+    if flat_outline(grey_levels(picture) if grey is None else grey) < FRAMED_OUTLINE:
+        return None
+    small = [w for w in (content_windows(picture) if windows is None else windows)
+             if (w[2] - w[0]) * (w[3] - w[1]) <= MAX_WINDOW_AREA]
+    return small[0] if small else None
 
 
 def encode(points: Keypoints) -> bytes:
@@ -116,16 +130,20 @@ def encode(points: Keypoints) -> bytes:
     ok, grey = cv2.imencode(".jpg", points.grey, [cv2.IMWRITE_JPEG_QUALITY, GREY_QUALITY])
     if not ok:
         raise FeaturesError("the grey levels could not be encoded")
-    return (MAGIC + HEADER.pack(points.width, points.height, n) + fixed.tobytes()
+    window = (0, 0, 0, 0) if points.window is None else _in_pixels(points.window, points.width, points.height)
+    return (MAGIC + HEADER.pack(points.width, points.height, n) + WINDOW.pack(*window) + fixed.tobytes()
             + np.ascontiguousarray(points.descriptors, dtype=np.uint8).tobytes() + grey.tobytes())
 
 
 def decode(data: bytes) -> Keypoints:
-    """Stored bytes back to keypoints, with their grey levels."""
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + HEADER.size:
+    """Stored bytes back to keypoints, with their grey levels (and content window, if any)."""
+    first = data.startswith(FIRST_MAGIC)
+    header = len(MAGIC) + HEADER.size + (0 if first else WINDOW.size)
+    if not (first or data.startswith(MAGIC)) or len(data) < header:
         raise FeaturesError("not stored local features (no dinoseek header)")
     width, height, n = HEADER.unpack_from(data, len(MAGIC))
-    start = len(MAGIC) + HEADER.size
+    window = None if first else WINDOW.unpack_from(data, len(MAGIC) + HEADER.size)
+    start = header
     points_end = start + 4 * n
     descriptors_end = points_end + 32 * n
     if len(data) <= descriptors_end:
@@ -135,4 +153,17 @@ def decode(data: bytes) -> Keypoints:
     grey = data[descriptors_end:]
     if not (grey.startswith(b"\xff\xd8") and grey.endswith(b"\xff\xd9")):
         raise FeaturesError("the stored grey levels are not a whole JPEG")
-    return Keypoints(points, descriptors, width, height, grey_jpeg=grey)  # decoded when first needed
+    return Keypoints(points, descriptors, width, height, grey_jpeg=grey,  # decoded when first needed
+                     window=_as_shares(window, width, height) if window and any(window) else None)
+
+
+def _in_pixels(window: Window, width: int, height: int) -> tuple[int, int, int, int]:
+    """A window in whole pixels of a picture ``width`` x ``height``, as stored."""
+    x0, y0, x1, y1 = window
+    return round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height)
+
+
+def _as_shares(pixels: tuple[int, int, int, int], width: int, height: int) -> Window:
+    """A stored window as shares of the picture's sides, as Keypoints keep it."""
+    x0, y0, x1, y1 = pixels
+    return x0 / width, y0 / height, x1 / width, y1 / height

@@ -209,7 +209,7 @@ def search_picture(library: Library, collection_name: str, query: QueryPicture, 
         collection, stores = open_for_query(library, s, collection_name)
         if not verify:
             return _search_in(s, collection, stores, vectors[:1], k, threshold, [set()], [exclude_path], filters)[0]
-        verified = VerifiedQuery(query_keypoints(query.larger), query.width, query.height,
+        verified = VerifiedQuery(query_keypoints(query.larger, windows), query.width, query.height,
                                  perceptual_hash(query.as_indexed))
         return _verified(library, s, collection, stores, verified, vectors, k, threshold, filters, set(), exclude_path,
                          verify_top)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import ImageFeatures
 from indexer.errors import InvalidRequest
+from indexer.framing import Window
 from indexer.ingest import local_features
 from indexer.ingest.phash import hash_similarity
 from indexer.verdicts import Calibration, PairEvidence
@@ -91,10 +92,13 @@ def check_verify_top(value: int) -> int:
     return value
 
 
-def query_keypoints(picture: PILImage.Image) -> Keypoints:
+def query_keypoints(picture: PILImage.Image, windows: list[Window]) -> Keypoints:
     """The query's keypoints at QUERY_SIDE: more of them than an indexed picture keeps, so the
-    photo inside a frame still holds enough."""
-    return orb_keypoints(grey_levels(picture, QUERY_SIDE), cv2.ORB_create(nfeatures=QUERY_KEYPOINTS))
+    photo inside a frame still holds enough; with its frame's window (from its content
+    ``windows``), as an indexed picture keeps it, so its frame matches no other frame."""
+    points = orb_keypoints(grey_levels(picture, QUERY_SIDE), cv2.ORB_create(nfeatures=QUERY_KEYPOINTS))
+    points.window = local_features.framed_window(picture, grey_levels(picture), windows)
+    return points
 
 
 class StoredKeypoints(Mapping[int, Keypoints]):
