@@ -3,7 +3,6 @@ and how an uploaded query picture is embedded (here, or on a gpu worker)."""
 
 from __future__ import annotations
 
-import numpy as np
 from flask import request
 from marshmallow import ValidationError
 from werkzeug.datastructures import FileStorage
@@ -11,9 +10,8 @@ from werkzeug.datastructures import FileStorage
 from api.context import ctx
 from api.errors import ApiError
 from api.schemas import SearchParams
-from indexer.ingest.reading import LoadedImage
-from indexer.query import QueryPicture, SearchFilters, ViewEmbedder, embed_pictures, upload_query
-from indexer.uploads import Upload, decode_upload
+from indexer.query import QueryPicture, SearchFilters, ViewEmbedder, upload_query
+from indexer.uploads import Upload
 
 
 def parse_query() -> tuple[dict, FileStorage | None]:
@@ -64,16 +62,3 @@ def view_embedder(upload: Upload) -> ViewEmbedder | None:
     if context.settings.query_embedding != "gpu" or not upload.data:
         return None
     return lambda windows: context.jobs.embed_query(upload.data, upload.filename, windows)
-
-
-def embed_upload(upload: Upload, loaded: LoadedImage | None = None) -> np.ndarray:
-    """The descriptor of an uploaded query picture, decoded exactly as indexing decodes files
-    (``loaded``: that decoded picture, when the caller has it): embedded in this process, or on a
-    gpu worker with ``DINOSEEK_QUERY_EMBEDDING=gpu``."""
-    context = ctx()
-    library = context.library
-    if context.settings.query_embedding == "gpu" and upload.data:
-        return context.jobs.embed_query(upload.data, upload.filename)
-    if loaded is None:
-        loaded = decode_upload(upload, library.settings.max_image_pixels, target_long_side=library.embedder.image_size)
-    return embed_pictures(library, [loaded.image])

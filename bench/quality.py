@@ -282,6 +282,61 @@ def product_similarity(refs: list[Path], queries, verify: bool, verify_top: int)
     return sim, times
 
 
+def check_report(args) -> None:
+    """Duplicate checks as the product serves them (``check_upload``): the held-out refs indexed,
+    each query sent as a JPEG upload; per family, the share whose source is judged ``near`` and
+    the queries (a distractor's included) that judged any other ref ``near`` or ``similar``."""
+    import io
+    import tempfile
+    import time
+
+    from dinoseek.settings import load_settings
+    from indexer.duplicates import check_upload
+    from indexer.jobs import index_paths
+    from indexer.library import Library
+    from indexer.uploads import Upload
+
+    split = held_out(args.photos)
+    refs, distractors = split[:150], split[150:]
+    queries = build_queries(refs, distractors)
+    if args.families:
+        queries = [q for q in queries if q[0] in args.families.split(",")]
+    found: dict[str, list[bool]] = {}
+    wrong: dict[str, list[bool]] = {}
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "refs"
+        folder.mkdir()
+        for f in refs:
+            (folder / f.name).symlink_to(f.resolve())
+        settings = replace(load_settings(), home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/c.db",
+                           vector_backend="faiss")
+        library = Library(settings)
+        try:
+            index_paths(library, "bench", [folder], follow_symlinks=True)
+            for family, picture, source in queries:
+                buffer = io.BytesIO()
+                picture.convert("RGB").save(buffer, "JPEG", quality=90)
+                started = time.perf_counter()
+                _, matches = check_upload(library, "bench", Upload("query.jpg", buffer.getvalue()))
+                times.append(time.perf_counter() - started)
+                names = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
+                own = refs[source].name if source >= 0 else None
+                if own is not None:
+                    found.setdefault(family, []).append(names.get(own) in ("near", "exact"))
+                wrong.setdefault(family, []).append(any(n != own for n in names))
+        finally:
+            library.close()
+    print(f"{len(refs)} indexed photos, {len(queries)} checks; p50 {1000 * np.median(times):.0f} ms, "
+          f"p99 {1000 * np.percentile(times, 99):.0f} ms\n")
+    print("| family | source judged near | checks with another photo near or similar |")
+    print("|---|---|---|")
+    for family in found:
+        print(f"| {family} | {np.mean(found[family]):.2f} | {np.mean(wrong[family]):.3f} |")
+    every = [x for v in found.values() for x in v]
+    print(f"| all | {np.mean(every):.3f} | {np.mean([x for v in wrong.values() for x in v]):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=Path, default=PHOTOS)
@@ -297,9 +352,14 @@ def main() -> None:
                         help="measure search as the product serves it: descriptor order and verified (no other methods)")
     parser.add_argument("--verify-top", type=int, default=40,
                         help="with --product: descriptor candidates verified (the product's default)")
-    parser.add_argument("--families", help="with --product: comma-separated edit families (default all)")
+    parser.add_argument("--families", help="with --product or --checks: comma-separated edit families (default all)")
     parser.add_argument("--verified-only", action="store_true", help="with --product: skip the descriptor order")
+    parser.add_argument("--checks", action="store_true",
+                        help="measure duplicate checks as the product serves them (families as --product)")
     args = parser.parse_args()
+    if args.checks:
+        check_report(args)
+        return
     if args.product:
         product_report(args)
         return

@@ -4,6 +4,7 @@ image file. Collections indexed before are filled in by the next ``index``, with
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,17 +19,16 @@ from indexer import verification
 from indexer.catalog.models import Image as Row
 from indexer.catalog.models import ImageFeatures
 from indexer.duplicates import find_duplicates, geometry
-from indexer.duplicates.check import check_picture
+from indexer.duplicates.check import check_upload
 from indexer.duplicates.scan import pair_judge
 from indexer.framing import content_windows
 from indexer.ingest import local_features
 from indexer.ingest.local_features import FeaturesError
-from indexer.ingest.phash import perceptual_hash
 from indexer.ingest.reading import read_image
 from indexer.jobs import index_paths, job_json
 from indexer.jobs.chunks import ChunkRun
 from indexer.library import Library
-from indexer.query import embed_pictures
+from indexer.uploads import Upload
 from indexer.query.verified import query_keypoints
 from indexer.verdicts import calibration_for
 from indexer.verification import keypoints, verify_keypoints, verify_pictures
@@ -161,11 +161,13 @@ def test_screenshots_of_one_app_match_by_what_they_show_not_by_the_app(photos) -
     assert (verify_keypoints(photo, copy).inliers >= 50)
 
 
-def test_a_duplicate_check_of_a_screenshot_finds_its_photo_not_the_app(tmp_path) -> None:
-    """A check finds the query's keypoints as indexing stores them, window and all: a screenshot
-    of the rocket checked against a library of other photos and their screenshots in the same
-    app finds nothing, where the app's frame alone would have matched; a screenshot of the coffee
-    finds the coffee's screenshot, near."""
+def test_a_duplicate_check_finds_a_framed_copys_photo_and_never_the_apps_other_screenshots(tmp_path) -> None:
+    """A check searches the query's content windows too and verifies what they find, on the
+    query's keypoints as indexing would store them, window and all. The astronaut small in a
+    frame (its descriptor's cosine to the photo is below zero) is a near copy of the astronaut; a
+    screenshot of the coffee is one of the coffee and of its screenshot; a screenshot of the
+    rocket, in the app whose screenshots of other photos are indexed, is a copy of nothing,
+    where the app's frame alone made one of it before."""
     folder = tmp_path / "lib"
     folder.mkdir()
     for name in ("coffee", "chelsea", "astronaut"):
@@ -174,19 +176,22 @@ def test_a_duplicate_check_of_a_screenshot_finds_its_photo_not_the_app(tmp_path)
     settings = replace(load_settings({}), home=tmp_path / "home", database_url=f"sqlite:///{tmp_path}/c.db",
                        vector_backend="faiss", model=None)
     library = Library(settings)
+    queries = {"framed astronaut": _framed(skimage_photo("astronaut")),
+               "rocket in the app": _in_an_app(skimage_photo("rocket"))[0],
+               "coffee in the app": _in_an_app(skimage_photo("coffee"))[0]}
     try:
         assert index_paths(library, "lib", [folder]).indexed == 6
         found = {}
-        for name in ("rocket", "coffee"):
-            shot = _in_an_app(skimage_photo(name))[0]
-            larger = shot.copy()
-            larger.thumbnail((verification.VERIFY_SIDE, verification.VERIFY_SIDE))
-            _, matches = check_picture(library, "lib", larger, embed_pictures(library, [shot]), perceptual_hash(shot))
+        for name, query in queries.items():
+            buffer = io.BytesIO()
+            query.save(buffer, "JPEG", quality=80)  # not the indexed bytes: a copy, not the same file
+            _, matches = check_upload(library, "lib", Upload(f"{name}.jpg", buffer.getvalue()))
             found[name] = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
     finally:
         library.close()
-    assert found["rocket"] == {}
-    assert found["coffee"].get("coffee_app.jpg") == "near"
+    assert found["framed astronaut"].get("astronaut.jpg") == "near", found
+    assert found["rocket in the app"] == {}, found
+    assert found["coffee in the app"].get("coffee_app.jpg") == "near" and found["coffee in the app"].get("coffee.jpg") == "near", found
 
 
 def test_features_stored_before_windows_are_read_without_one(photos) -> None:

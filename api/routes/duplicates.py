@@ -9,7 +9,7 @@ from api.auth import reads
 from api.concurrency import limited
 from api.context import ctx
 from api.errors import ApiError
-from api.query_params import embed_upload, filters_of, parse_query, upload_of
+from api.query_params import filters_of, parse_query, upload_of, view_embedder
 from api.schemas import DuplicateScan, ErrorResponse, GroupPage, GroupQuery, JobAccepted, Matches, SearchUpload
 from indexer.duplicates import check_upload, list_groups
 from indexer.jobs import create_duplicates_job, job_json
@@ -32,8 +32,9 @@ def check(name: str):
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "send the picture as multipart/form-data field 'image'")
     params, picture = parse_query()
-    model, matches = check_upload(ctx().library, name, upload_of(picture), params["k"], params["threshold"],
-                                  filters_of(params), embed=embed_upload)
+    upload = upload_of(picture)
+    model, matches = check_upload(ctx().library, name, upload, params["k"], params["threshold"], filters_of(params),
+                                  embed=view_embedder(upload))
     return {"threshold": params["threshold"], "verdict_model": model, "matches": [m.to_json() for m in matches]}
 
 

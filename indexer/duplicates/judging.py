@@ -89,9 +89,10 @@ class PictureCache:
         return local_features.extract(picture)
 
 
-def judge_pair(cal: Calibration, evidence: PairEvidence, geometry) -> PairEvidence:
-    """Verify geometrically when the cheap evidence leaves the verdict open, then judge."""
-    if cal.wants_geometry(evidence):
+def judge_pair(cal: Calibration, evidence: PairEvidence, geometry, always: bool = False) -> PairEvidence:
+    """Verify geometrically when the cheap evidence leaves the verdict open (or ``always``: a
+    candidate the descriptor cannot judge, found through a content window), then judge."""
+    if always or cal.wants_geometry(evidence):
         left, right = geometry()
         if left is not None and right is not None:
             evidence.geometry = verify_keypoints(left, right)

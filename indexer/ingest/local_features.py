@@ -63,18 +63,19 @@ class Prepared:
     window_grey: np.ndarray | None = None
 
 
-def extract(picture: Image.Image) -> Keypoints:
+def extract(picture: Image.Image, windows: list[Window] | None = None) -> Keypoints:
     """The picture's keypoints as verification computes them, on its grey levels at VERIFY_SIDE. A
     framed picture (``framed_window``) gets WINDOW_KEYPOINTS of them from the photo inside,
     found on that window at VERIFY_SIDE: at the photo's own scale, where the frame's text and
-    buttons would otherwise take most of them and its copies match few."""
-    return detect(prepare(picture))
+    buttons would otherwise take most of them and its copies match few. ``windows``: the picture's
+    content windows, when the caller already found them."""
+    return detect(prepare(picture, windows))
 
 
-def prepare(picture: Image.Image) -> Prepared:
+def prepare(picture: Image.Image, windows: list[Window] | None = None) -> Prepared:
     """The first half of ``extract``, the half that needs the picture itself."""
     grey = grey_levels(picture)
-    window = framed_window(picture, grey)
+    window = framed_window(picture, grey, windows)
     if window is None:
         return Prepared(grey)
     return Prepared(grey, window, grey_levels(crop_windows(picture, [window])[0]))

@@ -8,6 +8,7 @@ from indexer.query.opening import open_for_query, read_query_file
 from indexer.query.regions import RegionQuery, region_by_id, search_region, search_region_files
 from indexer.query.search import (
     MAX_K,
+    WINDOW_CANDIDATES,
     QueryPicture,
     QueryResult,
     SearchFilters,
@@ -23,7 +24,7 @@ from indexer.query.search import (
 )
 from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence
 
-__all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
+__all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "WINDOW_CANDIDATES", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
            "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "compare_images", "content_windows",
            "crop_windows",
            "embed_pictures", "open_for_query", "parse_box", "read_query_file", "region_by_id",
