@@ -14,6 +14,7 @@ Methods: a random-initialised backbone, any checkpoints given (default: the ship
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 from dataclasses import replace
@@ -245,14 +246,37 @@ def product_similarity(refs: list[Path], queries, verify: bool, verify_top: int)
     file. Returns a (Q, R) matrix that orders each query's results as the product does (verified
     copies at 2 + their copy probability, the rest at their cosine, unreturned refs at -inf) and
     each query's latency in seconds."""
-    import tempfile
     import time
+
+    from indexer.query import search_picture
+    from indexer.query.search import read_query
+
+    with indexed(refs) as (library, tmp):
+        column = {p.name: i for i, p in enumerate(refs)}
+        sim = np.full((len(queries), len(refs)), -np.inf, dtype=np.float32)
+        times = []
+        for q, (_, picture, _) in enumerate(queries):
+            path = tmp / "query.png"
+            picture.save(path)
+            started = time.perf_counter()
+            hits = search_picture(library, "bench", read_query(library, path), k=10, verify=verify,
+                                  verify_top=verify_top)
+            times.append(time.perf_counter() - started)
+            for h in hits:
+                verified = h.evidence is not None and h.evidence.verdict == "copy"
+                sim[q, column[Path(h.path).name]] = 2.0 + h.evidence.copy_probability if verified else h.score
+    return sim, times
+
+
+@contextlib.contextmanager
+def indexed(refs: list[Path]):
+    """The refs indexed into an embedded library (SQLite, FAISS) with the configured model, in a
+    temporary folder: (the library, the folder)."""
+    import tempfile
 
     from dinoseek.settings import load_settings
     from indexer.jobs import index_paths
     from indexer.library import Library
-    from indexer.query import search_picture
-    from indexer.query.search import read_query
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "refs"
@@ -264,22 +288,9 @@ def product_similarity(refs: list[Path], queries, verify: bool, verify_top: int)
         library = Library(settings)
         try:
             index_paths(library, "bench", [folder], follow_symlinks=True)
-            column = {p.name: i for i, p in enumerate(refs)}
-            sim = np.full((len(queries), len(refs)), -np.inf, dtype=np.float32)
-            times = []
-            for q, (_, picture, _) in enumerate(queries):
-                path = Path(tmp) / "query.png"
-                picture.save(path)
-                started = time.perf_counter()
-                hits = search_picture(library, "bench", read_query(library, path), k=10, verify=verify,
-                                      verify_top=verify_top)
-                times.append(time.perf_counter() - started)
-                for h in hits:
-                    verified = h.evidence is not None and h.evidence.verdict == "copy"
-                    sim[q, column[Path(h.path).name]] = 2.0 + h.evidence.copy_probability if verified else h.score
+            yield library, Path(tmp)
         finally:
             library.close()
-    return sim, times
 
 
 def check_report(args) -> None:
@@ -287,13 +298,9 @@ def check_report(args) -> None:
     each query sent as a JPEG upload; per family, the share whose source is judged ``near`` and
     the queries (a distractor's included) that judged any other ref ``near`` or ``similar``."""
     import io
-    import tempfile
     import time
 
-    from dinoseek.settings import load_settings
     from indexer.duplicates import check_upload
-    from indexer.jobs import index_paths
-    from indexer.library import Library
     from indexer.uploads import Upload
 
     split = held_out(args.photos)
@@ -304,29 +311,18 @@ def check_report(args) -> None:
     found: dict[str, list[bool]] = {}
     wrong: dict[str, list[bool]] = {}
     times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "refs"
-        folder.mkdir()
-        for f in refs:
-            (folder / f.name).symlink_to(f.resolve())
-        settings = replace(load_settings(), home=Path(tmp) / "home", database_url=f"sqlite:///{tmp}/c.db",
-                           vector_backend="faiss")
-        library = Library(settings)
-        try:
-            index_paths(library, "bench", [folder], follow_symlinks=True)
-            for family, picture, source in queries:
-                buffer = io.BytesIO()
-                picture.convert("RGB").save(buffer, "JPEG", quality=90)
-                started = time.perf_counter()
-                _, matches = check_upload(library, "bench", Upload("query.jpg", buffer.getvalue()))
-                times.append(time.perf_counter() - started)
-                names = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
-                own = refs[source].name if source >= 0 else None
-                if own is not None:
-                    found.setdefault(family, []).append(names.get(own) in ("near", "exact"))
-                wrong.setdefault(family, []).append(any(n != own for n in names))
-        finally:
-            library.close()
+    with indexed(refs) as (library, _):
+        for family, picture, source in queries:
+            buffer = io.BytesIO()
+            picture.convert("RGB").save(buffer, "JPEG", quality=90)
+            started = time.perf_counter()
+            _, matches = check_upload(library, "bench", Upload("query.jpg", buffer.getvalue()))
+            times.append(time.perf_counter() - started)
+            names = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
+            own = refs[source].name if source >= 0 else None
+            if own is not None:
+                found.setdefault(family, []).append(names.get(own) in ("near", "exact"))
+            wrong.setdefault(family, []).append(any(n != own for n in names))
     print(f"{len(refs)} indexed photos, {len(queries)} checks; p50 {1000 * np.median(times):.0f} ms, "
           f"p99 {1000 * np.percentile(times, 99):.0f} ms\n")
     print("| family | source judged near | checks with another photo near or similar |")
