@@ -24,9 +24,8 @@ from indexer.query.search import (
 )
 from indexer.query.verified import MAX_VERIFY_TOP, VERIFY_TOP, CopyEvidence
 
-__all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "WINDOW_CANDIDATES", "CopyEvidence", "QueryPicture", "QueryResult", "RegionQuery",
-           "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "compare_images", "content_windows",
-           "crop_windows",
-           "embed_pictures", "open_for_query", "parse_box", "read_query_file", "region_by_id",
-           "search_by_id", "search_files", "search_picture", "search_region", "search_region_files", "search_vectors",
-           "upload_query"]
+__all__ = ["MAX_K", "MAX_VERIFY_TOP", "VERIFY_TOP", "WINDOW_CANDIDATES", "CopyEvidence", "QueryPicture", "QueryResult",
+           "RegionQuery", "SearchFilters", "SearchHit", "ViewEmbedder", "check_box", "check_k", "compare_images",
+           "content_windows", "crop_windows", "embed_pictures", "open_for_query", "parse_box", "read_query_file",
+           "region_by_id", "search_by_id", "search_files", "search_picture", "search_region", "search_region_files",
+           "search_vectors", "upload_query"]
