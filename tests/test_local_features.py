@@ -161,13 +161,15 @@ def test_screenshots_of_one_app_match_by_what_they_show_not_by_the_app(photos) -
     assert (verify_keypoints(photo, copy).inliers >= 50)
 
 
-def test_a_duplicate_check_finds_a_framed_copys_photo_and_never_the_apps_other_screenshots(tmp_path) -> None:
+def test_checks_and_scans_find_framed_copies_and_never_join_an_apps_screenshots(tmp_path) -> None:
     """A check searches the query's content windows too and verifies what they find, on the
     query's keypoints as indexing would store them, window and all. The astronaut small in a
     frame (its descriptor's cosine to the photo is below zero) is a near copy of the astronaut; a
     screenshot of the coffee is one of the coffee and of its screenshot; a screenshot of the
     rocket, in the app whose screenshots of other photos are indexed, is a copy of nothing,
-    where the app's frame alone made one of it before."""
+    where the app's frame alone made one of it before. A scan of the library (its stored windows,
+    verified in the geometry processes) puts each photo with its screenshot and no two photos
+    together."""
     folder = tmp_path / "lib"
     folder.mkdir()
     for name in ("coffee", "chelsea", "astronaut"):
@@ -187,8 +189,10 @@ def test_a_duplicate_check_finds_a_framed_copys_photo_and_never_the_apps_other_s
             query.save(buffer, "JPEG", quality=80)  # not the indexed bytes: a copy, not the same file
             _, matches = check_upload(library, "lib", Upload(f"{name}.jpg", buffer.getvalue()))
             found[name] = {Path(m.hit.path).name: m.evidence.verdict for m in matches}
+        groups = sorted(sorted(Path(p).stem for p in g.paths) for g in find_duplicates(library, "lib", save=False))
     finally:
         library.close()
+    assert groups == [[name, f"{name}_app"] for name in ("astronaut", "chelsea", "coffee")], groups
     assert found["framed astronaut"].get("astronaut.jpg") == "near", found
     assert found["rocket in the app"] == {}, found
     assert found["coffee in the app"].get("coffee_app.jpg") == "near" and found["coffee in the app"].get("coffee.jpg") == "near", found
