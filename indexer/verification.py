@@ -274,15 +274,11 @@ def aligned_agreement(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
         ref = cv2.resize(small, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
     # compared below the finest detail, which blur, noise and re-encoding take from a copy too
     ref = cv2.GaussianBlur(ref, (0, 0), AGREEMENT_SIGMA)
-    b = cv2.GaussianBlur(b.astype(np.float32), (0, 0), AGREEMENT_SIGMA)
-    try:
-        inverse = np.linalg.inv(h)
-    except np.linalg.LinAlgError:
-        return 0.0
-    size = (a.shape[1], a.shape[0])
     # the overlap's edge continued outward, not black: a false edge would count as fine detail
-    warped = cv2.warpPerspective(b, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = cv2.warpPerspective(np.ones_like(b, dtype=np.uint8), inverse, size, flags=cv2.INTER_NEAREST)
+    back = _warped_back(b, h, (a.shape[1], a.shape[0]), cv2.BORDER_REPLICATE)
+    if back is None:
+        return 0.0
+    warped, inside = back
     rows, cols = a.shape[0] // BLOCK, a.shape[1] // BLOCK
     if rows == 0 or cols == 0:
         return 0.0
@@ -306,20 +302,30 @@ def window_correlation(a: Keypoints, b: np.ndarray, h: np.ndarray) -> float:
     width, height = a.width, a.height
     x0, y0, x1, y1 = a.window
     box = (slice(round(y0 * height), round(y1 * height)), slice(round(x0 * width), round(x1 * width)))
-    try:
-        inverse = np.linalg.inv(h)
-    except np.linalg.LinAlgError:
+    back = _warped_back(b, h, (width, height), cv2.BORDER_CONSTANT)
+    if back is None:
         return 0.0
-    blurred = cv2.GaussianBlur(b.astype(np.float32), (0, 0), AGREEMENT_SIGMA)
-    warped = cv2.warpPerspective(blurred, inverse, (width, height), flags=cv2.INTER_LINEAR)[box]
-    inside = cv2.warpPerspective(np.ones_like(b, dtype=np.uint8), inverse, (width, height),
-                                 flags=cv2.INTER_NEAREST)[box].astype(bool)
+    warped, inside = back[0][box], back[1][box].astype(bool)
     ref = cv2.GaussianBlur(a.grey.astype(np.float32), (0, 0), AGREEMENT_SIGMA)[box]
     if inside.sum() < BLOCK * BLOCK:
         return 0.0
     ra, rb = ref[inside] - ref[inside].mean(), warped[inside] - warped[inside].mean()
     energy = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
     return float((ra * rb).sum() / energy) if energy > 0 else 0.0
+
+
+def _warped_back(b: np.ndarray, h: np.ndarray, size: tuple[int, int],
+                 border: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """b's grey levels blurred by AGREEMENT_SIGMA and warped back onto the first picture's pixels
+    (``size``) by the inverse of ``h``, and the mask of where b lands there; None for a singular h."""
+    try:
+        inverse = np.linalg.inv(h)
+    except np.linalg.LinAlgError:
+        return None
+    blurred = cv2.GaussianBlur(b.astype(np.float32), (0, 0), AGREEMENT_SIGMA)
+    warped = cv2.warpPerspective(blurred, inverse, size, flags=cv2.INTER_LINEAR, borderMode=border)
+    inside = cv2.warpPerspective(np.ones_like(b, dtype=np.uint8), inverse, size, flags=cv2.INTER_NEAREST)
+    return warped, inside
 
 
 def _agreeing_share(ra: np.ndarray, rb: np.ndarray, valid: np.ndarray) -> float:

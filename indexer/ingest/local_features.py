@@ -89,9 +89,9 @@ def detect(prepared: Prepared) -> Keypoints:
     whole = orb_keypoints(grey, cv2.ORB_create(nfeatures=KEYPOINTS - WINDOW_KEYPOINTS))
     inner = orb_keypoints(prepared.window_grey, cv2.ORB_create(nfeatures=WINDOW_KEYPOINTS))
     x0, y0, x1, y1 = prepared.window
-    scale = np.array([(x1 - x0) * grey.shape[1] / inner.width, (y1 - y0) * grey.shape[0] / inner.height], dtype=np.float32)
-    placed = inner.points * scale + np.array([x0 * grey.shape[1], y0 * grey.shape[0]], dtype=np.float32)
     height, width = grey.shape
+    scale = np.array([(x1 - x0) * width / inner.width, (y1 - y0) * height / inner.height], dtype=np.float32)
+    placed = inner.points * scale + np.array([x0 * width, y0 * height], dtype=np.float32)
     return Keypoints(np.vstack([whole.points, placed]).astype(np.float32),
                      np.vstack([whole.descriptors, inner.descriptors]), width, height, grey,
                      window=_as_shares(_in_pixels(prepared.window, width, height), width, height))  # as stored

@@ -97,7 +97,7 @@ def query_keypoints(picture: PILImage.Image, windows: list[Window]) -> Keypoints
     photo inside a frame still holds enough; with its frame's window (from its content
     ``windows``), as an indexed picture keeps it, so its frame matches no other frame."""
     points = orb_keypoints(grey_levels(picture, QUERY_SIDE), cv2.ORB_create(nfeatures=QUERY_KEYPOINTS))
-    points.window = local_features.framed_window(picture, grey_levels(picture), windows)
+    points.window = local_features.framed_window(picture, windows=windows)
     return points
 
 
